@@ -1,0 +1,229 @@
+r"""Encoding observations into input spike probabilities (DESIGN.md section 3).
+
+An encoder is two choices:
+
+- a **feature map** from one observation to values ``f`` in ``[0, 1]``, one per input
+  neuron: ``normalized`` (one neuron per dimension, ``(x - low)/(high - low)``),
+  ``population`` (``M`` Gaussian receptive fields per dimension,
+  ``f = exp(-((x - c_m)/width)^2 / 2)``), ``onehot`` (``Discrete`` observations) or
+  ``tile`` (a ``Discrete`` grid position, one neuron per tile of a chosen size);
+- a **temporal code** over ``T`` steps: ``rate`` (Bernoulli with ``p = p_max f`` every
+  step) or ``time`` (latency: one spike at ``t = round((1 - f)(T - 1))``, earlier for
+  larger values, none when ``f < f_min``).
+
+Bounds for the Box features come from a finite observation space, else from a given
+range (the env's YAML), else from running statistics (``mean +- n_std * std``). Values
+outside the bounds are clipped; NaN or inf is a ``ValueError`` naming the dimension.
+"""
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+FEATURES = ("normalized", "population", "onehot", "tile")
+CODES = ("rate", "time")
+
+
+class RunningStats:
+    """Per-dimension running mean and variance (Chan et al. parallel update)."""
+
+    def __init__(self, dim: int):
+        self.count = 0.0
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros(dim)
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean = x.mean(0)
+        m2 = ((x - mean) ** 2).sum(0)
+        delta = mean - self.mean
+        total = self.count + n
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / max(self.count, 1.0)) + 1e-8
+
+    def state_dict(self) -> dict:
+        return {"count": np.array(self.count), "mean": self.mean.copy(), "m2": self.m2.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = float(state["count"])
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self.m2 = np.array(state["m2"], dtype=np.float64)
+
+
+def check_finite(obs: np.ndarray, what: str = "observation") -> None:
+    """Raise ``ValueError`` naming the first non-finite dimension of ``obs`` ``(B, d)``."""
+    bad = ~np.isfinite(obs)
+    if bad.any():
+        row, dim = np.argwhere(bad)[0]
+        raise ValueError(f"{what} has a non-finite value {obs[row, dim]!r} in dimension {dim} (batch row {row})")
+
+
+class Encoder:
+    """Observation -> input spike probabilities ``(B, n_inputs, T)``.
+
+    Args:
+        space: the observation space (``Box`` for normalized/population; ``Discrete`` for
+            onehot/tile).
+        features: one of ``normalized``, ``population``, ``onehot``, ``tile``.
+        code: ``rate`` or ``time``.
+        T: presentation length in steps (``>= 1``).
+        p_max: spike probability of a fully active input neuron under rate coding.
+        n_fields: receptive fields per dimension (population).
+        width: field width in units of the spacing between centres (population).
+        low, high: bounds per dimension that replace infinite space bounds.
+        n_std: running-statistics bounds are ``mean +- n_std * std``.
+        grid_shape, tile: for ``tile``: the grid ``(rows, cols)`` of the ``Discrete``
+            index ``row * cols + col``, and the tile size ``(h, w)``.
+        f_min: under time coding, features below this do not spike.
+    """
+
+    def __init__(
+        self,
+        space: spaces.Space,
+        *,
+        features: str = "population",
+        code: str = "rate",
+        T: int = 8,
+        p_max: float = 0.9,
+        n_fields: int = 8,
+        width: float = 1.0,
+        low=None,
+        high=None,
+        n_std: float = 3.0,
+        grid_shape=None,
+        tile=(1, 1),
+        f_min: float = 0.05,
+    ):
+        if features not in FEATURES:
+            raise ValueError(f"unknown encoder features {features!r}; expected one of {FEATURES}")
+        if code not in CODES:
+            raise ValueError(f"unknown encoder code {code!r}; expected one of {CODES}")
+        if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+            raise ValueError(f"T (presentation length) must be an integer >= 1, got {T!r}")
+        if not 0 < p_max <= 1:
+            raise ValueError(f"p_max must be in (0, 1], got {p_max!r}")
+        self.space, self.features, self.code, self.T, self.p_max = space, features, code, int(T), float(p_max)
+        self.f_min = float(f_min)
+        if features in ("normalized", "population"):
+            if not isinstance(space, spaces.Box):
+                raise ValueError(f"encoder features {features!r} need a Box observation space, got {space}")
+            self.obs_dim = int(np.prod(space.shape))
+            lo = np.asarray(space.low, dtype=np.float64).ravel()
+            hi = np.asarray(space.high, dtype=np.float64).ravel()
+            if low is not None:
+                lo = self._given(low, "low", lo)
+            if high is not None:
+                hi = self._given(high, "high", hi)
+            self.fixed_low, self.fixed_high = lo, hi
+            self.fixed = np.isfinite(lo) & np.isfinite(hi)
+            if np.any(self.fixed & (hi <= lo)):
+                raise ValueError(f"encoder bounds: high must exceed low in every dimension, got low={lo}, high={hi}")
+            self.n_std = float(n_std)
+            self.stats = RunningStats(self.obs_dim)
+            if features == "population":
+                if isinstance(n_fields, bool) or not isinstance(n_fields, (int, np.integer)) or n_fields < 2:
+                    raise ValueError(f"n_fields must be an integer >= 2, got {n_fields!r}")
+                if not width > 0:
+                    raise ValueError(f"width must be > 0, got {width!r}")
+                self.n_fields, self.width = int(n_fields), float(width)
+                self.n_inputs = self.obs_dim * self.n_fields
+            else:
+                self.n_inputs = self.obs_dim
+        else:
+            if not isinstance(space, spaces.Discrete):
+                raise ValueError(f"encoder features {features!r} need a Discrete observation space, got {space}")
+            self.n_states = int(space.n)
+            self.obs_dim = 1
+            if features == "onehot":
+                self.n_inputs = self.n_states
+                self.tile_of = np.arange(self.n_states)
+            else:
+                if grid_shape is None or len(grid_shape) != 2:
+                    raise ValueError("tile features need grid_shape=(rows, cols)")
+                rows, cols = map(int, grid_shape)
+                if rows * cols != self.n_states:
+                    raise ValueError(f"grid_shape {grid_shape} has {rows * cols} cells but the space has {self.n_states} states")
+                th, tw = map(int, tile)
+                if th < 1 or tw < 1:
+                    raise ValueError(f"tile must be two integers >= 1, got {tile}")
+                per_row = -(-cols // tw)
+                idx = np.arange(self.n_states)
+                self.tile_of = (idx // cols) // th * per_row + (idx % cols) // tw
+                self.n_inputs = int(-(-rows // th) * per_row)
+
+    def _given(self, value, name, default):
+        arr = np.asarray(value, dtype=np.float64).ravel()
+        if arr.shape != default.shape:
+            raise ValueError(f"encoder {name} must have {default.size} values (one per observation dimension), got {arr.size}")
+        return np.where(np.isfinite(arr), arr, default)
+
+    # -- bounds ------------------------------------------------------------------------
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current ``(low, high)``: fixed where known, running statistics elsewhere."""
+        mean, spread = self.stats.mean, self.n_std * self.stats.std
+        low = np.where(self.fixed, self.fixed_low, mean - spread)
+        high = np.where(self.fixed, self.fixed_high, mean + spread)
+        return low, high
+
+    def update(self, obs: np.ndarray) -> None:
+        """Update running statistics with a batch of observations (no-op when all bounds are fixed)."""
+        if self.features in ("normalized", "population") and not self.fixed.all():
+            self.stats.update(self._flat(obs))
+
+    def _flat(self, obs) -> np.ndarray:
+        obs = np.asarray(obs)
+        if self.features in ("onehot", "tile"):
+            arr = obs.reshape(-1).astype(np.int64)
+            if np.any((arr < 0) | (arr >= self.n_states)):
+                raise ValueError(f"observation out of the Discrete({self.n_states}) space: {arr}")
+            return arr
+        shape = self.space.shape
+        if obs.shape == shape:
+            obs = obs[None]
+        if obs.shape[1:] != shape:
+            raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
+        flat = obs.reshape(obs.shape[0], -1).astype(np.float64)
+        check_finite(flat)
+        return flat
+
+    # -- encode --------------------------------------------------------------------------
+    def features_of(self, obs) -> np.ndarray:
+        """Feature values in ``[0, 1]``, ``(B, n_inputs)``."""
+        x = self._flat(obs)
+        if self.features in ("onehot", "tile"):
+            f = np.zeros((x.shape[0], self.n_inputs))
+            f[np.arange(x.shape[0]), self.tile_of[x]] = 1.0
+            return f
+        low, high = self.bounds()
+        z = (np.clip(x, low, high) - low) / (high - low)
+        if self.features == "normalized":
+            return z
+        centres = np.linspace(0.0, 1.0, self.n_fields)
+        width = self.width / (self.n_fields - 1)
+        f = np.exp(-0.5 * ((z[:, :, None] - centres[None, None, :]) / width) ** 2)
+        return f.reshape(x.shape[0], -1)
+
+    def __call__(self, obs) -> np.ndarray:
+        """Input spike probabilities ``(B, n_inputs, T)``."""
+        f = self.features_of(obs)
+        if self.code == "rate":
+            return np.repeat((self.p_max * f)[:, :, None], self.T, axis=2)
+        p = np.zeros((f.shape[0], self.n_inputs, self.T))
+        t = np.rint((1.0 - f) * (self.T - 1)).astype(np.int64)
+        b, j = np.nonzero(f >= self.f_min)
+        p[b, j, t[b, j]] = 1.0
+        return p
+
+    def state_dict(self) -> dict:
+        return self.stats.state_dict() if hasattr(self, "stats") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if hasattr(self, "stats") and state:
+            self.stats.load_state_dict(state)

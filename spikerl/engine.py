@@ -1,0 +1,376 @@
+r"""One decision of a batch of GLM spiking networks, compiled with numba.
+
+For each of ``B`` independent network states (one per environment) the kernel runs
+``t = 0..T-1``:
+
+1. input neuron ``j`` spikes with probability ``p_in[b, j, t]`` (the encoder's output);
+2. every other neuron computes ``u_{i,t} = drive_{i,t} + gamma_i`` and spikes with
+   probability ``sigmoid(u_{i,t})`` (or iff ``u > 0`` when ``deterministic``);
+3. with the first-to-spike decoder the decision ends at the first step ``t*`` at which an
+   output neuron spikes (ties uniform; no spike by ``T`` -> uniform action, flagged);
+4. spikes at ``t`` are pushed, event by event, into the future drive of their targets:
+   ``drive_{i,t+1+d} += sum_k w_{i,j,k} a_k(d)`` and, for self-feedback,
+   ``drive_{i,t+1+d} += sum_k v_{i,k} b_k(d)``. Work is spikes x fan-out x bases x memory.
+
+In the same call (``learn=True``) it accumulates, for ``t <= t*`` (DESIGN.md section 5),
+
+    e_{i,j,k} = sum_t (s_{i,t} - sigmoid(u_{i,t})) xbar_{j,k,t}
+    e_{v,i,k} = sum_t (s_{i,t} - sigmoid(u_{i,t})) ybar_{i,k,t}
+    e_{gamma,i} = sum_t (s_{i,t} - sigmoid(u_{i,t}))
+    l = sum_t sum_{o in outputs} log p(s_{o,t} | u_{o,t})
+
+event-driven as well: the error of each post-synaptic neuron is filtered backwards by the
+kernel once (``F_{i,k,t'} = sum_d a_k(d) err_{i,t'+1+d}``), then every pre-synaptic spike at
+``t'`` adds ``F_{post,k,t'}`` to its synapses. That is exactly ``sum_t err_t xbar_t``.
+
+Random numbers are drawn outside the kernel from an explicit ``numpy.random.Generator``
+(same seed, same decisions, bit for bit); the kernel never draws.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._numba import njit
+from .kernels import check_bank
+from .network import GLMParams, Topology, check_params
+
+FIRST_TO_SPIKE = 0
+RATE = 1
+DECODERS = {"first_to_spike": FIRST_TO_SPIKE, "rate": RATE}
+
+
+class Decisions(NamedTuple):
+    """What one batched call returns. Shapes use ``B`` (batch), ``N`` neurons, ``T`` steps,
+    ``S`` synapses, ``K``/``Kb`` feedforward/feedback bases.
+
+    Attributes:
+        action: ``(B,)`` int64 chosen output index.
+        t_star: ``(B,)`` int64 last simulated step (0-based); latency is ``t_star + 1`` steps.
+        no_spike: ``(B,)`` bool, True when no output spiked and the action was drawn uniformly.
+        spikes: ``(B, 3)`` int64 spikes of input, hidden and output neurons up to ``t_star``.
+        sops: ``(B,)`` int64 synaptic operations (each spike x fan-out x bases accumulates).
+        ll_out: ``(B,)`` learning signal: log-likelihood of the output spikes.
+        ll_hid: ``(B,)`` log-likelihood of the hidden spikes.
+        raster: ``(B, N, T)`` uint8 spikes (zero after ``t_star``).
+        potential: ``(B, N, T)`` float64 membrane potentials (zero for inputs and after ``t_star``).
+        ew, ev, eg: eligibilities ``(B, S, K)``, ``(B, N, Kb)``, ``(B, N)``; ``None`` unless ``learn``.
+    """
+
+    action: np.ndarray
+    t_star: np.ndarray
+    no_spike: np.ndarray
+    spikes: np.ndarray
+    sops: np.ndarray
+    ll_out: np.ndarray
+    ll_hid: np.ndarray
+    raster: np.ndarray
+    potential: np.ndarray
+    ew: np.ndarray | None
+    ev: np.ndarray | None
+    eg: np.ndarray | None
+
+
+@njit
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + np.exp(-x))
+    z = np.exp(x)
+    return z / (1.0 + z)
+
+
+@njit
+def _log_sigmoid(x):
+    # log(sigmoid(x)) = -softplus(-x), stable for any finite x
+    if x >= 0.0:
+        return -np.log1p(np.exp(-x))
+    return x - np.log1p(np.exp(x))
+
+
+@njit
+def _kernel(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+            n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b,
+            drive, filt_a, filt_b, phase,
+            raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_hid, ew, ev, eg):
+    B, N, T = raster.shape
+    K, D = a.shape
+    Kb, Db = b.shape
+    out0 = n_in + n_hid
+    for bi in range(B):
+        drive[:, :] = 0.0
+        raster[bi] = 0
+        potential[bi] = 0.0
+        phase[:] = 0.5
+        n_sops = 0
+        last = T - 1
+        for t in range(T):
+            for j in range(n_in):
+                p = p_in[bi, j, t]
+                if use_clamp and clamp[bi, j, t] >= 0:
+                    raster[bi, j, t] = 1 if clamp[bi, j, t] > 0 else 0
+                elif deterministic:
+                    phase[j] += p
+                    if phase[j] >= 1.0:
+                        phase[j] -= 1.0
+                        raster[bi, j, t] = 1
+                elif rand[bi, j, t] < p:
+                    raster[bi, j, t] = 1
+            any_out = False
+            for i in range(n_in, N):
+                ui = drive[i, t] + gamma[i]
+                potential[bi, i, t] = ui
+                if use_clamp and clamp[bi, i, t] >= 0:
+                    s = clamp[bi, i, t] > 0
+                elif deterministic:
+                    s = ui > 0.0
+                else:
+                    s = rand[bi, i, t] < _sigmoid(ui)
+                if s:
+                    raster[bi, i, t] = 1
+                    if i >= out0:
+                        any_out = True
+            if (decoder == 0 and any_out) or t == T - 1:
+                last = t
+                break
+            horizon = T - 1 - t
+            for j in range(N):
+                if raster[bi, j, t] == 0:
+                    continue
+                n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    syn = pre_syn[q]
+                    i = post[syn]
+                    for k in range(K):
+                        wk = w[syn, k]
+                        for d in range(min(D, horizon)):
+                            drive[i, t + 1 + d] += wk * a[k, d]
+                if j >= n_in:
+                    for k in range(Kb):
+                        vk = v[j, k]
+                        for d in range(min(Db, horizon)):
+                            drive[j, t + 1 + d] += vk * b[k, d]
+        t_star[bi] = last
+        sops[bi] = n_sops
+
+        # --- decode --------------------------------------------------------------
+        n_first = 0
+        best = -1
+        best_u = -np.inf
+        if decoder == 0:
+            for o in range(n_out):
+                if raster[bi, out0 + o, last]:
+                    n_first += 1
+        else:
+            top = 0
+            for o in range(n_out):
+                c = 0
+                for t in range(last + 1):
+                    c += raster[bi, out0 + o, t]
+                if c > top:
+                    top = c
+                    n_first = 1
+                elif c == top and c > 0:
+                    n_first += 1
+        if n_first > 0:
+            pick = min(int(tie[bi] * n_first), n_first - 1)
+            seen = 0
+            for o in range(n_out):
+                if decoder == 0:
+                    hit = raster[bi, out0 + o, last] == 1
+                else:
+                    c = 0
+                    for t in range(last + 1):
+                        c += raster[bi, out0 + o, t]
+                    hit = c == top
+                if not hit:
+                    continue
+                if deterministic:
+                    peak = -np.inf
+                    for t in range(last + 1):
+                        peak = max(peak, potential[bi, out0 + o, t])
+                    if peak > best_u:
+                        best_u = peak
+                        best = o
+                elif seen == pick:
+                    best = o
+                seen += 1
+            no_spike[bi] = False
+        else:
+            no_spike[bi] = True
+            if deterministic:
+                for o in range(n_out):
+                    peak = -np.inf
+                    for t in range(last + 1):
+                        peak = max(peak, potential[bi, out0 + o, t])
+                    if peak > best_u:
+                        best_u = peak
+                        best = o
+            else:
+                best = min(int(tie[bi] * n_out), n_out - 1)
+        action[bi] = best
+
+        # --- counters and learning signal ---------------------------------------------
+        c_in = 0
+        c_hid = 0
+        c_out = 0
+        l_hid = 0.0
+        l_out = 0.0
+        for i in range(N):
+            for t in range(last + 1):
+                s = raster[bi, i, t]
+                if i < n_in:
+                    c_in += s
+                    continue
+                ui = potential[bi, i, t]
+                lp = _log_sigmoid(ui) if s else _log_sigmoid(-ui)
+                if i < out0:
+                    c_hid += s
+                    l_hid += lp
+                else:
+                    c_out += s
+                    l_out += lp
+        spikes[bi, 0] = c_in
+        spikes[bi, 1] = c_hid
+        spikes[bi, 2] = c_out
+        ll_out[bi] = l_out
+        ll_hid[bi] = l_hid
+        if not learn:
+            continue
+
+        # --- eligibilities, event-driven ---------------------------------------------
+        # drive is reused as the post-synaptic error err_{i,t} = s - sigmoid(u)
+        for i in range(n_in, N):
+            acc = 0.0
+            for t in range(last + 1):
+                e = raster[bi, i, t] - _sigmoid(potential[bi, i, t])
+                drive[i, t] = e
+                acc += e
+            eg[bi, i] = acc
+        for i in range(n_in, N):
+            for tp in range(last):
+                span = last - tp
+                for k in range(K):
+                    acc = 0.0
+                    for d in range(min(D, span)):
+                        acc += a[k, d] * drive[i, tp + 1 + d]
+                    filt_a[i, k, tp] = acc
+                for k in range(Kb):
+                    acc = 0.0
+                    for d in range(min(Db, span)):
+                        acc += b[k, d] * drive[i, tp + 1 + d]
+                    filt_b[i, k, tp] = acc
+        ew[bi] = 0.0
+        ev[bi] = 0.0
+        for j in range(N):
+            for tp in range(last):
+                if raster[bi, j, tp] == 0:
+                    continue
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    syn = pre_syn[q]
+                    i = post[syn]
+                    for k in range(K):
+                        ew[bi, syn, k] += filt_a[i, k, tp]
+                if j >= n_in:
+                    for k in range(Kb):
+                        ev[bi, j, k] += filt_b[j, k, tp]
+
+
+def _as_batch(name, arr, shape_tail, dtype):
+    arr = np.asarray(arr)
+    if arr.ndim != 1 + len(shape_tail) or arr.shape[1:] != shape_tail:
+        raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape_tail))}), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def decide(
+    topo: Topology,
+    params: GLMParams,
+    ff_kernel: np.ndarray,
+    fb_kernel: np.ndarray,
+    p_in: np.ndarray,
+    *,
+    rng: np.random.Generator | None = None,
+    uniforms: np.ndarray | None = None,
+    tie: np.ndarray | None = None,
+    deterministic: bool = False,
+    decoder: str = "first_to_spike",
+    learn: bool = False,
+    clamp: np.ndarray | None = None,
+) -> Decisions:
+    """Run one decision for a batch of ``B`` network states.
+
+    Args:
+        topo, params, ff_kernel, fb_kernel: the network (see :mod:`spikerl.network`).
+        p_in: ``(B, n_in, T)`` input spike probabilities in ``[0, 1]`` (from an encoder);
+            ``T`` is the presentation length.
+        rng: the generator that draws the random numbers (unless ``uniforms``/``tie`` given).
+        uniforms: ``(B, N, T)`` uniforms in ``[0, 1)`` used for every spike draw.
+        tie: ``(B,)`` uniforms used to break ties / draw the action when no output spikes.
+        deterministic: threshold network (spike iff ``u > 0``; inputs fire regularly at
+            rate ``p_in``); ties go to the output with the highest peak potential.
+        decoder: ``"first_to_spike"`` (stop at the first output spike) or ``"rate"``
+            (run all ``T`` steps, argmax of output spike counts).
+        learn: also return eligibilities.
+        clamp: optional ``(B, N, T)`` int8; entries ``0``/``1`` force a neuron's spike
+            (teacher forcing; input neurons included), ``-1`` leaves it free.
+    """
+    a = check_bank(ff_kernel, "ff_kernel")
+    b = check_bank(fb_kernel, "fb_kernel")
+    params = check_params(topo, params, a, b)
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
+    p_in = np.asarray(p_in)
+    if p_in.ndim != 3 or p_in.shape[1] != topo.n_in or p_in.shape[2] < 1:
+        raise ValueError(f"p_in must have shape (B, n_in={topo.n_in}, T>=1), got {p_in.shape}")
+    p_in = np.ascontiguousarray(p_in, dtype=np.float64)
+    if not np.all((p_in >= 0) & (p_in <= 1)):
+        raise ValueError("p_in must hold probabilities in [0, 1]")
+    B, _, T = p_in.shape
+    N = topo.n_neurons
+    if uniforms is None or tie is None:
+        if rng is None:
+            raise ValueError("decide needs rng (a numpy Generator) or both uniforms and tie")
+        if uniforms is None:
+            uniforms = rng.random((B, N, T))
+        if tie is None:
+            tie = rng.random(B)
+    uniforms = _as_batch("uniforms", uniforms, (N, T), np.float64)
+    tie = _as_batch("tie", tie, (), np.float64)
+    if uniforms.shape[0] != B or tie.shape[0] != B:
+        raise ValueError(f"uniforms and tie must have batch size B={B}")
+    if clamp is None:
+        clamp_arr, use_clamp = np.full((1, 1, 1), -1, dtype=np.int8), False
+    else:
+        clamp_arr, use_clamp = _as_batch("clamp", clamp, (N, T), np.int8), True
+        if clamp_arr.shape[0] != B:
+            raise ValueError(f"clamp must have batch size B={B}")
+    K, Kb = a.shape[0], b.shape[0]
+    S = topo.n_synapses
+    if learn:
+        ew, ev, eg = np.zeros((B, S, K)), np.zeros((B, N, Kb)), np.zeros((B, N))
+    else:
+        ew, ev, eg = np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1))
+    out = Decisions(
+        action=np.zeros(B, np.int64),
+        t_star=np.zeros(B, np.int64),
+        no_spike=np.zeros(B, np.bool_),
+        spikes=np.zeros((B, 3), np.int64),
+        sops=np.zeros(B, np.int64),
+        ll_out=np.zeros(B),
+        ll_hid=np.zeros(B),
+        raster=np.zeros((B, N, T), np.uint8),
+        potential=np.zeros((B, N, T)),
+        ew=ew if learn else None,
+        ev=ev if learn else None,
+        eg=eg if learn else None,
+    )
+    _kernel(
+        p_in, uniforms, tie, clamp_arr, use_clamp, bool(deterministic), DECODERS[decoder], bool(learn),
+        topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
+        params.w, params.v, params.gamma, a, b,
+        np.zeros((N, T)), np.zeros((N, K, T)), np.zeros((N, Kb, T)), np.zeros(topo.n_in),
+        out.raster, out.potential, out.action, out.t_star, out.no_spike, out.spikes, out.sops,
+        out.ll_out, out.ll_hid, ew, ev, eg,
+    )
+    return out

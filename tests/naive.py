@@ -1,0 +1,126 @@
+"""Slow, obvious numpy twin of :func:`spikerl.engine.decide` (and a log-probability).
+
+Dense and step by step, straight from the equations of DESIGN.md section 1 and 5: the
+traces are recomputed from the raster at every step, the potential is a dense
+weight-tensor product, and the eligibility is accumulated as ``err_t * xbar_t`` each step.
+Nothing is shared with the compiled kernel but the random draws it is given.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def log_sigmoid(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def dense_weights(topo, params):
+    n = topo.n_neurons
+    W = np.zeros((n, n, params.w.shape[1]))
+    W[topo.post, topo.pre, :] = params.w
+    return W
+
+
+def traces(raster, t, bank):
+    """xbar[j, k] = sum_{d >= 0} bank[k, d] * raster[j, t-1-d]."""
+    K, D = bank.shape
+    x = np.zeros((raster.shape[0], K))
+    for d in range(min(D, t)):
+        x += raster[:, t - 1 - d][:, None] * bank[None, :, d]
+    return x
+
+
+def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False, decoder="first_to_spike", clamp=None):
+    B, n_in, T = p_in.shape
+    N, n_out = topo.n_neurons, topo.n_out
+    out0 = topo.n_in + topo.n_hid
+    W = dense_weights(topo, params)
+    res = {k: [] for k in ("action", "t_star", "no_spike", "spikes", "sops", "ll_out", "ll_hid", "raster", "potential", "ew", "ev", "eg")}
+    fan_out = topo.fan_out()
+    for bi in range(B):
+        s = np.zeros((N, T))
+        u = np.zeros((N, T))
+        eW = np.zeros_like(W)
+        ev = np.zeros_like(params.v)
+        eg = np.zeros(N)
+        ll_out = ll_hid = 0.0
+        phase = np.full(n_in, 0.5)
+        last = T - 1
+        for t in range(T):
+            if deterministic:
+                phase += p_in[bi, :, t]
+                s[:n_in, t] = phase >= 1.0
+                phase -= s[:n_in, t]
+            else:
+                s[:n_in, t] = uniforms[bi, :n_in, t] < p_in[bi, :, t]
+            if clamp is not None:
+                s[:n_in, t] = np.where(clamp[bi, :n_in, t] >= 0, clamp[bi, :n_in, t] > 0, s[:n_in, t])
+            xbar = traces(s, t, a)
+            ybar = traces(s, t, b)
+            ut = np.einsum("ijk,jk->i", W, xbar) + (params.v * ybar).sum(1) + params.gamma
+            ut[:n_in] = 0.0
+            u[:, t] = ut
+            p = sigmoid(ut)
+            st = (ut > 0) if deterministic else (uniforms[bi, :, t] < p)
+            if clamp is not None:
+                st = np.where(clamp[bi, :, t] >= 0, clamp[bi, :, t] > 0, st)
+            s[n_in:, t] = st[n_in:]
+            err = np.zeros(N)
+            err[n_in:] = s[n_in:, t] - p[n_in:]
+            eW += err[:, None, None] * xbar[None, :, :]
+            ev += err[:, None] * ybar
+            eg += err
+            lp = np.where(s[:, t] > 0, log_sigmoid(ut), log_sigmoid(-ut))
+            ll_hid += lp[n_in:out0].sum()
+            ll_out += lp[out0:].sum()
+            if decoder == "first_to_spike" and s[out0:, t].any():
+                last = t
+                break
+        mask = topo.mask()
+        eW *= mask[:, :, None]
+        outs = s[out0:, : last + 1]
+        if decoder == "first_to_spike":
+            hits = np.flatnonzero(outs[:, last])
+        else:
+            counts = outs.sum(1)
+            hits = np.flatnonzero(counts == counts.max()) if counts.max() > 0 else np.array([], int)
+        peak = u[out0:, : last + 1].max(1)
+        if len(hits):
+            if deterministic:
+                action = hits[np.argmax(peak[hits])]
+            else:
+                action = hits[min(int(tie[bi] * len(hits)), len(hits) - 1)]
+        else:
+            action = int(np.argmax(peak)) if deterministic else min(int(tie[bi] * n_out), n_out - 1)
+        sops = int(sum(s[j, t] * fan_out[j] for j in range(N) for t in range(last))) * a.shape[0]
+        res["action"].append(action)
+        res["t_star"].append(last)
+        res["no_spike"].append(len(hits) == 0)
+        res["spikes"].append([s[:n_in, : last + 1].sum(), s[n_in:out0, : last + 1].sum(), s[out0:, : last + 1].sum()])
+        res["sops"].append(sops)
+        res["ll_out"].append(ll_out)
+        res["ll_hid"].append(ll_hid)
+        res["raster"].append(s)
+        res["potential"].append(u)
+        res["ew"].append(eW[topo.post, topo.pre, :])
+        res["ev"].append(ev * (np.arange(N) >= n_in)[:, None])
+        res["eg"].append(eg)
+    return {k: np.array(v) for k, v in res.items()}
+
+
+def log_prob(topo, w, v, gamma, a, b, raster, last):
+    """log P of a given spike trajectory (non-input neurons, steps 0..last) under (w, v, gamma)."""
+    n_in = topo.n_in
+    N = topo.n_neurons
+    W = np.zeros((N, N, w.shape[1]))
+    W[topo.post, topo.pre, :] = w
+    total = 0.0
+    for t in range(last + 1):
+        ut = np.einsum("ijk,jk->i", W, traces(raster, t, a)) + (v * traces(raster, t, b)).sum(1) + gamma
+        lp = np.where(raster[:, t] > 0, log_sigmoid(ut), log_sigmoid(-ut))
+        total += lp[n_in:].sum()
+    return total
