@@ -212,7 +212,10 @@ class Encoder:
 
     def __call__(self, obs) -> np.ndarray:
         """Input spike probabilities ``(B, n_inputs, T)``."""
-        f = self.features_of(obs)
+        return self.temporal(self.features_of(obs))
+
+    def temporal(self, f: np.ndarray) -> np.ndarray:
+        """Feature values ``(B, n_inputs)`` -> spike probabilities ``(B, n_inputs, T)``."""
         if self.code == "rate":
             return np.repeat((self.p_max * f)[:, :, None], self.T, axis=2)
         p = np.zeros((f.shape[0], self.n_inputs, self.T))

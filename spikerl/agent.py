@@ -1,0 +1,373 @@
+"""SpikingAgent: a first-to-spike GLM spiking policy trained with the local reward-modulated
+three-factor rule; Gymnasium in, Stable-Baselines3 shape out (DESIGN.md section 6).
+
+    agent = SpikingAgent("CartPole-v1", seed=0)
+    agent.learn(100_000)
+    action, state = agent.predict(obs, deterministic=True)
+    agent.save("cartpole.spk"); agent = SpikingAgent.load("cartpole.spk")
+
+``learn`` is a short loop: act on every environment with one compiled call, step the
+environments, hand rewards to the rule (:mod:`spikerl.rules`), apply its gradient.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from .callbacks import BaseCallback, make_callback
+from .coding import Encoder, check_finite
+from .optim import Adam
+from .policy import SpikingPolicy
+from .rules import ActorCriticRule, LinearCritic, MonteCarloRule
+
+
+@dataclass
+class SpikingConfig:
+    """Hyperparameters of a :class:`SpikingAgent` (every field has a default)."""
+
+    n_envs: int = 8
+    """Environments stepped together when the agent makes its own (from an env id)."""
+    T: int = 8
+    """Presentation length: time steps per decision at most."""
+    n_hidden: int = 32
+    """Hidden (latent) neurons; 0 for an input -> output network."""
+    skip: bool = True
+    """Input -> output synapses besides the hidden path."""
+    recurrent: bool = False
+    """Hidden -> hidden synapses."""
+    feedback: bool = False
+    """Output -> hidden synapses."""
+    p_connect: float = 1.0
+    """Probability that each allowed synapse exists."""
+    kernel: str = "exponential"
+    """Feedforward kernel: 'exponential' (one basis) or 'raised_cosine'."""
+    n_basis: int = 1
+    """Feedforward bases K (1 for the exponential kernel)."""
+    tau: float = 2.0
+    """Decay time (steps) of the exponential kernel."""
+    memory: int = 8
+    """Kernel memory in steps."""
+    fb_tau: float = 1.0
+    """Decay time (steps) of the self-feedback (refractory) kernel."""
+    features: str = "population"
+    """Encoder feature map: normalized, population, onehot, tile."""
+    code: str = "rate"
+    """Temporal code of the inputs: rate or time."""
+    n_fields: int = 8
+    """Gaussian receptive fields per observation dimension (population)."""
+    field_width: float = 1.0
+    """Receptive-field width in units of the spacing between centres."""
+    p_max: float = 0.9
+    """Spike probability of a fully active input neuron (rate code)."""
+    obs_low: list | None = None
+    """Lower bounds replacing infinite observation-space bounds (None: running statistics)."""
+    obs_high: list | None = None
+    """Upper bounds replacing infinite observation-space bounds."""
+    grid_shape: list | None = None
+    """(rows, cols) of a Discrete grid observation (tile features)."""
+    tile: list = field(default_factory=lambda: [1, 1])
+    """Tile size (h, w) for tile features."""
+    decoder: str = "first_to_spike"
+    """first_to_spike or rate."""
+    reward_factor: str = "mc"
+    """mc (REINFORCE, return-to-go minus critic baseline) or td (online actor-critic with traces)."""
+    hidden_rule: str = "seed"
+    """Hidden-neuron modulator: seed (learning signal x reward factor) or joint (reward factor)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    lam: float = 0.9
+    """Trace decay lambda of the online actor-critic."""
+    learning_rate: float = 0.01
+    """Actor step size (Adam)."""
+    critic_lr: float = 0.05
+    """Critic step size (Adam)."""
+    lr_schedule: str = "constant"
+    """constant or linear (decays to 0 at the end of learn)."""
+    batch_size: int = 512
+    """Decisions of finished episodes per update (mc)."""
+    normalize_advantage: bool = True
+    """Standardise the reward factor within a batch (mc)."""
+    control_variate: bool = False
+    """Per-parameter optimal baselines (mc)."""
+    ll_baseline_decay: float = 0.99
+    """Decay of the running mean that centres the learning signal (seed rule)."""
+    rate_reg: float = 0.0
+    """Strength of the firing-rate regulariser pulling hidden rates to target_rate."""
+    target_rate: float = 0.1
+    """Target hidden firing probability per step."""
+    w_clip: float = 20.0
+    """Parameters are clipped to [-w_clip, w_clip]."""
+    w_scale: float = 2.0
+    """Initial weight spread (see network.init_params)."""
+    gamma_hidden: float = -1.0
+    """Initial hidden bias."""
+    gamma_out: float = -2.0
+    """Initial output bias."""
+    stats_window: int = 100
+    """Episodes kept for the rolling statistics."""
+
+    def validate(self) -> "SpikingConfig":
+        checks = {
+            "T": self.T >= 1, "n_envs": self.n_envs >= 1, "n_hidden": self.n_hidden >= 0,
+            "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr > 0,
+            "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
+            "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
+            "p_connect": 0 < self.p_connect <= 1, "w_clip": self.w_clip > 0, "rate_reg": self.rate_reg >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}")
+        choices = {
+            "decoder": ("first_to_spike", "rate"), "reward_factor": ("mc", "td"), "hidden_rule": ("seed", "joint"),
+            "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}; expected one of {allowed}")
+        return self
+
+
+def _make_vec_env(env, n_envs: int) -> gym.vector.VectorEnv:
+    if isinstance(env, str):
+        spec = gym.spec(env)
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+        kwargs = {} if mode == "vector_entry_point" else {"vector_kwargs": {"autoreset_mode": AutoresetMode.SAME_STEP}}
+        return gym.make_vec(env, num_envs=n_envs, vectorization_mode=mode, **kwargs)
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    if isinstance(env, gym.Env):
+        return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
+    raise ValueError(f"env must be a Gymnasium Env, VectorEnv or env id, got {type(env).__name__}")
+
+
+class SpikingAgent:
+    """A spiking policy network that learns with the three-factor rule.
+
+    Args:
+        env: a Gymnasium ``Env``, ``VectorEnv`` or env id (``None`` only when loading for
+            prediction).
+        seed: seeds the environments, the network's initialisation and every spike draw.
+        **hyperparameters: fields of :class:`SpikingConfig`.
+    """
+
+    def __init__(self, env=None, *, seed: int | None = None, _spaces=None, **hyperparameters):
+        unknown = set(hyperparameters) - {f.name for f in dataclasses.fields(SpikingConfig)}
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; see SpikingConfig")
+        self.config = SpikingConfig(**hyperparameters).validate()
+        self.seed = seed
+        self.env = None if env is None else _make_vec_env(env, self.config.n_envs)
+        if self.env is not None:
+            obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
+        elif _spaces is not None:
+            obs_space, act_space = _spaces
+        else:
+            raise ValueError("SpikingAgent needs an env (or spaces when loaded)")
+        if not isinstance(act_space, spaces.Discrete):
+            raise ValueError(
+                f"SpikingAgent decides by first-to-spike and needs a Discrete action space; got action space {act_space}"
+            )
+        self.observation_space, self.action_space = obs_space, act_space
+        c = self.config
+        self.rng = np.random.default_rng(seed)
+        self.predict_rng = np.random.default_rng(None if seed is None else seed + 1_000_003)
+        self.encoder = Encoder(obs_space, features=c.features, code=c.code, T=c.T, p_max=c.p_max, n_fields=c.n_fields,
+                               width=c.field_width, low=c.obs_low, high=c.obs_high, grid_shape=c.grid_shape, tile=c.tile)
+        self.policy = SpikingPolicy.build(
+            self.encoder, int(act_space.n), n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
+            p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
+            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, gamma_hidden=c.gamma_hidden, gamma_out=c.gamma_out,
+        )
+        self.optimizer = Adam(self.policy.n_params)
+        self.critic = LinearCritic(self.encoder.n_inputs, c.critic_lr)
+        self.num_timesteps = 0
+        self.ll_baseline = 0.0
+        self.ep_info_buffer: deque = deque(maxlen=c.stats_window)
+        self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency
+        self._obs = None
+        self._rule = None
+        self.n_updates = 0
+
+    # -- the SB3 surface -------------------------------------------------------------
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """``(action, state)`` for one observation or a batch, as SB3's ``PolicyPredictor``.
+
+        Decisions do not carry spike history across calls, so ``state`` is returned as given.
+        """
+        obs = np.asarray(observation)
+        single = self._is_single(obs)
+        batch = obs[None] if single else obs
+        out = self.policy.act(batch, self.predict_rng, deterministic=deterministic)
+        action = out.action
+        return (action[0] if single else action), state
+
+    def _is_single(self, obs: np.ndarray) -> bool:
+        space = self.observation_space
+        if isinstance(space, spaces.Discrete):
+            if obs.ndim > 1:
+                raise ValueError(f"observation for Discrete({space.n}) must be a scalar or a 1-D batch, got shape {obs.shape}")
+            return obs.ndim == 0
+        if obs.shape == space.shape:
+            return True
+        if obs.shape[1:] == space.shape:
+            return False
+        raise ValueError(f"observation must have shape {space.shape} or (B, *{space.shape}), got {obs.shape}")
+
+    def get_env(self):
+        return self.env
+
+    def set_env(self, env) -> None:
+        vec = _make_vec_env(env, self.config.n_envs)
+        from .serialization import describe_space
+
+        for name, mine, theirs in (("observation", self.observation_space, vec.single_observation_space),
+                                   ("action", self.action_space, vec.single_action_space)):
+            if describe_space(mine) != describe_space(theirs):
+                raise ValueError(f"the env's {name} space {theirs} does not match the agent's {mine}")
+        self.env, self._obs, self._rule = vec, None, None
+
+    # -- learning ---------------------------------------------------------------------
+    def _make_rule(self):
+        c, n, P = self.config, self.env.num_envs, self.policy.n_params
+        if c.reward_factor == "mc":
+            return MonteCarloRule(n, P, self.critic, gamma=c.gamma, batch_size=c.batch_size,
+                                  normalize_advantage=c.normalize_advantage, control_variate=c.control_variate)
+        return ActorCriticRule(n, P, self.critic, gamma=c.gamma, lam=c.lam)
+
+    def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False, reset_num_timesteps: bool = True):
+        """Train for ``total_timesteps`` environment steps; returns ``self``."""
+        if self.env is None:
+            raise ValueError("learn needs an environment: pass env to SpikingAgent or load(path, env=...)")
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 0:
+            raise ValueError(f"total_timesteps must be a non-negative integer, got {total_timesteps!r}")
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+        cb: BaseCallback = make_callback(callback, progress_bar)
+        if self._rule is None:
+            self._rule = self._make_rule()
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=self.seed)
+            self.env.action_space.seed(self.seed)
+            n = self.env.num_envs
+            self._skip = np.zeros(n, bool)
+            self._ep_ret, self._ep_len = np.zeros(n), np.zeros(n, np.int64)
+            self._ep_energy = np.zeros((n, 5))
+        self._start_steps, self._target = self.num_timesteps, self.num_timesteps + int(total_timesteps)
+        self._t0 = time.time()
+        cb.init(self)
+        cb.on_training_start()
+        while self.num_timesteps < self._target:
+            self._step()
+            if not cb.on_step():
+                break
+        cb.on_training_end()
+        return self
+
+    @property
+    def progress(self) -> float:
+        span = max(self._target - self._start_steps, 1)
+        return min((self.num_timesteps - self._start_steps) / span, 1.0)
+
+    def _lr(self) -> float:
+        c = self.config
+        return c.learning_rate * (1.0 - self.progress if c.lr_schedule == "linear" else 1.0)
+
+    def _apply(self, grad: np.ndarray, hidden_rate: np.ndarray | None) -> None:
+        c = self.config
+        grad = np.where(self.policy.learnable, grad, 0.0)
+        if c.rate_reg > 0 and hidden_rate is not None and self.policy.topo.n_hid:
+            n_in = self.policy.topo.n_in
+            g = grad[self.policy.gamma_slice]
+            g[n_in : n_in + self.policy.topo.n_hid] -= c.rate_reg * (hidden_rate.mean(0) - c.target_rate)
+        theta = self.optimizer.step(self.policy.theta, grad, self._lr())
+        np.clip(theta, -c.w_clip, c.w_clip, out=theta)
+        self.policy.set_theta(theta)
+        self.n_updates += 1
+
+    def _step(self) -> None:
+        c, env, enc = self.config, self.env, self.encoder
+        obs = self._obs
+        valid = ~self._skip
+        if valid.any():
+            enc.update(np.asarray(obs)[valid])
+        feats = enc.features_of(obs)
+        out = self.policy.act(None, self.rng, learn=True, features=feats)
+        # the three factors: hidden neurons are modulated by the (centred) learning signal
+        elig = out.elig
+        if c.hidden_rule == "seed" and self.policy.topo.n_hid:
+            centred = out.ll_out - self.ll_baseline
+            if valid.any():
+                k = c.ll_baseline_decay
+                self.ll_baseline = k * self.ll_baseline + (1 - k) * out.ll_out[valid].mean()
+            elig = elig * np.where(self.policy.hidden_mask[None, :], centred[:, None], 1.0)
+        next_obs, rewards, terminated, truncated, infos = env.step(out.action)
+        rewards = np.asarray(rewards, dtype=np.float64)
+        check_finite(rewards[None, :], "reward")
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        done = (terminated | truncated) & valid
+        final_obs = np.array(next_obs, copy=True)
+        same_step = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.SAME_STEP
+        if same_step and done.any():
+            for b in np.flatnonzero(done):
+                final_obs[b] = infos["final_obs"][b]
+        next_values = self.critic.value(enc.features_of(final_obs))
+
+        if c.reward_factor == "mc":
+            rule: MonteCarloRule = self._rule
+            for b in np.flatnonzero(valid):
+                rule.observe(b, elig[b], rewards[b], feats[b])
+                if done[b]:
+                    rule.end_episode(b, 0.0 if terminated[b] else next_values[b])
+            grad = rule.gradient()
+        else:
+            grad = self._rule.step(valid, elig, feats, rewards, next_values, terminated, done)
+        if grad is not None:
+            self._apply(grad, out.hidden_rate[valid] if valid.any() else None)
+
+        # statistics
+        nv = int(valid.sum())
+        self.num_timesteps += nv
+        energy = np.c_[out.spikes, out.sops, out.latency].astype(np.float64)
+        self.decision_stats += np.r_[nv, energy[valid].sum(0)]
+        self._ep_ret[valid] += rewards[valid]
+        self._ep_len[valid] += 1
+        self._ep_energy[valid] += energy[valid]
+        for b in np.flatnonzero(done):
+            L = max(self._ep_len[b], 1)
+            e = self._ep_energy[b] / L
+            self.ep_info_buffer.append({
+                "r": float(self._ep_ret[b]), "l": int(self._ep_len[b]), "t": self.num_timesteps,
+                "spikes_per_decision": float(e[:3].sum()), "hidden_spikes_per_decision": float(e[1]),
+                "sops_per_decision": float(e[3]), "latency": float(e[4]),
+            })
+            self._ep_ret[b], self._ep_len[b], self._ep_energy[b] = 0.0, 0, 0.0
+        self._skip = done if not same_step else np.zeros_like(done)
+        self._obs = next_obs
+
+    def energy_summary(self) -> dict:
+        """Per-decision averages since training started."""
+        n = max(self.decision_stats[0], 1.0)
+        s = self.decision_stats[1:] / n
+        return {"decisions": int(self.decision_stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
+                "output_spikes": s[2], "sops": s[3], "latency": s[4]}
+
+    # -- files --------------------------------------------------------------------------
+    def save(self, path, *, training_state: bool = True) -> None:
+        """Write the agent to ``path`` (no pickle: arrays + JSON; atomic)."""
+        from .serialization import save_agent
+
+        save_agent(self, path, training_state=training_state)
+
+    @classmethod
+    def load(cls, path, env=None, **overrides) -> "SpikingAgent":
+        """Read an agent written by :meth:`save`; ``env`` must match the saved spaces."""
+        from .serialization import load_agent
+
+        return load_agent(cls, path, env=env, **overrides)

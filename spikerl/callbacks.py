@@ -1,0 +1,194 @@
+"""Callbacks in the shape SB3 users know: ``on_training_start``, ``on_step`` (return False
+to stop), ``on_training_end``; evaluation with stop-at-threshold, checkpoints, a progress bar."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+
+class BaseCallback:
+    """Subclass and override the hooks; ``self.model`` is the agent."""
+
+    def init(self, model) -> None:
+        self.model = model
+
+    def on_training_start(self) -> None:
+        pass
+
+    def on_step(self) -> bool:
+        return True
+
+    def on_training_end(self) -> None:
+        pass
+
+
+class CallbackList(BaseCallback):
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def init(self, model) -> None:
+        super().init(model)
+        for cb in self.callbacks:
+            cb.init(model)
+
+    def on_training_start(self) -> None:
+        for cb in self.callbacks:
+            cb.on_training_start()
+
+    def on_step(self) -> bool:
+        return all([cb.on_step() for cb in self.callbacks])
+
+    def on_training_end(self) -> None:
+        for cb in self.callbacks:
+            cb.on_training_end()
+
+
+class _FunctionCallback(BaseCallback):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_step(self) -> bool:
+        return self.fn(self.model) is not False
+
+
+def make_callback(callback, progress_bar: bool = False) -> BaseCallback:
+    """``None``, a callback, a list of callbacks, or a function ``f(agent) -> bool | None``."""
+    if callback is None:
+        cbs = []
+    elif isinstance(callback, BaseCallback):
+        cbs = [callback]
+    elif isinstance(callback, (list, tuple)):
+        cbs = [c if isinstance(c, BaseCallback) else _FunctionCallback(c) for c in callback]
+    elif callable(callback):
+        cbs = [_FunctionCallback(callback)]
+    else:
+        raise ValueError(f"callback must be a BaseCallback, a list of them or a function, got {type(callback).__name__}")
+    if progress_bar:
+        cbs.append(ProgressBarCallback())
+    return CallbackList(cbs)
+
+
+def evaluate(agent, env, n_episodes: int = 10, *, deterministic: bool = True, seed: int | None = None) -> dict:
+    """Play ``n_episodes`` on a single (non-vector) env; return mean/std return and length,
+    and the per-decision energy figures of the spiking policy."""
+    returns, lengths = [], []
+    spikes = sops = latency = decisions = 0.0
+    policy = agent.policy
+    for ep in range(n_episodes):
+        obs, _ = env.reset(seed=None if seed is None else seed + ep)
+        done, ret, length = False, 0.0, 0
+        while not done:
+            out = policy.act(np.asarray(obs)[None], agent.predict_rng, deterministic=deterministic)
+            obs, r, term, trunc, _ = env.step(int(out.action[0]))
+            ret += float(r)
+            length += 1
+            spikes += out.spikes.sum()
+            sops += out.sops.sum()
+            latency += out.latency.sum()
+            decisions += 1
+            done = term or trunc
+        returns.append(ret)
+        lengths.append(length)
+    d = max(decisions, 1.0)
+    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns,
+            "mean_length": float(np.mean(lengths)), "spikes_per_decision": spikes / d, "sops_per_decision": sops / d,
+            "latency": latency / d}
+
+
+class EvalCallback(BaseCallback):
+    """Evaluate every ``eval_freq`` environment steps; stop when the mean return reaches
+    ``reward_threshold``. ``self.evaluations`` keeps ``(timestep, result)`` pairs."""
+
+    def __init__(self, eval_env, *, eval_freq: int = 10_000, n_eval_episodes: int = 10, deterministic: bool = True,
+                 reward_threshold: float | None = None, seed: int | None = 0, on_result=None, verbose: int = 0):
+        self.eval_env, self.eval_freq, self.n_eval_episodes = eval_env, eval_freq, n_eval_episodes
+        self.deterministic, self.reward_threshold, self.seed = deterministic, reward_threshold, seed
+        self.on_result, self.verbose = on_result, verbose
+        self.evaluations: list[tuple[int, dict]] = []
+        self._next = None
+
+    def on_training_start(self) -> None:
+        self._next = self.model.num_timesteps + self.eval_freq
+
+    def run(self) -> dict:
+        res = evaluate(self.model, self.eval_env, self.n_eval_episodes, deterministic=self.deterministic, seed=self.seed)
+        self.evaluations.append((self.model.num_timesteps, res))
+        if self.on_result is not None:
+            self.on_result(self.model.num_timesteps, res)
+        if self.verbose:
+            print(f"eval @ {self.model.num_timesteps}: return {res['mean_return']:.1f} +- {res['std_return']:.1f}")
+        return res
+
+    def on_step(self) -> bool:
+        if self.model.num_timesteps < self._next:
+            return True
+        self._next += self.eval_freq
+        res = self.run()
+        return self.reward_threshold is None or res["mean_return"] < self.reward_threshold
+
+
+class CheckpointCallback(BaseCallback):
+    """Save the agent (with its training state) every ``save_freq`` steps to ``path``
+    (one file, replaced atomically), and at the end of training."""
+
+    def __init__(self, path, *, save_freq: int = 10_000):
+        self.path, self.save_freq = os.fspath(path), save_freq
+        self._next = None
+
+    def on_training_start(self) -> None:
+        self._next = self.model.num_timesteps + self.save_freq
+
+    def on_step(self) -> bool:
+        if self.model.num_timesteps >= self._next:
+            self._next += self.save_freq
+            self.model.save(self.path)
+        return True
+
+    def on_training_end(self) -> None:
+        self.model.save(self.path)
+
+
+class ProgressBarCallback(BaseCallback):
+    """Steps, steps/s and the rolling mean return on one terminal line (tqdm when installed)."""
+
+    def on_training_start(self) -> None:
+        self._t0, self._last = time.time(), 0.0
+        self._start = self.model.num_timesteps
+        total = self.model._target - self._start
+        try:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+        except ImportError:
+            self._bar = None
+        self._total = total
+
+    def _ret(self) -> str:
+        buf = self.model.ep_info_buffer
+        return f"{np.mean([e['r'] for e in buf]):.1f}" if buf else "-"
+
+    def on_step(self) -> bool:
+        now = time.time()
+        if now - self._last < 0.5:
+            return True
+        self._last = now
+        done = self.model.num_timesteps - self._start
+        if self._bar is not None:
+            self._bar.n = min(done, self._total)
+            self._bar.set_postfix_str(f"return {self._ret()}")
+            self._bar.refresh()
+        else:
+            rate = done / max(now - self._t0, 1e-9)
+            sys.stderr.write(f"\r{done}/{self._total} steps  {rate:.0f} steps/s  return {self._ret()}   ")
+            sys.stderr.flush()
+        return True
+
+    def on_training_end(self) -> None:
+        if self._bar is not None:
+            self._bar.n = min(self.model.num_timesteps - self._start, self._total)
+            self._bar.close()
+        else:
+            sys.stderr.write("\n")

@@ -1,0 +1,107 @@
+"""The acting part of a spiking agent: encoder + GLM network + decoder, parameters as one
+flat vector (``theta``) with ``GLMParams`` views into it.
+
+A :class:`SpikingPolicy` turns a batch of observations into actions with one compiled
+call, and (``learn=True``) returns the eligibilities flattened in the order of ``theta``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .coding import Encoder
+from .engine import DECODERS, decide
+from .kernels import exponential_bank, raised_cosine_bank
+from .network import GLMParams, Topology, init_params, layered
+
+
+class PolicyOutput(NamedTuple):
+    """A batch of decisions; ``elig`` is ``(B, P)`` in ``theta`` order or ``None``."""
+
+    action: np.ndarray
+    elig: np.ndarray | None
+    ll_out: np.ndarray
+    ll_hid: np.ndarray
+    spikes: np.ndarray  # (B, 3) input, hidden, output
+    sops: np.ndarray
+    latency: np.ndarray  # steps until the decision, t* + 1
+    no_spike: np.ndarray
+    hidden_rate: np.ndarray | None  # (B, n_hid) spikes per step, when learning
+
+
+def make_bank(kind: str, n_basis: int, tau: float, memory: int, name: str) -> np.ndarray:
+    if kind == "exponential":
+        if n_basis != 1:
+            raise ValueError(f"{name}: the exponential kernel has exactly one basis, got n_basis={n_basis}")
+        return exponential_bank(tau, memory)
+    if kind == "raised_cosine":
+        return raised_cosine_bank(n_basis, memory)
+    raise ValueError(f"{name}: unknown kernel {kind!r}; expected 'exponential' or 'raised_cosine'")
+
+
+class SpikingPolicy:
+    """Encoder -> GLM network -> first-to-spike (or rate) decoder."""
+
+    def __init__(self, encoder: Encoder, topo: Topology, ff_kernel, fb_kernel, params: GLMParams, decoder: str):
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
+        if topo.n_in != encoder.n_inputs:
+            raise ValueError(f"the network has {topo.n_in} input neurons but the encoder makes {encoder.n_inputs}")
+        self.encoder, self.topo, self.decoder = encoder, topo, decoder
+        self.ff_kernel, self.fb_kernel = ff_kernel, fb_kernel
+        self.shapes = [p.shape for p in params]
+        self.theta = np.concatenate([p.ravel() for p in params]).astype(np.float64)
+        self.params = self._views(self.theta)
+        n_in, n_hid = topo.n_in, topo.n_hid
+        # which entries of theta belong to hidden neurons (modulated by the learning signal)
+        post_of = np.concatenate([
+            np.repeat(topo.post, ff_kernel.shape[0]),
+            np.repeat(np.arange(topo.n_neurons), fb_kernel.shape[0]),
+            np.arange(topo.n_neurons),
+        ])
+        self.hidden_mask = (post_of >= n_in) & (post_of < n_in + n_hid)
+        self.learnable = post_of >= n_in
+        off = params.w.size + params.v.size
+        self.gamma_slice = slice(off, off + topo.n_neurons)
+
+    @classmethod
+    def build(cls, encoder: Encoder, n_actions: int, *, n_hidden: int, skip: bool, recurrent: bool, feedback: bool,
+              p_connect: float, kernel: str, n_basis: int, tau: float, memory: int, fb_tau: float,
+              decoder: str, rng: np.random.Generator, **init) -> "SpikingPolicy":
+        topo = layered(encoder.n_inputs, n_hidden, n_actions, skip=skip, recurrent=recurrent, feedback=feedback,
+                       p_connect=p_connect, seed=int(rng.integers(2**31)))
+        a = make_bank(kernel, n_basis, tau, memory, "kernel")
+        b = exponential_bank(fb_tau, max(1, min(memory, 4)))
+        params = init_params(topo, a.shape[0], 1, rng=rng, **init)
+        return cls(encoder, topo, a, b, params, decoder)
+
+    def _views(self, theta: np.ndarray) -> GLMParams:
+        out, off = [], 0
+        for shape in self.shapes:
+            size = int(np.prod(shape))
+            out.append(theta[off : off + size].reshape(shape))
+            off += size
+        return GLMParams(*out)
+
+    def set_theta(self, theta: np.ndarray) -> None:
+        """Copy ``theta`` in (the ``params`` views follow)."""
+        self.theta[:] = theta
+
+    @property
+    def n_params(self) -> int:
+        return int(self.theta.size)
+
+    def act(self, obs, rng: np.random.Generator, *, deterministic: bool = False, learn: bool = False,
+            features: np.ndarray | None = None) -> PolicyOutput:
+        """Decide for a batch of observations (or of precomputed encoder ``features``)."""
+        p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
+        r = decide(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng=rng,
+                   deterministic=deterministic, decoder=self.decoder, learn=learn)
+        elig = hidden_rate = None
+        if learn:
+            B = p_in.shape[0]
+            elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
+            n_in, n_hid = self.topo.n_in, self.topo.n_hid
+            hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
+        return PolicyOutput(r.action, elig, r.ll_out, r.ll_hid, r.spikes, r.sops, r.t_star + 1, r.no_spike, hidden_rate)
