@@ -1,0 +1,9 @@
+"""spikerl: probabilistic spiking policy networks trained with a local three-factor rule.
+
+``import spikerl`` needs only numpy, numba and gymnasium; torch and Stable-Baselines3 are
+imported lazily by the ANN-baseline code alone.
+"""
+from .agent import SpikingAgent, SpikingConfig
+
+__version__ = "0.1.0"
+__all__ = ["SpikingAgent", "SpikingConfig", "__version__"]

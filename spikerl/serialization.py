@@ -1,0 +1,203 @@
+"""Model and checkpoint files that cannot run code when loaded.
+
+A file is a zip of ``.npy`` arrays (numpy's ``.npz``, read with ``allow_pickle=False``)
+plus one JSON document of metadata stored as bytes under ``__meta__``: a format name and
+version, the config, the spaces, counters and random-generator states. Writes go to a
+temporary file in the same folder, are flushed and fsync'd, then renamed over the target,
+so a kill at any moment leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+from gymnasium import spaces
+
+FORMAT = "spikerl-agent"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing parts, truncated, corrupted, of another version, or
+    that does not fit the environment it is loaded with."""
+
+
+def describe_space(space) -> dict:
+    """A JSON description of a Box or Discrete space (others are described by name only)."""
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": np.asarray(space.low, np.float64).ravel().tolist(),
+                "high": np.asarray(space.high, np.float64).ravel().tolist()}
+    return {"type": type(space).__name__, "repr": repr(space)}
+
+
+def space_from_description(d: dict):
+    if d.get("type") == "Discrete":
+        return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
+    if d.get("type") == "Box":
+        shape = tuple(d["shape"])
+        dtype = np.dtype(d["dtype"])
+        return spaces.Box(np.array(d["low"], dtype=dtype).reshape(shape), np.array(d["high"], dtype=dtype).reshape(shape), dtype=dtype)
+    raise ModelFileError(f"unsupported space in model file: {d}")
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, rename it over ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_arrays(path, arrays: dict, meta: dict) -> None:
+    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    payload = {"__meta__": blob, **{k: np.asarray(v) for k, v in arrays.items()}}
+    for k, v in payload.items():
+        if v.dtype == object:
+            raise TypeError(f"array {k!r} has dtype object and cannot be stored without pickle")
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def read_arrays(path) -> tuple[dict, dict]:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib_error()) as exc:
+        raise ModelFileError(f"{path}: not a readable spikerl model file (truncated or corrupted: {exc})") from exc
+    if "__meta__" not in arrays:
+        raise ModelFileError(f"{path}: not a spikerl model file (no __meta__ record)")
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: corrupted metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a spikerl model file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {meta.get('format_version')!r} is not supported "
+            f"(this spikerl reads version {FORMAT_VERSION})"
+        )
+    return meta, arrays
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
+
+
+def save_agent(agent, path, *, training_state: bool = True) -> None:
+    p = agent.policy
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "class": type(agent).__name__,
+        "config": dataclasses.asdict(agent.config), "seed": agent.seed,
+        "observation_space": describe_space(agent.observation_space),
+        "action_space": describe_space(agent.action_space),
+        "topology": {"n_in": p.topo.n_in, "n_hid": p.topo.n_hid, "n_out": p.topo.n_out},
+        "num_timesteps": int(agent.num_timesteps), "n_updates": int(agent.n_updates),
+        "ll_baseline": float(agent.ll_baseline), "training_state": bool(training_state),
+        "predict_rng": _rng_state(agent.predict_rng),
+    }
+    arrays = {"theta": p.theta, "post": p.topo.post, "pre": p.topo.pre, "ff_kernel": p.ff_kernel,
+              "fb_kernel": p.fb_kernel, "critic": agent.critic.c}
+    for k, v in agent.encoder.state_dict().items():
+        arrays[f"encoder.{k}"] = v
+    if training_state:
+        meta["rng"] = _rng_state(agent.rng)
+        for k, v in agent.optimizer.state_dict().items():
+            arrays[f"optim.{k}"] = v
+        for k, v in agent.critic.opt.state_dict().items():
+            arrays[f"critic_optim.{k}"] = v
+        arrays["decision_stats"] = agent.decision_stats
+    write_arrays(path, arrays, meta)
+
+
+def _need(arrays: dict, name: str, path) -> np.ndarray:
+    if name not in arrays:
+        raise ModelFileError(f"{path}: model file lacks the array {name!r}")
+    return arrays[name]
+
+
+def load_agent(cls, path, env=None, **overrides):
+    from .network import GLMParams, topology_from_edges
+    from .policy import SpikingPolicy
+
+    meta, arrays = read_arrays(path)
+    obs_space = space_from_description(meta["observation_space"])
+    act_space = space_from_description(meta["action_space"])
+    config = {**meta["config"], **overrides}
+    try:
+        agent = cls(None, seed=meta["seed"], _spaces=(obs_space, act_space), **config)
+    except TypeError as exc:
+        raise ModelFileError(f"{path}: config does not fit this spikerl ({exc})") from exc
+    if env is not None:
+        agent.set_env(env)
+    topo_meta = meta["topology"]
+    try:
+        topo = topology_from_edges(topo_meta["n_in"], topo_meta["n_hid"], topo_meta["n_out"],
+                                   _need(arrays, "post", path), _need(arrays, "pre", path))
+        ff, fb = _need(arrays, "ff_kernel", path), _need(arrays, "fb_kernel", path)
+        n, s = topo.n_neurons, topo.n_synapses
+        shapes = [(s, ff.shape[0]), (n, fb.shape[0]), (n,)]
+        theta = _need(arrays, "theta", path)
+        if theta.shape != (sum(int(np.prod(x)) for x in shapes),):
+            raise ModelFileError(f"{path}: theta has {theta.size} entries but the topology needs {sum(int(np.prod(x)) for x in shapes)}")
+        parts = np.split(theta, np.cumsum([int(np.prod(x)) for x in shapes])[:-1])
+        params = GLMParams(*[q.reshape(sh) for q, sh in zip(parts, shapes)])
+        agent.policy = SpikingPolicy(agent.encoder, topo, ff, fb, params, agent.config.decoder)
+    except ValueError as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: arrays do not fit the saved config ({exc})") from exc
+    critic = _need(arrays, "critic", path)
+    if critic.shape != agent.critic.c.shape:
+        raise ModelFileError(f"{path}: critic has shape {critic.shape}, expected {agent.critic.c.shape}")
+    agent.critic.c = critic.astype(np.float64)
+    enc = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("encoder.")}
+    agent.encoder.load_state_dict(enc)
+    agent.num_timesteps = int(meta["num_timesteps"])
+    agent.n_updates = int(meta.get("n_updates", 0))
+    agent.ll_baseline = float(meta.get("ll_baseline", 0.0))
+    _set_rng_state(agent.predict_rng, meta["predict_rng"])
+    if meta.get("training_state"):
+        _set_rng_state(agent.rng, meta["rng"])
+        agent.optimizer = type(agent.optimizer)(agent.policy.n_params)
+        agent.optimizer.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optim.")})
+        agent.critic.opt.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("critic_optim.")})
+        agent.decision_stats = np.array(arrays.get("decision_stats", agent.decision_stats), dtype=np.float64)
+    return agent

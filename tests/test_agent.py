@@ -1,0 +1,114 @@
+"""SpikingAgent: the SB3 surface, reproducibility and learning."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from spikerl import SpikingAgent
+from spikerl.callbacks import CheckpointCallback, EvalCallback, evaluate
+
+CARTPOLE = dict(obs_low=[-2.4, -3.0, -0.21, -3.5], obs_high=[2.4, 3.0, 0.21, 3.5])
+
+
+def test_evaluate_policy_scores_a_spiking_agent():
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    agent = SpikingAgent("CartPole-v1", seed=0, **CARTPOLE)
+    mean, std = evaluate_policy(agent, gym.make("CartPole-v1"), n_eval_episodes=3, deterministic=True)
+    assert np.isfinite(mean) and mean >= 8  # CartPole's shortest episodes last ~8 steps
+
+
+def test_predict_single_and_batched_observations():
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **CARTPOLE)
+    obs = np.zeros(4, np.float32)
+    action, state = agent.predict(obs, deterministic=True)
+    assert np.ndim(action) == 0 and agent.action_space.contains(int(action)) and state is None
+    actions, _ = agent.predict(np.zeros((5, 4), np.float32))
+    assert actions.shape == (5,)
+    with pytest.raises(ValueError, match="shape"):
+        agent.predict(np.zeros(3))
+    with pytest.raises(ValueError, match="dimension 2"):
+        agent.predict(np.array([0.0, 0.0, np.nan, 0.0]))
+
+
+def test_save_load_gives_identical_deterministic_actions(tmp_path):
+    agent = SpikingAgent("CartPole-v1", seed=3, **CARTPOLE).learn(3000)
+    agent.save(tmp_path / "m.spk")
+    loaded = SpikingAgent.load(tmp_path / "m.spk")
+    obs = np.random.default_rng(0).uniform(-0.2, 0.2, (64, 4)).astype(np.float32)
+    a1, _ = agent.predict(obs, deterministic=True)
+    a2, _ = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(a1, a2)
+    assert np.array_equal(agent.policy.theta, loaded.policy.theta)
+    assert loaded.num_timesteps == agent.num_timesteps
+
+
+@pytest.mark.parametrize("reward_factor", ["mc", "td"])
+def test_same_seed_same_parameters_different_seed_differs(reward_factor):
+    def train(seed):
+        return SpikingAgent("CartPole-v1", seed=seed, reward_factor=reward_factor, batch_size=128, **CARTPOLE).learn(2000)
+
+    a, b, c = train(1), train(1), train(2)
+    assert np.array_equal(a.policy.theta, b.policy.theta)
+    assert not np.allclose(a.policy.theta, c.policy.theta)
+    assert a.n_updates > 0
+
+
+@pytest.mark.parametrize("kind", ["env", "vector", "id"])
+def test_accepts_env_vector_env_and_id(kind):
+    env = {"env": lambda: gym.make("CartPole-v1"),
+           "vector": lambda: gym.make_vec("CartPole-v1", num_envs=3, vectorization_mode="sync"),
+           "id": lambda: "CartPole-v1"}[kind]()
+    agent = SpikingAgent(env, seed=0, batch_size=64, **CARTPOLE).learn(500)
+    assert agent.num_timesteps >= 500
+
+
+def test_non_discrete_action_space_is_rejected():
+    with pytest.raises(ValueError, match="Discrete action space.*Box"):
+        SpikingAgent("Pendulum-v1")
+
+
+@pytest.mark.parametrize("bad", [dict(learning_rate=-1.0), dict(T=0), dict(features="fourier"), dict(reward_factor="q")])
+def test_invalid_hyperparameters_are_named(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name if name != "features" else "fourier"):
+        SpikingAgent("CartPole-v1", **bad)
+
+
+def test_unknown_hyperparameter_is_named():
+    with pytest.raises(ValueError, match="learning_rat"):
+        SpikingAgent("CartPole-v1", learning_rat=0.1)
+
+
+def test_cartpole_learns_with_fixed_seed():
+    """REINFORCE through the three-factor rule: 60k steps lift CartPole from ~20 to >= 150."""
+    agent = SpikingAgent("CartPole-v1", seed=0, **CARTPOLE)
+    before = evaluate(agent, gym.make("CartPole-v1"), 10, deterministic=False, seed=0)["mean_return"]
+    agent.learn(60_000)
+    after = evaluate(agent, gym.make("CartPole-v1"), 10, deterministic=False, seed=0)["mean_return"]
+    assert before < 60
+    assert after >= 150, after
+
+
+def test_online_actor_critic_learns_with_fixed_seed():
+    agent = SpikingAgent("CartPole-v1", seed=0, reward_factor="td", **CARTPOLE)
+    agent.learn(60_000)
+    after = evaluate(agent, gym.make("CartPole-v1"), 10, deterministic=False, seed=0)["mean_return"]
+    assert after >= 100, after
+
+
+def test_eval_callback_stops_at_threshold_and_checkpoint_written(tmp_path):
+    agent = SpikingAgent("CartPole-v1", seed=0, **CARTPOLE)
+    ev = EvalCallback(gym.make("CartPole-v1"), eval_freq=2000, n_eval_episodes=3, reward_threshold=5.0)
+    ck = CheckpointCallback(tmp_path / "ckpt.spk", save_freq=1000)
+    agent.learn(50_000, callback=[ev, ck])
+    assert agent.num_timesteps < 5000  # stopped at the first evaluation
+    assert len(ev.evaluations) == 1 and ev.evaluations[0][1]["mean_return"] >= 5.0
+    assert SpikingAgent.load(tmp_path / "ckpt.spk").num_timesteps == agent.num_timesteps
+
+
+def test_episode_statistics_carry_energy_figures():
+    agent = SpikingAgent("CartPole-v1", seed=0, **CARTPOLE).learn(2000)
+    info = agent.ep_info_buffer[-1]
+    assert {"r", "l", "spikes_per_decision", "sops_per_decision", "latency"} <= set(info)
+    assert 1 <= info["latency"] <= agent.config.T
+    assert info["sops_per_decision"] > 0
