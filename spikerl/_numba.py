@@ -14,3 +14,4 @@ JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 def njit(fn):
     """Compile ``fn`` with the project's flags."""
     return numba.jit(**JIT_FLAGS)(fn)
+

@@ -11,6 +11,9 @@ For each of ``B`` independent network states (one per environment) the kernel ru
 4. spikes at ``t`` are pushed, event by event, into the future drive of their targets:
    ``drive_{i,t+1+d} += sum_k w_{i,j,k} a_k(d)`` and, for self-feedback,
    ``drive_{i,t+1+d} += sum_k v_{i,k} b_k(d)``. Work is spikes x fan-out x bases x memory.
+   When a bank is one geometric basis ``a(d) = a(0) r^d`` (the exponential kernel) that
+   covers the whole decision, the same sum runs recursively
+   (``cur_{t+1} = r cur_t + a(0) sum_j w_ij s_{j,t}``): work is spikes x fan-out.
 
 In the same call (``learn=True``) it accumulates, for ``t <= t*`` (DESIGN.md section 5),
 
@@ -52,7 +55,6 @@ class Decisions(NamedTuple):
         spikes: ``(B, 3)`` int64 spikes of input, hidden and output neurons up to ``t_star``.
         sops: ``(B,)`` int64 synaptic operations (each spike x fan-out x bases accumulates).
         ll_out: ``(B,)`` learning signal: log-likelihood of the output spikes.
-        ll_hid: ``(B,)`` log-likelihood of the hidden spikes.
         raster: ``(B, N, T)`` uint8 spikes (zero after ``t_star``).
         potential: ``(B, N, T)`` float64 membrane potentials (zero for inputs and after ``t_star``).
         ew, ev, eg: eligibilities ``(B, S, K)``, ``(B, N, Kb)``, ``(B, N)``; ``None`` unless ``learn``.
@@ -64,7 +66,6 @@ class Decisions(NamedTuple):
     spikes: np.ndarray
     sops: np.ndarray
     ll_out: np.ndarray
-    ll_hid: np.ndarray
     raster: np.ndarray
     potential: np.ndarray
     ew: np.ndarray | None
@@ -81,6 +82,14 @@ def _sigmoid(x):
 
 
 @njit
+def _log_p(s, u, p):
+    """log P(s | u) from the already computed p = sigmoid(u); stable when saturated."""
+    if -30.0 < u < 30.0:
+        return np.log(p) if s else np.log1p(-p)
+    return _log_sigmoid(u) if s else _log_sigmoid(-u)
+
+
+@njit
 def _log_sigmoid(x):
     # log(sigmoid(x)) = -softplus(-x), stable for any finite x
     if x >= 0.0:
@@ -89,191 +98,266 @@ def _log_sigmoid(x):
 
 
 @njit
-def _kernel(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
-            n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b,
-            drive, filt_a, filt_b, phase,
-            raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_hid, ew, ev, eg):
-    B, N, T = raster.shape
+def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+                raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
+                drive, cur_ff, cur_fb, phase, filt_a, filt_b):
+    """One batch element. The scratch buffers (``drive``: pushed future input of general
+    kernels, ``cur_ff``/``cur_fb``: recursive currents of geometric kernels, ``phase``,
+    ``filt_*``: backward-filtered errors) are shared by all elements and cleared here,
+    with this element's output slices."""
+    _, N, T = raster.shape
     K, D = a.shape
     Kb, Db = b.shape
     out0 = n_in + n_hid
-    for bi in range(B):
-        drive[:, :] = 0.0
-        raster[bi] = 0
-        potential[bi] = 0.0
-        phase[:] = 0.5
-        n_sops = 0
-        last = T - 1
-        for t in range(T):
-            for j in range(n_in):
-                p = p_in[bi, j, t]
-                if use_clamp and clamp[bi, j, t] >= 0:
-                    raster[bi, j, t] = 1 if clamp[bi, j, t] > 0 else 0
-                elif deterministic:
-                    phase[j] += p
-                    if phase[j] >= 1.0:
-                        phase[j] -= 1.0
-                        raster[bi, j, t] = 1
-                elif rand[bi, j, t] < p:
+    raster[bi] = 0
+    potential[bi] = 0.0
+    prob[bi] = 0.0
+    if learn:
+        ew[bi] = 0.0
+        ev[bi] = 0.0
+        eg[bi] = 0.0
+    drive[:, :] = 0.0
+    cur_ff[:] = 0.0
+    cur_fb[:] = 0.0
+    phase[:] = 0.5
+    n_sops = 0
+    last = T - 1
+    for t in range(T):
+        for j in range(n_in):
+            p = p_in[bi, j, t]
+            if use_clamp and clamp[bi, j, t] >= 0:
+                raster[bi, j, t] = 1 if clamp[bi, j, t] > 0 else 0
+            elif deterministic:
+                phase[j] += p
+                if phase[j] >= 1.0:
+                    phase[j] -= 1.0
                     raster[bi, j, t] = 1
-            any_out = False
+            elif rand[bi, j, t] < p:
+                raster[bi, j, t] = 1
+        any_out = False
+        for i in range(n_in, N):
+            ui = drive[i, t] + cur_ff[i] + cur_fb[i] + gamma[i]
+            pi = _sigmoid(ui)
+            potential[bi, i, t] = ui
+            prob[bi, i, t] = pi
+            if use_clamp and clamp[bi, i, t] >= 0:
+                s = clamp[bi, i, t] > 0
+            elif deterministic:
+                s = ui > 0.0
+            else:
+                s = rand[bi, i, t] < pi
+            if s:
+                raster[bi, i, t] = 1
+                if i >= out0:
+                    any_out = True
+        if (decoder == 0 and any_out) or t == T - 1:
+            last = t
+            break
+        horizon = T - 1 - t
+        if ff_decay >= 0.0:
             for i in range(n_in, N):
-                ui = drive[i, t] + gamma[i]
-                potential[bi, i, t] = ui
-                if use_clamp and clamp[bi, i, t] >= 0:
-                    s = clamp[bi, i, t] > 0
-                elif deterministic:
-                    s = ui > 0.0
-                else:
-                    s = rand[bi, i, t] < _sigmoid(ui)
-                if s:
-                    raster[bi, i, t] = 1
-                    if i >= out0:
-                        any_out = True
-            if (decoder == 0 and any_out) or t == T - 1:
-                last = t
-                break
-            horizon = T - 1 - t
-            for j in range(N):
-                if raster[bi, j, t] == 0:
+                cur_ff[i] *= ff_decay
+        if fb_decay >= 0.0:
+            for i in range(n_in, N):
+                cur_fb[i] *= fb_decay
+        for j in range(N):
+            if raster[bi, j, t] == 0:
+                continue
+            n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                syn = pre_syn[q]
+                i = post[syn]
+                if ff_decay >= 0.0:
+                    cur_ff[i] += w[syn, 0] * a[0, 0]
                     continue
-                n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    syn = pre_syn[q]
-                    i = post[syn]
-                    for k in range(K):
-                        wk = w[syn, k]
-                        for d in range(min(D, horizon)):
-                            drive[i, t + 1 + d] += wk * a[k, d]
-                if j >= n_in:
-                    for k in range(Kb):
-                        vk = v[j, k]
-                        for d in range(min(Db, horizon)):
-                            drive[j, t + 1 + d] += vk * b[k, d]
-        t_star[bi] = last
-        sops[bi] = n_sops
+                for k in range(K):
+                    wk = w[syn, k]
+                    for d in range(min(D, horizon)):
+                        drive[i, t + 1 + d] += wk * a[k, d]
+            if j >= n_in:
+                if fb_decay >= 0.0:
+                    cur_fb[j] += v[j, 0] * b[0, 0]
+                    continue
+                for k in range(Kb):
+                    vk = v[j, k]
+                    for d in range(min(Db, horizon)):
+                        drive[j, t + 1 + d] += vk * b[k, d]
+    t_star[bi] = last
+    sops[bi] = n_sops
 
-        # --- decode --------------------------------------------------------------
-        n_first = 0
-        best = -1
-        best_u = -np.inf
-        if decoder == 0:
-            for o in range(n_out):
-                if raster[bi, out0 + o, last]:
-                    n_first += 1
-        else:
-            top = 0
-            for o in range(n_out):
+    # --- decode --------------------------------------------------------------
+    n_first = 0
+    best = -1
+    best_u = -np.inf
+    if decoder == 0:
+        for o in range(n_out):
+            if raster[bi, out0 + o, last]:
+                n_first += 1
+    else:
+        top = 0
+        for o in range(n_out):
+            c = 0
+            for t in range(last + 1):
+                c += raster[bi, out0 + o, t]
+            if c > top:
+                top = c
+                n_first = 1
+            elif c == top and c > 0:
+                n_first += 1
+    if n_first > 0:
+        pick = min(int(tie[bi] * n_first), n_first - 1)
+        seen = 0
+        for o in range(n_out):
+            if decoder == 0:
+                hit = raster[bi, out0 + o, last] == 1
+            else:
                 c = 0
                 for t in range(last + 1):
                     c += raster[bi, out0 + o, t]
-                if c > top:
-                    top = c
-                    n_first = 1
-                elif c == top and c > 0:
-                    n_first += 1
-        if n_first > 0:
-            pick = min(int(tie[bi] * n_first), n_first - 1)
-            seen = 0
-            for o in range(n_out):
-                if decoder == 0:
-                    hit = raster[bi, out0 + o, last] == 1
-                else:
-                    c = 0
-                    for t in range(last + 1):
-                        c += raster[bi, out0 + o, t]
-                    hit = c == top
-                if not hit:
-                    continue
-                if deterministic:
-                    peak = -np.inf
-                    for t in range(last + 1):
-                        peak = max(peak, potential[bi, out0 + o, t])
-                    if peak > best_u:
-                        best_u = peak
-                        best = o
-                elif seen == pick:
-                    best = o
-                seen += 1
-            no_spike[bi] = False
-        else:
-            no_spike[bi] = True
+                hit = c == top
+            if not hit:
+                continue
             if deterministic:
-                for o in range(n_out):
-                    peak = -np.inf
-                    for t in range(last + 1):
-                        peak = max(peak, potential[bi, out0 + o, t])
-                    if peak > best_u:
-                        best_u = peak
-                        best = o
+                peak = -np.inf
+                for t in range(last + 1):
+                    peak = max(peak, potential[bi, out0 + o, t])
+                if peak > best_u:
+                    best_u = peak
+                    best = o
+            elif seen == pick:
+                best = o
+            seen += 1
+        no_spike[bi] = False
+    else:
+        no_spike[bi] = True
+        if deterministic:
+            for o in range(n_out):
+                peak = -np.inf
+                for t in range(last + 1):
+                    peak = max(peak, potential[bi, out0 + o, t])
+                if peak > best_u:
+                    best_u = peak
+                    best = o
+        else:
+            best = min(int(tie[bi] * n_out), n_out - 1)
+    action[bi] = best
+
+    # --- counters and learning signal ---------------------------------------------
+    c_in = 0
+    c_hid = 0
+    c_out = 0
+    l_out = 0.0
+    for i in range(N):
+        for t in range(last + 1):
+            s = raster[bi, i, t]
+            if i < n_in:
+                c_in += s
+                continue
+            if i < out0:
+                c_hid += s
             else:
-                best = min(int(tie[bi] * n_out), n_out - 1)
-        action[bi] = best
+                c_out += s
+                l_out += _log_p(s, potential[bi, i, t], prob[bi, i, t])
+    spikes[bi, 0] = c_in
+    spikes[bi, 1] = c_hid
+    spikes[bi, 2] = c_out
+    ll_out[bi] = l_out
+    if not learn:
+        return
 
-        # --- counters and learning signal ---------------------------------------------
-        c_in = 0
-        c_hid = 0
-        c_out = 0
-        l_hid = 0.0
-        l_out = 0.0
-        for i in range(N):
-            for t in range(last + 1):
-                s = raster[bi, i, t]
-                if i < n_in:
-                    c_in += s
-                    continue
-                ui = potential[bi, i, t]
-                lp = _log_sigmoid(ui) if s else _log_sigmoid(-ui)
-                if i < out0:
-                    c_hid += s
-                    l_hid += lp
-                else:
-                    c_out += s
-                    l_out += lp
-        spikes[bi, 0] = c_in
-        spikes[bi, 1] = c_hid
-        spikes[bi, 2] = c_out
-        ll_out[bi] = l_out
-        ll_hid[bi] = l_hid
-        if not learn:
-            continue
-
-        # --- eligibilities, event-driven ---------------------------------------------
-        # drive is reused as the post-synaptic error err_{i,t} = s - sigmoid(u)
-        for i in range(n_in, N):
+    # --- eligibilities, event-driven ---------------------------------------------
+    # drive is reused as the post-synaptic error err_{i,t} = s - sigmoid(u)
+    for i in range(n_in, N):
+        acc = 0.0
+        for t in range(last + 1):
+            e = raster[bi, i, t] - prob[bi, i, t]
+            drive[i, t] = e
+            acc += e
+        eg[bi, i] = acc
+    for i in range(n_in, N):
+        if ff_decay >= 0.0:  # F(t') = a(0) err(t'+1) + r F(t'+1)
             acc = 0.0
-            for t in range(last + 1):
-                e = raster[bi, i, t] - _sigmoid(potential[bi, i, t])
-                drive[i, t] = e
-                acc += e
-            eg[bi, i] = acc
-        for i in range(n_in, N):
+            for tp in range(last - 1, -1, -1):
+                acc = a[0, 0] * drive[i, tp + 1] + ff_decay * acc
+                filt_a[i, 0, tp] = acc
+        else:
             for tp in range(last):
-                span = last - tp
                 for k in range(K):
                     acc = 0.0
-                    for d in range(min(D, span)):
+                    for d in range(min(D, last - tp)):
                         acc += a[k, d] * drive[i, tp + 1 + d]
                     filt_a[i, k, tp] = acc
+        if fb_decay >= 0.0:
+            acc = 0.0
+            for tp in range(last - 1, -1, -1):
+                acc = b[0, 0] * drive[i, tp + 1] + fb_decay * acc
+                filt_b[i, 0, tp] = acc
+        else:
+            for tp in range(last):
                 for k in range(Kb):
                     acc = 0.0
-                    for d in range(min(Db, span)):
+                    for d in range(min(Db, last - tp)):
                         acc += b[k, d] * drive[i, tp + 1 + d]
                     filt_b[i, k, tp] = acc
-        ew[bi] = 0.0
-        ev[bi] = 0.0
-        for j in range(N):
-            for tp in range(last):
-                if raster[bi, j, tp] == 0:
-                    continue
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    syn = pre_syn[q]
-                    i = post[syn]
-                    for k in range(K):
-                        ew[bi, syn, k] += filt_a[i, k, tp]
-                if j >= n_in:
-                    for k in range(Kb):
-                        ev[bi, j, k] += filt_b[j, k, tp]
+    for j in range(N):
+        for tp in range(last):
+            if raster[bi, j, tp] == 0:
+                continue
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                syn = pre_syn[q]
+                i = post[syn]
+                for k in range(K):
+                    ew[bi, syn, k] += filt_a[i, k, tp]
+            if j >= n_in:
+                for k in range(Kb):
+                    ev[bi, j, k] += filt_b[j, k, tp]
+
+
+def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+               n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+               raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg):
+    B, N, T = raster.shape
+    drive = np.empty((N, T))
+    cur_ff = np.empty(N)
+    cur_fb = np.empty(N)
+    phase = np.empty(n_in)
+    filt_a = np.empty((N, a.shape[0], T))
+    filt_b = np.empty((N, b.shape[0], T))
+    for bi in range(B):
+        _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+                    n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+                    raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
+                    drive, cur_ff, cur_fb, phase, filt_a, filt_b)
+
+
+_kernel = njit(_run_batch)
+
+
+_DECAY_CACHE: dict = {}
+
+
+def geometric_decay(bank: np.ndarray, T: int) -> float:
+    """``r`` when the bank is one basis ``a(d) = a(0) r^d`` covering every lag of a decision
+    (memory >= T - 1), so traces can be run recursively; ``-1`` otherwise (memoised)."""
+    key = (bank.shape, bank.tobytes(), T)
+    if key not in _DECAY_CACHE:
+        if len(_DECAY_CACHE) > 256:
+            _DECAY_CACHE.clear()
+        _DECAY_CACHE[key] = _geometric_decay(bank, T)
+    return _DECAY_CACHE[key]
+
+
+def _geometric_decay(bank: np.ndarray, T: int) -> float:
+    if bank.shape[0] != 1 or bank.shape[1] < T - 1 or bank[0, 0] <= 0:
+        return -1.0
+    x = bank[0]
+    if x.size == 1:
+        return 0.0
+    r = x[1] / x[0]
+    if r < 0 or not np.allclose(x, x[0] * r ** np.arange(x.size), rtol=1e-12, atol=0.0):
+        return -1.0
+    return float(r)
 
 
 def _as_batch(name, arr, shape_tail, dtype):
@@ -281,6 +365,42 @@ def _as_batch(name, arr, shape_tail, dtype):
     if arr.ndim != 1 + len(shape_tail) or arr.shape[1:] != shape_tail:
         raise ValueError(f"{name} must have shape (B, {', '.join(map(str, shape_tail))}), got {arr.shape}")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+_NO_CLAMP = np.full((1, 1, 1), -1, dtype=np.int8)
+
+
+class Workspace:
+    """Output buffers kept between calls, so a decision loop allocates nothing per call
+    (fresh large arrays cost a page fault per 4 KiB, more than the decision itself).
+
+    Arrays returned by :func:`decide` with a workspace are views into it: the next call
+    with the same workspace overwrites them.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._bufs = None
+
+    def get(self, B: int, N: int, T: int, S: int, K: int, Kb: int, learn: bool) -> dict:
+        key = (B, N, T, S, K, Kb, learn)
+        if key != self._key:
+            self._key = key
+            self._bufs = _allocate(B, N, T, S, K, Kb, learn)
+        return self._bufs
+
+
+def _allocate(B, N, T, S, K, Kb, learn) -> dict:
+    e = (B, S, K), (B, N, Kb), (B, N)
+    if not learn:
+        e = (1, 1, 1), (1, 1, 1), (1, 1)
+    return dict(
+        uniforms=np.empty((B, N, T)), tie=np.empty(B), prob=np.empty((B, N, T)),
+        action=np.empty(B, np.int64), t_star=np.empty(B, np.int64), no_spike=np.empty(B, np.bool_),
+        spikes=np.empty((B, 3), np.int64), sops=np.empty(B, np.int64), ll_out=np.empty(B),
+        raster=np.empty((B, N, T), np.uint8), potential=np.empty((B, N, T)),
+        ew=np.empty(e[0]), ev=np.empty(e[1]), eg=np.empty(e[2]),
+    )
 
 
 def decide(
@@ -297,6 +417,7 @@ def decide(
     decoder: str = "first_to_spike",
     learn: bool = False,
     clamp: np.ndarray | None = None,
+    workspace: Workspace | None = None,
 ) -> Decisions:
     """Run one decision for a batch of ``B`` network states.
 
@@ -314,6 +435,7 @@ def decide(
         learn: also return eligibilities.
         clamp: optional ``(B, N, T)`` int8; entries ``0``/``1`` force a neuron's spike
             (teacher forcing; input neurons included), ``-1`` leaves it free.
+        workspace: reuse these output buffers (see :class:`Workspace`).
     """
     a = check_bank(ff_kernel, "ff_kernel")
     b = check_bank(fb_kernel, "fb_kernel")
@@ -327,50 +449,31 @@ def decide(
     if not np.all((p_in >= 0) & (p_in <= 1)):
         raise ValueError("p_in must hold probabilities in [0, 1]")
     B, _, T = p_in.shape
-    N = topo.n_neurons
+    N, S, K, Kb = topo.n_neurons, topo.n_synapses, a.shape[0], b.shape[0]
+    buf = (workspace.get if workspace is not None else _allocate)(B, N, T, S, K, Kb, bool(learn))
     if uniforms is None or tie is None:
         if rng is None:
             raise ValueError("decide needs rng (a numpy Generator) or both uniforms and tie")
         if uniforms is None:
-            uniforms = rng.random((B, N, T))
+            uniforms = rng.random(out=buf["uniforms"])
         if tie is None:
-            tie = rng.random(B)
+            tie = rng.random(out=buf["tie"])
     uniforms = _as_batch("uniforms", uniforms, (N, T), np.float64)
     tie = _as_batch("tie", tie, (), np.float64)
     if uniforms.shape[0] != B or tie.shape[0] != B:
         raise ValueError(f"uniforms and tie must have batch size B={B}")
     if clamp is None:
-        clamp_arr, use_clamp = np.full((1, 1, 1), -1, dtype=np.int8), False
+        clamp_arr, use_clamp = _NO_CLAMP, False
     else:
         clamp_arr, use_clamp = _as_batch("clamp", clamp, (N, T), np.int8), True
         if clamp_arr.shape[0] != B:
             raise ValueError(f"clamp must have batch size B={B}")
-    K, Kb = a.shape[0], b.shape[0]
-    S = topo.n_synapses
-    if learn:
-        ew, ev, eg = np.zeros((B, S, K)), np.zeros((B, N, Kb)), np.zeros((B, N))
-    else:
-        ew, ev, eg = np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1))
-    out = Decisions(
-        action=np.zeros(B, np.int64),
-        t_star=np.zeros(B, np.int64),
-        no_spike=np.zeros(B, np.bool_),
-        spikes=np.zeros((B, 3), np.int64),
-        sops=np.zeros(B, np.int64),
-        ll_out=np.zeros(B),
-        ll_hid=np.zeros(B),
-        raster=np.zeros((B, N, T), np.uint8),
-        potential=np.zeros((B, N, T)),
-        ew=ew if learn else None,
-        ev=ev if learn else None,
-        eg=eg if learn else None,
-    )
     _kernel(
         p_in, uniforms, tie, clamp_arr, use_clamp, bool(deterministic), DECODERS[decoder], bool(learn),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
-        params.w, params.v, params.gamma, a, b,
-        np.zeros((N, T)), np.zeros((N, K, T)), np.zeros((N, Kb, T)), np.zeros(topo.n_in),
-        out.raster, out.potential, out.action, out.t_star, out.no_spike, out.spikes, out.sops,
-        out.ll_out, out.ll_hid, ew, ev, eg,
+        params.w, params.v, params.gamma, a, b, geometric_decay(a, T), geometric_decay(b, T),
+        buf["raster"], buf["potential"], buf["prob"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
+        buf["sops"], buf["ll_out"], buf["ew"], buf["ev"], buf["eg"],
     )
+    out = Decisions(*(buf[f] for f in Decisions._fields[:8]), *((buf[f] for f in ("ew", "ev", "eg")) if learn else (None,) * 3))
     return out

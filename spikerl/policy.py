@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .coding import Encoder
-from .engine import DECODERS, decide
+from .engine import DECODERS, Workspace, decide
 from .kernels import exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, init_params, layered
 
@@ -22,7 +22,6 @@ class PolicyOutput(NamedTuple):
     action: np.ndarray
     elig: np.ndarray | None
     ll_out: np.ndarray
-    ll_hid: np.ndarray
     spikes: np.ndarray  # (B, 3) input, hidden, output
     sops: np.ndarray
     latency: np.ndarray  # steps until the decision, t* + 1
@@ -49,6 +48,7 @@ class SpikingPolicy:
         if topo.n_in != encoder.n_inputs:
             raise ValueError(f"the network has {topo.n_in} input neurons but the encoder makes {encoder.n_inputs}")
         self.encoder, self.topo, self.decoder = encoder, topo, decoder
+        self.workspace = Workspace()
         self.ff_kernel, self.fb_kernel = ff_kernel, fb_kernel
         self.shapes = [p.shape for p in params]
         self.theta = np.concatenate([p.ravel() for p in params]).astype(np.float64)
@@ -72,7 +72,7 @@ class SpikingPolicy:
         topo = layered(encoder.n_inputs, n_hidden, n_actions, skip=skip, recurrent=recurrent, feedback=feedback,
                        p_connect=p_connect, seed=int(rng.integers(2**31)))
         a = make_bank(kernel, n_basis, tau, memory, "kernel")
-        b = exponential_bank(fb_tau, max(1, min(memory, 4)))
+        b = exponential_bank(fb_tau, memory)
         params = init_params(topo, a.shape[0], 1, rng=rng, **init)
         return cls(encoder, topo, a, b, params, decoder)
 
@@ -97,11 +97,13 @@ class SpikingPolicy:
         """Decide for a batch of observations (or of precomputed encoder ``features``)."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         r = decide(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng=rng,
-                   deterministic=deterministic, decoder=self.decoder, learn=learn)
+                   deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace)
         elig = hidden_rate = None
         if learn:
             B = p_in.shape[0]
             elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
             n_in, n_hid = self.topo.n_in, self.topo.n_hid
             hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
-        return PolicyOutput(r.action, elig, r.ll_out, r.ll_hid, r.spikes, r.sops, r.t_star + 1, r.no_spike, hidden_rate)
+        # copies: the workspace is overwritten by the next call
+        return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
+                            r.no_spike.copy(), hidden_rate)
