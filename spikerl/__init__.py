@@ -3,6 +3,7 @@
 ``import spikerl`` needs only numpy, numba and gymnasium; torch and Stable-Baselines3 are
 imported lazily by the ANN-baseline code alone.
 """
+from . import envs  # noqa: F401  (registers spikerl/WindyGridWorld-v0 with Gymnasium)
 from .agent import SpikingAgent, SpikingConfig
 
 __version__ = "0.1.0"

@@ -104,6 +104,9 @@ class SpikingConfig:
     """Target hidden firing probability per step."""
     w_clip: float = 20.0
     """Parameters are clipped to [-w_clip, w_clip]."""
+    out_bias_max: float | None = -2.0
+    """Output biases are kept <= this (None: no cap), so an output cannot learn to fire
+    before the input has reached it, which would make the decision ignore the input."""
     w_scale: float = 2.0
     """Initial weight spread (see network.init_params)."""
     gamma_hidden: float = -1.0
@@ -157,11 +160,13 @@ class SpikingAgent:
         **hyperparameters: fields of :class:`SpikingConfig`.
     """
 
+    config_class = SpikingConfig
+
     def __init__(self, env=None, *, seed: int | None = None, _spaces=None, **hyperparameters):
-        unknown = set(hyperparameters) - {f.name for f in dataclasses.fields(SpikingConfig)}
+        unknown = set(hyperparameters) - {f.name for f in dataclasses.fields(self.config_class)}
         if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; see SpikingConfig")
-        self.config = SpikingConfig(**hyperparameters).validate()
+            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; see {self.config_class.__name__}")
+        self.config = self.config_class(**hyperparameters).validate()
         self.seed = seed
         self.env = None if env is None else _make_vec_env(env, self.config.n_envs)
         if self.env is not None:
@@ -180,20 +185,25 @@ class SpikingAgent:
         self.predict_rng = np.random.default_rng(None if seed is None else seed + 1_000_003)
         self.encoder = Encoder(obs_space, features=c.features, code=c.code, T=c.T, p_max=c.p_max, n_fields=c.n_fields,
                                width=c.field_width, low=c.obs_low, high=c.obs_high, grid_shape=c.grid_shape, tile=c.tile)
-        self.policy = SpikingPolicy.build(
-            self.encoder, int(act_space.n), n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
-            p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
-            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, gamma_hidden=c.gamma_hidden, gamma_out=c.gamma_out,
-        )
+        self.policy = self._build_policy(int(act_space.n))
         self.optimizer = Adam(self.policy.n_params)
         self.critic = LinearCritic(self.encoder.n_inputs, c.critic_lr)
         self.num_timesteps = 0
         self.ll_baseline = 0.0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)
-        self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency
+        self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency (training)
+        self.predict_stats = np.zeros(6)  # the same for predict calls
         self._obs = None
         self._rule = None
         self.n_updates = 0
+
+    def _build_policy(self, n_actions: int):
+        c = self.config
+        return SpikingPolicy.build(
+            self.encoder, n_actions, n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
+            p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
+            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, gamma_hidden=c.gamma_hidden, gamma_out=c.gamma_out,
+        )
 
     # -- the SB3 surface -------------------------------------------------------------
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
@@ -205,6 +215,7 @@ class SpikingAgent:
         single = self._is_single(obs)
         batch = obs[None] if single else obs
         out = self.policy.act(batch, self.predict_rng, deterministic=deterministic)
+        self.predict_stats += np.r_[out.action.size, np.c_[out.spikes, out.sops, out.latency].sum(0)]
         action = out.action
         return (action[0] if single else action), state
 
@@ -282,12 +293,11 @@ class SpikingAgent:
     def _apply(self, grad: np.ndarray, hidden_rate: np.ndarray | None) -> None:
         c = self.config
         grad = np.where(self.policy.learnable, grad, 0.0)
-        if c.rate_reg > 0 and hidden_rate is not None and self.policy.topo.n_hid:
-            n_in = self.policy.topo.n_in
-            g = grad[self.policy.gamma_slice]
-            g[n_in : n_in + self.policy.topo.n_hid] -= c.rate_reg * (hidden_rate.mean(0) - c.target_rate)
+        if c.rate_reg > 0 and hidden_rate is not None:
+            self.policy.add_rate_gradient(grad, hidden_rate.mean(0), c.rate_reg, c.target_rate)
         theta = self.optimizer.step(self.policy.theta, grad, self._lr())
         np.clip(theta, -c.w_clip, c.w_clip, out=theta)
+        self.policy.constrain(theta, c)
         self.policy.set_theta(theta)
         self.n_updates += 1
 
@@ -301,7 +311,7 @@ class SpikingAgent:
         out = self.policy.act(None, self.rng, learn=True, features=feats)
         # the three factors: hidden neurons are modulated by the (centred) learning signal
         elig = out.elig
-        if c.hidden_rule == "seed" and self.policy.topo.n_hid:
+        if c.hidden_rule == "seed" and self.policy.hidden_mask.any():
             centred = out.ll_out - self.ll_baseline
             if valid.any():
                 k = c.ll_baseline_decay
@@ -351,11 +361,12 @@ class SpikingAgent:
         self._skip = done if not same_step else np.zeros_like(done)
         self._obs = next_obs
 
-    def energy_summary(self) -> dict:
-        """Per-decision averages since training started."""
-        n = max(self.decision_stats[0], 1.0)
-        s = self.decision_stats[1:] / n
-        return {"decisions": int(self.decision_stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
+    def energy_summary(self, which: str = "train") -> dict:
+        """Per-decision averages of the training decisions (``train``) or of ``predict`` calls."""
+        stats = self.decision_stats if which == "train" else self.predict_stats
+        n = max(stats[0], 1.0)
+        s = stats[1:] / n
+        return {"decisions": int(stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
                 "output_spikes": s[2], "sops": s[3], "latency": s[4]}
 
     # -- files --------------------------------------------------------------------------

@@ -84,6 +84,19 @@ class SpikingPolicy:
             off += size
         return GLMParams(*out)
 
+    def add_rate_gradient(self, grad: np.ndarray, hidden_rate: np.ndarray, strength: float, target: float) -> None:
+        """Firing-rate regulariser: pull each hidden neuron's rate towards ``target`` through its bias."""
+        n_in, n_hid = self.topo.n_in, self.topo.n_hid
+        if n_hid:
+            grad[self.gamma_slice][n_in : n_in + n_hid] -= strength * (hidden_rate - target)
+
+    def constrain(self, theta: np.ndarray, config) -> None:
+        """Keep output biases <= ``config.out_bias_max`` (in place)."""
+        if config.out_bias_max is not None:
+            g = theta[self.gamma_slice]
+            out0 = self.topo.n_in + self.topo.n_hid
+            np.minimum(g[out0:], config.out_bias_max, out=g[out0:])
+
     def set_theta(self, theta: np.ndarray) -> None:
         """Copy ``theta`` in (the ``params`` views follow)."""
         self.theta[:] = theta

@@ -1,0 +1,89 @@
+"""The windy grid world: dynamics, optimal path, encodings, and a short training run."""
+from collections import deque
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import spikerl  # noqa: F401  (registers the env)
+from spikerl.coding import Encoder
+from spikerl.envs.windy_gridworld import COLS, GOAL, START, WindyGridWorldEnv
+
+UP, DOWN, LEFT, RIGHT = range(4)
+
+
+def cell(obs):
+    return divmod(int(obs), COLS)
+
+
+def test_env_checker_passes():
+    check_env(gym.make("spikerl/WindyGridWorld-v0").unwrapped, skip_render_check=False)
+    check_env(WindyGridWorldEnv(stochastic_wind=True), skip_render_check=True)
+
+
+def test_hand_checked_trajectory_wind_borders_goal():
+    env = gym.make("spikerl/WindyGridWorld-v0")
+    obs, _ = env.reset(seed=0)
+    assert cell(obs) == START
+    steps = [(RIGHT, (3, 1)), (RIGHT, (3, 2)), (RIGHT, (3, 3)),  # calm columns
+             (RIGHT, (2, 4)),  # moving out of column 3 (wind 1) lifts by one
+             (LEFT, (1, 3)), (UP, (0, 3)),  # wind 1 in column 4, then column 3
+             (UP, (0, 3)),  # the top border clips
+             (LEFT, (0, 2)), (LEFT, (0, 1)), (LEFT, (0, 0)), (LEFT, (0, 0))]  # the left border clips
+    for action, want in steps:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        assert cell(obs) == want and reward == -1.0 and not terminated
+
+
+def test_strong_wind_and_goal_terminates():
+    env = WindyGridWorldEnv()
+    env.reset()
+    env.pos = (6, 6)
+    obs, *_ = env.step(DOWN)  # column 6 has wind 2: down one, up two
+    assert cell(obs) == (5, 6)
+    env.pos = (3, 6)
+    obs, reward, terminated, _, _ = env.step(RIGHT)  # wind of column 6 lifts to row 1
+    assert cell(obs) == (1, 7) and not terminated
+    env.pos = (4, 7)
+    obs, reward, terminated, _, _ = env.step(UP)  # 4 - 1 - 2 = 1 ... not the goal
+    env.pos = (5, 8)
+    obs, reward, terminated, _, _ = env.step(LEFT)  # wind 1 in column 8: (4, 7)
+    assert cell(obs) == (4, 7)
+    env.pos = (6, 7)
+    obs, reward, terminated, _, _ = env.step(UP)  # 6 - 1 - 2 = 3: the goal
+    assert cell(obs) == GOAL and terminated and reward == -1.0
+
+
+def test_optimal_policy_takes_15_steps():
+    env = WindyGridWorldEnv()
+    dist = {START: 0}
+    queue = deque([START])
+    while queue:
+        pos = queue.popleft()
+        for a in range(4):
+            env.pos = pos
+            nxt = cell(env.step(a)[0])
+            if nxt not in dist:
+                dist[nxt] = dist[pos] + 1
+                queue.append(nxt)
+    assert dist[GOAL] == 15
+
+
+@pytest.mark.parametrize("tile,n", [((1, 1), 70), ((2, 2), 20), ((4, 4), 6), ((6, 6), 4)])
+def test_tile_encoding_sizes(tile, n):
+    enc = Encoder(gym.spaces.Discrete(70), features="tile", grid_shape=(7, 10), tile=tile, T=4)
+    assert enc.n_inputs == n
+    p = enc(np.arange(70))
+    assert p.shape == (70, n, 4)
+    assert np.all(p.sum(1) > 0)  # every cell drives exactly one tile
+    assert np.all((p > 0).sum(1) == 1)
+
+
+def test_render_modes():
+    env = WindyGridWorldEnv(render_mode="ansi")
+    env.reset()
+    assert "A" in env.render() and "G" in env.render()
+    img = WindyGridWorldEnv(render_mode="rgb_array")
+    img.reset()
+    assert img.render().shape == (7 * 16, 10 * 16, 3)
