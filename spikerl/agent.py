@@ -168,6 +168,7 @@ class SpikingAgent:
             raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; see {self.config_class.__name__}")
         self.config = self.config_class(**hyperparameters).validate()
         self.seed = seed
+        self.env_id = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "id", None)
         self.env = None if env is None else _make_vec_env(env, self.config.n_envs)
         if self.env is not None:
             obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
@@ -339,7 +340,7 @@ class SpikingAgent:
         else:
             grad = self._rule.step(valid, elig, feats, rewards, next_values, terminated, done)
         if grad is not None:
-            self._apply(grad, out.hidden_rate[valid] if valid.any() else None)
+            self._apply(grad, out.hidden_rate[valid] if out.hidden_rate is not None and valid.any() else None)
 
         # statistics
         nv = int(valid.sum())

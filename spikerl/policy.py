@@ -12,8 +12,8 @@ import numpy as np
 
 from .coding import Encoder
 from .engine import DECODERS, Workspace, decide
-from .kernels import exponential_bank, raised_cosine_bank
-from .network import GLMParams, Topology, init_params, layered
+from .kernels import check_bank, exponential_bank, raised_cosine_bank
+from .network import GLMParams, Topology, init_params, layered, topology_from_edges
 
 
 class PolicyOutput(NamedTuple):
@@ -83,6 +83,26 @@ class SpikingPolicy:
             out.append(theta[off : off + size].reshape(shape))
             off += size
         return GLMParams(*out)
+
+    def state_meta(self) -> dict:
+        return {"n_in": self.topo.n_in, "n_hid": self.topo.n_hid, "n_out": self.topo.n_out}
+
+    def state_arrays(self) -> dict:
+        return {"theta": self.theta, "post": self.topo.post, "pre": self.topo.pre,
+                "ff_kernel": self.ff_kernel, "fb_kernel": self.fb_kernel}
+
+    def load_state_arrays(self, arrays: dict, meta: dict) -> None:
+        """Replace topology, kernels and parameters by saved ones (validated)."""
+        topo = topology_from_edges(meta["n_in"], meta["n_hid"], meta["n_out"], arrays["post"], arrays["pre"])
+        ff, fb = check_bank(arrays["ff_kernel"], "ff_kernel"), check_bank(arrays["fb_kernel"], "fb_kernel")
+        shapes = [(topo.n_synapses, ff.shape[0]), (topo.n_neurons, fb.shape[0]), (topo.n_neurons,)]
+        sizes = [int(np.prod(x)) for x in shapes]
+        theta = np.asarray(arrays["theta"], dtype=np.float64)
+        if theta.shape != (sum(sizes),):
+            raise ValueError(f"theta has {theta.size} entries but the saved topology needs {sum(sizes)}")
+        parts = np.split(theta, np.cumsum(sizes)[:-1])
+        params = GLMParams(*[q.reshape(sh) for q, sh in zip(parts, shapes)])
+        self.__init__(self.encoder, topo, ff, fb, params, self.decoder)
 
     def add_rate_gradient(self, grad: np.ndarray, hidden_rate: np.ndarray, strength: float, target: float) -> None:
         """Firing-rate regulariser: pull each hidden neuron's rate towards ``target`` through its bias."""

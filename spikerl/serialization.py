@@ -128,13 +128,12 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
         "config": dataclasses.asdict(agent.config), "seed": agent.seed,
         "observation_space": describe_space(agent.observation_space),
         "action_space": describe_space(agent.action_space),
-        "topology": {"n_in": p.topo.n_in, "n_hid": p.topo.n_hid, "n_out": p.topo.n_out},
+        "policy": p.state_meta(), "env_id": getattr(agent, "env_id", None),
         "num_timesteps": int(agent.num_timesteps), "n_updates": int(agent.n_updates),
         "ll_baseline": float(agent.ll_baseline), "training_state": bool(training_state),
         "predict_rng": _rng_state(agent.predict_rng),
     }
-    arrays = {"theta": p.theta, "post": p.topo.post, "pre": p.topo.pre, "ff_kernel": p.ff_kernel,
-              "fb_kernel": p.fb_kernel, "critic": agent.critic.c}
+    arrays = {**p.state_arrays(), "critic": agent.critic.c}
     for k, v in agent.encoder.state_dict().items():
         arrays[f"encoder.{k}"] = v
     if training_state:
@@ -147,6 +146,18 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
     write_arrays(path, arrays, meta)
 
 
+def load_model(path, env=None, **overrides):
+    """Load any spikerl agent file (SpikingAgent or PGMLPAgent), dispatching on its class."""
+    from .agent import SpikingAgent
+    from .pg_mlp import PGMLPAgent
+
+    meta, _ = read_arrays(path)
+    classes = {c.__name__: c for c in (SpikingAgent, PGMLPAgent)}
+    if meta.get("class") not in classes:
+        raise ModelFileError(f"{path}: unknown agent class {meta.get('class')!r}")
+    return load_agent(classes[meta["class"]], path, env=env, **overrides)
+
+
 def _need(arrays: dict, name: str, path) -> np.ndarray:
     if name not in arrays:
         raise ModelFileError(f"{path}: model file lacks the array {name!r}")
@@ -154,10 +165,9 @@ def _need(arrays: dict, name: str, path) -> np.ndarray:
 
 
 def load_agent(cls, path, env=None, **overrides):
-    from .network import GLMParams, topology_from_edges
-    from .policy import SpikingPolicy
-
     meta, arrays = read_arrays(path)
+    if meta.get("class") != cls.__name__:
+        raise ModelFileError(f"{path}: holds a {meta.get('class')}, not a {cls.__name__} (use spikerl.load_model)")
     obs_space = space_from_description(meta["observation_space"])
     act_space = space_from_description(meta["action_space"])
     config = {**meta["config"], **overrides}
@@ -167,19 +177,10 @@ def load_agent(cls, path, env=None, **overrides):
         raise ModelFileError(f"{path}: config does not fit this spikerl ({exc})") from exc
     if env is not None:
         agent.set_env(env)
-    topo_meta = meta["topology"]
     try:
-        topo = topology_from_edges(topo_meta["n_in"], topo_meta["n_hid"], topo_meta["n_out"],
-                                   _need(arrays, "post", path), _need(arrays, "pre", path))
-        ff, fb = _need(arrays, "ff_kernel", path), _need(arrays, "fb_kernel", path)
-        n, s = topo.n_neurons, topo.n_synapses
-        shapes = [(s, ff.shape[0]), (n, fb.shape[0]), (n,)]
-        theta = _need(arrays, "theta", path)
-        if theta.shape != (sum(int(np.prod(x)) for x in shapes),):
-            raise ModelFileError(f"{path}: theta has {theta.size} entries but the topology needs {sum(int(np.prod(x)) for x in shapes)}")
-        parts = np.split(theta, np.cumsum([int(np.prod(x)) for x in shapes])[:-1])
-        params = GLMParams(*[q.reshape(sh) for q, sh in zip(parts, shapes)])
-        agent.policy = SpikingPolicy(agent.encoder, topo, ff, fb, params, agent.config.decoder)
+        agent.policy.load_state_arrays({k: v for k, v in arrays.items() if "." not in k}, meta.get("policy", {}))
+    except KeyError as exc:
+        raise ModelFileError(f"{path}: model file lacks the array {exc}") from exc
     except ValueError as exc:
         if isinstance(exc, ModelFileError):
             raise

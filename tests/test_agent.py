@@ -112,3 +112,31 @@ def test_episode_statistics_carry_energy_figures():
     assert {"r", "l", "spikes_per_decision", "sops_per_decision", "latency"} <= set(info)
     assert 1 <= info["latency"] <= agent.config.T
     assert info["sops_per_decision"] > 0
+
+
+def test_pg_mlp_score_is_gradient_of_log_pi():
+    from spikerl.pg_mlp import PGMLPAgent
+
+    agent = PGMLPAgent("CartPole-v1", seed=0, mlp_hidden=5, **CARTPOLE)
+    pol = agent.policy
+    f = np.random.default_rng(0).random((3, pol.encoder.n_inputs))
+    out = pol.act(None, np.random.default_rng(1), learn=True, features=f)
+    theta0 = pol.theta.copy()
+    eps = 1e-6
+    for p in range(0, pol.n_params, 7):
+        t = theta0.copy()
+        t[p] += eps
+        pol.set_theta(t)
+        lp_plus = np.log(pol.forward(f)[2][np.arange(3), out.action])
+        t[p] -= 2 * eps
+        pol.set_theta(t)
+        lp_minus = np.log(pol.forward(f)[2][np.arange(3), out.action])
+        np.testing.assert_allclose(out.elig[:, p], (lp_plus - lp_minus) / (2 * eps), atol=1e-6)
+    pol.set_theta(theta0)
+
+
+def test_pg_mlp_learns_cartpole_with_the_same_rule():
+    from spikerl.pg_mlp import PGMLPAgent
+
+    agent = PGMLPAgent("CartPole-v1", seed=0, **CARTPOLE).learn(60_000)
+    assert evaluate(agent, gym.make("CartPole-v1"), 10, deterministic=True, seed=0)["mean_return"] >= 150

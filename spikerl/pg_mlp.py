@@ -1,0 +1,146 @@
+r"""``pg-mlp``: an ANN policy trained by the *same* policy-gradient method as the spiking
+agent (same encoder features, reward factor, critic, optimiser and loop), so that a
+comparison isolates the network from the algorithm.
+
+The policy is a one-hidden-layer perceptron on the encoder's features ``f``:
+
+    h = act(W1 f + b1),   pi(a | s) = softmax(W2 h + b2)_a
+
+and its eligibility is the exact score ``grad log pi(a | s)`` (numpy, no torch). One
+forward pass costs ``n_in*H + H*A`` multiply-accumulates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .agent import SpikingAgent, SpikingConfig
+from .policy import PolicyOutput
+
+
+@dataclass
+class MLPConfig(SpikingConfig):
+    """:class:`SpikingConfig` plus the perceptron's shape (spiking-only fields are unused)."""
+
+    mlp_hidden: int = 16
+    """Hidden units (0: a linear softmax policy)."""
+    activation: str = "relu"
+    """relu or tanh (relu networks convert to rate-coded spiking networks)."""
+    hidden_rule: str = "joint"
+    """Fixed: every parameter is modulated by the reward factor."""
+
+    def validate(self) -> "MLPConfig":
+        super().validate()
+        if self.activation not in ("relu", "tanh"):
+            raise ValueError(f"invalid hyperparameter activation={self.activation!r}; expected relu or tanh")
+        if self.mlp_hidden < 0:
+            raise ValueError(f"invalid hyperparameter mlp_hidden={self.mlp_hidden!r}")
+        return self
+
+
+class MLPPolicy:
+    """Softmax perceptron with a flat parameter vector ``theta`` = [W1, b1, W2, b2]."""
+
+    def __init__(self, encoder, n_actions: int, hidden: int, activation: str, rng: np.random.Generator):
+        self.encoder, self.n_actions, self.hidden, self.activation = encoder, n_actions, hidden, activation
+        n_in = encoder.n_inputs
+        if hidden:
+            shapes = [(hidden, n_in), (hidden,), (n_actions, hidden), (n_actions,)]
+            init = [rng.standard_normal(shapes[0]) * np.sqrt(2.0 / n_in), np.zeros(hidden),
+                    rng.standard_normal(shapes[2]) * 0.01, np.zeros(n_actions)]
+        else:
+            shapes = [(n_actions, n_in), (n_actions,)]
+            init = [rng.standard_normal(shapes[0]) * 0.01, np.zeros(n_actions)]
+        self.shapes = shapes
+        self.theta = np.concatenate([x.ravel() for x in init])
+        self.learnable = np.ones(self.theta.size, bool)
+        self.hidden_mask = np.zeros(self.theta.size, bool)
+        self.macs = n_in * hidden + hidden * n_actions if hidden else n_in * n_actions
+
+    @property
+    def n_params(self) -> int:
+        return int(self.theta.size)
+
+    def _views(self):
+        out, off = [], 0
+        for sh in self.shapes:
+            n = int(np.prod(sh))
+            out.append(self.theta[off : off + n].reshape(sh))
+            off += n
+        return out
+
+    def state_meta(self) -> dict:
+        return {"shapes": [list(sh) for sh in self.shapes]}
+
+    def state_arrays(self) -> dict:
+        return {"theta": self.theta}
+
+    def load_state_arrays(self, arrays: dict, meta: dict) -> None:
+        if [list(sh) for sh in self.shapes] != meta.get("shapes"):
+            raise ValueError(f"saved layer shapes {meta.get('shapes')} differ from the config's {self.shapes}")
+        theta = np.asarray(arrays["theta"], dtype=np.float64)
+        if theta.shape != self.theta.shape:
+            raise ValueError(f"theta has {theta.size} entries, expected {self.theta.size}")
+        self.theta[:] = theta
+
+    def set_theta(self, theta: np.ndarray) -> None:
+        self.theta[:] = theta
+
+    def add_rate_gradient(self, *args) -> None:
+        pass
+
+    def constrain(self, theta, config) -> None:
+        pass
+
+    def forward(self, f: np.ndarray):
+        """Hidden activations (or ``None``) and action probabilities for features ``(B, n_in)``."""
+        p = self._views()
+        if self.hidden:
+            W1, b1, W2, b2 = p
+            pre = f @ W1.T + b1
+            h = np.maximum(pre, 0.0) if self.activation == "relu" else np.tanh(pre)
+            logits = h @ W2.T + b2
+        else:
+            W2, b2 = p
+            h, pre, logits = None, None, f @ W2.T + b2
+        logits = logits - logits.max(1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(1, keepdims=True)
+        return pre, h, probs
+
+    def act(self, obs, rng: np.random.Generator, *, deterministic: bool = False, learn: bool = False,
+            features: np.ndarray | None = None) -> PolicyOutput:
+        f = self.encoder.features_of(obs) if features is None else features
+        pre, h, probs = self.forward(f)
+        B = f.shape[0]
+        if deterministic:
+            action = probs.argmax(1)
+        else:
+            action = (probs.cumsum(1) > rng.random(B)[:, None]).argmax(1)
+        elig = None
+        if learn:
+            d_logits = -probs
+            d_logits[np.arange(B), action] += 1.0  # grad of log softmax
+            if self.hidden:
+                W2 = self._views()[2]
+                dh = d_logits @ W2
+                dpre = dh * ((pre > 0) if self.activation == "relu" else (1 - h * h))
+                parts = [dpre[:, :, None] * f[:, None, :], dpre, d_logits[:, :, None] * h[:, None, :], d_logits]
+            else:
+                parts = [d_logits[:, :, None] * f[:, None, :], d_logits]
+            elig = np.concatenate([x.reshape(B, -1) for x in parts], axis=1)
+        ll = np.log(probs[np.arange(B), action] + 1e-300)
+        zeros = np.zeros(B, np.int64)
+        return PolicyOutput(action, elig, ll, np.zeros((B, 3), np.int64), zeros, np.ones(B, np.int64),
+                            np.zeros(B, bool), None)
+
+
+class PGMLPAgent(SpikingAgent):
+    """The spiking agent's learning loop driving an ANN policy."""
+
+    config_class = MLPConfig
+
+    def _build_policy(self, n_actions: int):
+        c = self.config
+        return MLPPolicy(self.encoder, n_actions, c.mlp_hidden, c.activation, self.rng)
