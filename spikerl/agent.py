@@ -190,6 +190,7 @@ class SpikingAgent:
         self.optimizer = Adam(self.policy.n_params)
         self.critic = LinearCritic(self.encoder.n_inputs, c.critic_lr)
         self.num_timesteps = 0
+        self.n_episodes = 0
         self.ll_baseline = 0.0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)
         self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency (training)
@@ -359,6 +360,7 @@ class SpikingAgent:
                 "sops_per_decision": float(e[3]), "latency": float(e[4]),
             })
             self._ep_ret[b], self._ep_len[b], self._ep_energy[b] = 0.0, 0, 0.0
+            self.n_episodes += 1
         self._skip = done if not same_step else np.zeros_like(done)
         self._obs = next_obs
 

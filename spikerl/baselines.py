@@ -1,0 +1,69 @@
+"""ANN baselines through Stable-Baselines3 (PPO, A2C, DQN). This is the only module that
+imports torch / SB3, and only inside its functions, so ``import spikerl`` never does."""
+from __future__ import annotations
+
+ALGOS = ("PPO", "A2C", "DQN")
+SCHEDULES = ("learning_rate", "clip_range")
+
+
+def _algo_class(algo: str):
+    if algo not in ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; expected one of {ALGOS}")
+    import stable_baselines3 as sb3
+
+    return getattr(sb3, algo)
+
+
+def _linear(start: float):
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * start
+
+    return schedule
+
+
+def sb3_kwargs(hyperparameters: dict) -> tuple[dict, int]:
+    """Plain YAML values -> SB3 constructor kwargs and n_envs. ``X_schedule: linear`` turns
+    ``X`` into a linear decay (the RL Zoo's ``lin_`` prefix)."""
+    hp = dict(hyperparameters)
+    n_envs = int(hp.pop("n_envs", 1))
+    for name in SCHEDULES:
+        kind = hp.pop(f"{name}_schedule", "constant")
+        if kind == "linear" and name in hp:
+            hp[name] = _linear(float(hp[name]))
+        elif kind != "constant":
+            raise ValueError(f"{name}_schedule must be constant or linear, got {kind!r}")
+    hp.setdefault("policy", "MlpPolicy")
+    return hp, n_envs
+
+
+def make_sb3(algo: str, env_id: str, *, seed: int, hyperparameters: dict, make_kwargs: dict | None = None):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from . import envs  # noqa: F401
+
+    cls = _algo_class(algo)
+    kwargs, n_envs = sb3_kwargs(hyperparameters)
+    policy = kwargs.pop("policy")
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=make_kwargs or None)
+    return cls(policy, venv, seed=seed, verbose=0, device="cpu", **kwargs)
+
+
+def load_sb3(algo: str, path, env=None):
+    return _algo_class(algo).load(path, env=env, device="cpu")
+
+
+def macs_per_forward(model) -> int:
+    """Multiply-accumulates of the layers one ``predict`` runs: the actor path of PPO/A2C
+    (features -> policy MLP -> action head) or DQN's Q-network."""
+    import torch.nn as nn
+
+    policy = model.policy
+    if hasattr(policy, "q_net"):
+        modules = [policy.q_net]
+    else:
+        modules = [policy.mlp_extractor.policy_net, policy.action_net]
+    return int(sum(m.in_features * m.out_features for mod in modules for m in mod.modules() if isinstance(m, nn.Linear)))
+
+
+def n_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.policy.parameters()))

@@ -1,0 +1,181 @@
+"""The ``spikerl`` command: train, eval, list, bench, report.
+
+    spikerl train --agent fts-snn --env CartPole-v1 --steps 100000 --seed 0
+    spikerl eval runs/CartPole-v1__fts-snn__s0__.../ --episodes 20
+    spikerl list
+    spikerl bench --agents fts-snn,ppo --envs CartPole-v1 --seeds 3 --out runs/bench
+    spikerl report runs/bench
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, list_agents, list_envs, load_agent_file, parse_overrides
+
+
+def _train(args) -> int:
+    from .train import install_signal_handlers, train
+
+    install_signal_handlers()
+    if args.resume is None and (args.agent is None or args.env is None):
+        raise ConfigError("train needs --agent and --env (or --resume RUNDIR)")
+    train(args.agent, args.env, steps=args.steps, seed=args.seed, n_envs=args.n_envs, out=args.out,
+          overrides=parse_overrides(args.set), use_wandb=args.wandb, resume=args.resume, progress=args.progress,
+          stop_at=args.stop_at)
+    return 0
+
+
+def _load_for_eval(target: Path, env_id: str | None):
+    """A run folder (its final model, else its last checkpoint) or a model file."""
+    from .runs import read_config
+
+    if target.is_dir():
+        cfg = read_config(target)
+        kind, env_id = cfg["kind"], env_id or cfg["env"]
+        ext = "zip" if kind == "sb3" else "spk"
+        path = target / f"model.{ext}"
+        if not path.exists():
+            path = target / "checkpoints" / f"last.{ext}"
+        if not path.exists():
+            raise FileNotFoundError(f"{target}: no model.{ext} and no checkpoints/last.{ext}")
+        if kind == "sb3":
+            from .baselines import load_sb3
+
+            return load_sb3(cfg["algo"], path), env_id
+        from .serialization import load_model
+
+        return load_model(path), env_id
+    if target.suffix == ".zip":
+        raise ConfigError(f"{target}: evaluate an SB3 model through its run folder (the folder says which algorithm)")
+    from .serialization import load_model
+
+    model = load_model(target)
+    env_id = env_id or model.env_id
+    if env_id is None:
+        raise ConfigError(f"{target} does not record its env; pass --env ID")
+    return model, env_id
+
+
+def _eval(args) -> int:
+    from .evaluation import evaluate_model, make_env
+
+    model, env_id = _load_for_eval(Path(args.target), args.env)
+    if args.render:
+        env = make_env(env_id, render_mode="ansi" if env_id.startswith("spikerl/") else "human")
+        for ep in range(args.episodes):
+            obs, _ = env.reset(seed=10_000 + ep)
+            done, ret = False, 0.0
+            while not done:
+                action, _ = model.predict(obs, deterministic=args.deterministic)
+                obs, r, term, trunc, _ = env.step(action)
+                ret += float(r)
+                done = term or trunc
+                frame = env.render()
+                if isinstance(frame, str):
+                    print(frame)
+            print(f"episode {ep}: return {ret:.1f}")
+        return 0
+    res = evaluate_model(model, env_id, n_episodes=args.episodes, deterministic=args.deterministic)
+    res.pop("returns")
+    print(json.dumps({"env": env_id, **{k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}}, indent=2))
+    return 0
+
+
+def _list(args) -> int:
+    print("agents:")
+    for name, path in list_agents().items():
+        try:
+            _, af, _ = load_agent_file(path)
+            desc = f"[{af.kind}{'/' + af.algo if af.algo else ''}] {af.description}"
+        except ConfigError as exc:
+            desc = f"(invalid: {exc})"
+        print(f"  {name:<10} {desc}\n             {path}")
+    print("envs (any registered Gymnasium id works too, with defaults from its spaces):")
+    for env_id, path in list_envs().items():
+        print(f"  {env_id:<28} {path}")
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import run_bench
+    from .train import install_signal_handlers
+
+    install_signal_handlers()
+    run_bench(agents=args.agents.split(","), envs=args.envs.split(","), seeds=args.seeds, steps=args.steps,
+              workers=args.workers, out=args.out, use_wandb=args.wandb, ray_address=args.ray,
+              eval_episodes=args.eval_episodes, overrides=parse_overrides(args.set))
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    path = write_report(Path(args.bench_dir), out=args.out)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spikerl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one agent on one env into a run folder")
+    t.add_argument("--agent", help="agent name (a file in agents/) or a YAML path")
+    t.add_argument("--env", help="env id (a file in envs/ or any registered Gymnasium id)")
+    t.add_argument("--steps", type=int, help="environment steps (default: the env's budget)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-envs", type=int, help="environments stepped together")
+    t.add_argument("--out", default="runs", help="folder that receives the run folder")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a hyperparameter")
+    t.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
+                   help="log to Weights & Biases (offline unless a key is configured)")
+    t.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    t.add_argument("--stop-at", type=float, help="stop when an evaluation's mean return reaches this")
+    t.set_defaults(fn=_train)
+
+    e = sub.add_parser("eval", help="evaluate a run folder or model file")
+    e.add_argument("target", metavar="RUN_OR_MODEL")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True)
+    e.add_argument("--render", action="store_true", help="render each step (text for spikerl's envs)")
+    e.add_argument("--env", help="env id, for a model file that does not record one")
+    e.set_defaults(fn=_eval)
+
+    ls = sub.add_parser("list", help="the agents and envs spikerl knows")
+    ls.set_defaults(fn=_list)
+
+    b = sub.add_parser("bench", help="train agents x envs x seeds in parallel, same budgets and evaluation")
+    b.add_argument("--agents", default="fts-snn,ppo")
+    b.add_argument("--envs", default="CartPole-v1")
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--steps", type=int, help="steps per run (default: each env's budget)")
+    b.add_argument("--workers", type=int, help="parallel worker processes (default: all cores)")
+    b.add_argument("--out", default="runs/bench")
+    b.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: the env's)")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override (spiking agents)")
+    b.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True)
+    b.add_argument("--ray", metavar="ADDRESS", help="run the grid as Ray tasks on this Ray cluster")
+    b.set_defaults(fn=_bench)
+
+    r = sub.add_parser("report", help="write a Markdown report with figures for a bench folder")
+    r.add_argument("bench_dir")
+    r.add_argument("--out", help="report folder (default: BENCH_DIR/report)")
+    r.set_defaults(fn=_report)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"spikerl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Train one agent on one env into a run folder: the everyday path behind ``spikerl train``
+and every cell of ``spikerl bench``. Spiking agents, pg-mlp and SB3 baselines share the
+evaluation protocol, the metrics file, checkpoints, W&B logging and interruption handling."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .callbacks import BaseCallback, ProgressBarCallback
+from .config import load_agent_file, load_env_file, resolve_hyperparameters
+from .evaluation import evaluate_model
+from .runs import RunLogger, plot_learning_curve, read_config, run_name, write_config
+from .serialization import atomic_write
+
+STOP = threading.Event()
+"""Set by SIGINT/SIGTERM: training finishes the current step, checkpoints and returns."""
+
+
+def install_signal_handlers() -> None:
+    """First SIGINT/SIGTERM: stop gracefully after the current decision; a second one: abort."""
+
+    def handler(signum, frame):
+        if STOP.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        STOP.set()
+        print(f"\n{signal.Signals(signum).name}: finishing the current decision, writing a checkpoint ...",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+class _Loop:
+    """What happens between steps, for every kind of agent: episode rows, periodic
+    evaluation, checkpoints, stop requests."""
+
+    def __init__(self, model, kind, logger, run_dir, env, *, eval_freq, eval_episodes, eval_seed, checkpoint_freq,
+                 stop_at=None):
+        self.model, self.kind, self.logger, self.run_dir, self.env = model, kind, logger, Path(run_dir), env
+        self.eval_freq, self.eval_episodes, self.eval_seed = eval_freq, eval_episodes, eval_seed
+        self.checkpoint_freq, self.stop_at = checkpoint_freq, stop_at
+        start = self.num_timesteps()
+        self.next_eval = (start // eval_freq + 1) * eval_freq if eval_freq else None
+        self.next_ckpt = start + checkpoint_freq if checkpoint_freq else None
+        self.evals: list[dict] = []
+        self.interrupted = False
+        self.solved = False
+
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def episode(self, step, ret, length, **energy) -> None:
+        self.logger.log("episode", step, **{"return": float(ret), "length": int(length), **energy})
+
+    def evaluate(self) -> dict:
+        res = evaluate_model(self.model, self.env.id, n_episodes=self.eval_episodes, seed=self.eval_seed,
+                             make_kwargs=self.env.make_kwargs)
+        self.evals.append({"step": self.num_timesteps(), **res})
+        self.logger.log("eval", self.num_timesteps(), **res)
+        return res
+
+    def checkpoint(self) -> Path:
+        path = self.run_dir / "checkpoints" / ("last.spk" if self.kind != "sb3" else "last.zip")
+        save_model(self.model, self.kind, path)
+        return path
+
+    def step(self) -> bool:
+        n = self.num_timesteps()
+        if self.next_eval is not None and n >= self.next_eval:
+            self.next_eval += self.eval_freq
+            res = self.evaluate()
+            if self.stop_at is not None and res["mean_return"] >= self.stop_at:
+                self.solved = True
+                return False
+        if self.next_ckpt is not None and n >= self.next_ckpt:
+            self.next_ckpt += self.checkpoint_freq
+            self.checkpoint()
+        if STOP.is_set():
+            self.interrupted = True
+            return False
+        return True
+
+
+class _SpikingBridge(BaseCallback):
+    def __init__(self, loop: _Loop):
+        self.loop = loop
+        self.seen = 0
+
+    def on_training_start(self) -> None:
+        self.seen = self.model.n_episodes
+
+    def on_step(self) -> bool:
+        new = self.model.n_episodes - self.seen
+        if new:
+            for info in list(self.model.ep_info_buffer)[-new:]:
+                self.loop.episode(info["t"], info["r"], info["l"], spikes_per_decision=info["spikes_per_decision"],
+                                  sops_per_decision=info["sops_per_decision"], latency=info["latency"])
+            self.seen = self.model.n_episodes
+        return self.loop.step()
+
+
+def _sb3_bridge(loop: _Loop, progress: bool):
+    from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
+
+    class Bridge(SB3Callback):
+        def _on_training_start(self) -> None:
+            self.t0, self.last = time.time(), 0.0
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                ep = info.get("episode")
+                if ep is not None:
+                    loop.episode(self.num_timesteps, ep["r"], ep["l"])
+            if progress and time.time() - self.last > 1.0:
+                self.last = time.time()
+                rate = self.num_timesteps / max(time.time() - self.t0, 1e-9)
+                rets = [e["r"] for e in self.model.ep_info_buffer] if self.model.ep_info_buffer else []
+                ret = f"{np.mean(rets):.1f}" if rets else "-"
+                print(f"\r{self.num_timesteps} steps  {rate:.0f} steps/s  return {ret}   ", end="", file=sys.stderr, flush=True)
+            return loop.step()
+
+    return Bridge()
+
+
+def save_model(model, kind: str, path) -> Path:
+    """Atomically write a model: ``.spk`` for spiking/pg-mlp, SB3's zip for baselines."""
+    path = Path(path)
+    if kind == "sb3":
+        atomic_write(path, lambda f: model.save(f))
+    else:
+        model.save(path)
+    return path
+
+
+def build_model(kind: str, agent_file, env_file, hp: dict, seed: int):
+    if kind == "spiking":
+        from .agent import SpikingAgent
+
+        return SpikingAgent(_make_env_arg(env_file), seed=seed, **hp)
+    if kind == "pg-mlp":
+        from .pg_mlp import PGMLPAgent
+
+        return PGMLPAgent(_make_env_arg(env_file), seed=seed, **hp)
+    from .baselines import make_sb3
+
+    return make_sb3(agent_file.algo, env_file.id, seed=seed, hyperparameters=hp, make_kwargs=env_file.make_kwargs)
+
+
+def _make_env_arg(env_file):
+    if not env_file.make_kwargs:
+        return env_file.id
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
+    return gym.make_vec(env_file.id, num_envs=1, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **env_file.make_kwargs)
+
+
+def load_checkpoint(kind: str, path, agent_file, env_file, hp: dict, seed: int):
+    if kind == "sb3":
+        from stable_baselines3.common.env_util import make_vec_env
+
+        from .baselines import load_sb3, sb3_kwargs
+
+        _, n_envs = sb3_kwargs(hp)
+        venv = make_vec_env(env_file.id, n_envs=n_envs, seed=seed, env_kwargs=env_file.make_kwargs or None)
+        return load_sb3(agent_file.algo, path, env=venv)
+    from .serialization import load_model
+
+    return load_model(path, env=_make_env_arg(env_file))
+
+
+def train(agent: str, env_id: str | None = None, *, steps: int | None = None, seed: int = 0, n_envs: int | None = None,
+          out: str | os.PathLike = "runs", overrides: dict | None = None, use_wandb: bool = True,
+          resume: str | os.PathLike | None = None, progress: bool = False, stop_at: float | None = None,
+          eval_episodes: int | None = None, eval_freq: int | None = None, checkpoint_freq: int | None = None,
+          run_dir: str | os.PathLike | None = None, quiet: bool = False) -> Path:
+    """Train ``agent`` on ``env_id``; returns the run folder. With ``resume`` (a run folder),
+    continue from its last checkpoint to the step budget it was given."""
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg = read_config(run_dir)
+        agent, env_id, seed, steps = cfg["agent"], cfg["env"], cfg["seed"], cfg["steps"]
+        overrides, n_envs = cfg.get("overrides", {}), None
+        eval_episodes, eval_freq = cfg["eval"]["episodes"], cfg["eval"]["freq"]
+        checkpoint_freq, stop_at = cfg["checkpoint_freq"], cfg.get("stop_at")
+    agent_name, agent_file, agent_path = load_agent_file(agent)
+    env_file, env_path = load_env_file(env_id)
+    overrides = dict(overrides or {})
+    if n_envs is not None:
+        overrides["n_envs"] = int(n_envs)
+    hp = resolve_hyperparameters(agent_file, env_file, overrides)
+    steps = int(steps if steps is not None else env_file.budget)
+    eval_episodes = int(eval_episodes or env_file.eval_episodes)
+    eval_freq = int(eval_freq if eval_freq is not None else env_file.eval_freq)
+    checkpoint_freq = int(checkpoint_freq if checkpoint_freq is not None else max(eval_freq, 1000))
+    if run_dir is None:
+        run_dir = Path(out) / run_name(env_file.id, agent_name, seed)
+    run_dir = Path(run_dir)
+    config = {
+        "agent": agent_name, "kind": agent_file.kind, "algo": agent_file.algo, "env": env_file.id, "seed": int(seed),
+        "steps": steps, "hyperparameters": hp, "overrides": overrides,
+        "eval": {"episodes": eval_episodes, "freq": eval_freq, "seed": 10_000, "deterministic": True},
+        "checkpoint_freq": checkpoint_freq, "stop_at": stop_at, "solved_threshold": env_file.solved_threshold,
+        "agent_config": str(agent_path), "env_config": str(env_path) if env_path else None,
+        "hyperparameter_source": agent_file.hyperparameter_source,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        write_config(run_dir, config)
+    logger = RunLogger(run_dir, config, use_wandb=use_wandb, group=env_file.id, job_type=agent_name, name=run_dir.name,
+                       resume_of=str(resume) if resume else None)
+    kind = agent_file.kind
+    ckpt = run_dir / "checkpoints" / ("last.zip" if kind == "sb3" else "last.spk")
+    if resume is not None and ckpt.exists():
+        model = load_checkpoint(kind, ckpt, agent_file, env_file, hp, seed)
+    else:
+        model = build_model(kind, agent_file, env_file, hp, seed)
+    done_steps = int(model.num_timesteps)
+    loop = _Loop(model, kind, logger, run_dir, env_file, eval_freq=eval_freq, eval_episodes=eval_episodes,
+                 eval_seed=10_000, checkpoint_freq=checkpoint_freq, stop_at=stop_at)
+    t0 = time.time()
+    remaining = max(steps - done_steps, 0)
+    try:
+        if kind == "sb3":
+            model.learn(remaining, callback=_sb3_bridge(loop, progress), reset_num_timesteps=False)
+            if progress:
+                print(file=sys.stderr)
+        else:
+            callbacks = [_SpikingBridge(loop)] + ([ProgressBarCallback()] if progress else [])
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
+    except BaseException:
+        loop.checkpoint()  # keep what was learned; logs are flushed per row
+        logger.finish({"status": "crashed", "steps": int(model.num_timesteps)})
+        raise
+    wall = time.time() - t0
+    ckpt_path = loop.checkpoint()
+    if loop.interrupted:
+        logger.finish({"status": "interrupted", "steps": int(model.num_timesteps)})
+        print(f"interrupted at step {model.num_timesteps}; checkpoint {ckpt_path}\n"
+              f"resume with: spikerl train --resume {run_dir}", file=sys.stderr)
+        return run_dir
+    final = loop.evals[-1] if loop.solved else loop.evaluate()
+    model_path = save_model(model, kind, run_dir / ("model.zip" if kind == "sb3" else "model.spk"))
+    summary = {
+        "status": "solved" if loop.solved else "finished", "agent": agent_name, "env": env_file.id, "seed": int(seed),
+        "steps": int(model.num_timesteps), "wall_time": wall,
+        "steps_per_second": (model.num_timesteps - done_steps) / max(wall, 1e-9),
+        "final_mean_return": final["mean_return"], "final_std_return": final["std_return"],
+        "final_returns": final["returns"], "n_parameters": n_parameters(model, kind),
+        **{k: final[k] for k in ("spikes_per_decision", "hidden_spikes_per_decision", "sops_per_decision",
+                                 "macs_per_decision", "latency") if k in final},
+        "first_solved_step": first_solved(loop.evals, env_file.solved_threshold),
+    }
+    logger.finish(summary, model_path)
+    if not quiet:
+        print(f"{run_dir}: return {final['mean_return']:.1f} +- {final['std_return']:.1f} "
+              f"after {model.num_timesteps} steps ({summary['steps_per_second']:.0f} steps/s)")
+    return run_dir
+
+
+def first_solved(evals: list[dict], threshold) -> int | None:
+    if threshold is None:
+        return None
+    return next((e["step"] for e in evals if e["mean_return"] >= threshold), None)
+
+
+def n_parameters(model, kind: str) -> int:
+    if kind == "sb3":
+        from .baselines import n_parameters as sb3_params
+
+        return sb3_params(model)
+    return int(model.policy.n_params)
+
+
+__all__ = ["train", "install_signal_handlers", "STOP", "save_model", "plot_learning_curve"]
