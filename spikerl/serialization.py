@@ -191,6 +191,7 @@ def load_agent(cls, path, env=None, **overrides):
     agent.critic.c = critic.astype(np.float64)
     enc = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("encoder.")}
     agent.encoder.load_state_dict(enc)
+    agent.env_id = agent.env_id or meta.get("env_id")
     agent.num_timesteps = int(meta["num_timesteps"])
     agent.n_updates = int(meta.get("n_updates", 0))
     agent.ll_baseline = float(meta.get("ll_baseline", 0.0))
