@@ -1,0 +1,39 @@
+"""The benchmark harness: a tiny two-agent, two-seed grid in parallel, its report, and resumption."""
+import json
+
+import pytest
+
+from spikerl.bench import cell_dir, run_bench
+from spikerl.report import write_report
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    run_bench(agents=["fts-snn", "ppo"], envs=["CartPole-v1"], seeds=2, steps=1500, workers=2, out=out,
+              use_wandb=False, eval_episodes=3, overrides={"batch_size": 64})
+    return out
+
+
+def test_bench_runs_every_cell_in_parallel(bench):
+    for agent in ("fts-snn", "ppo"):
+        for seed in (0, 1):
+            summary = json.loads((cell_dir(bench, "CartPole-v1", agent, seed) / "summary.json").read_text())
+            assert summary["status"] == "finished" and summary["steps"] >= 1500 and summary["seed"] == seed
+
+
+def test_report_has_both_agents_statistics_and_figures(bench):
+    path = write_report(bench)
+    text = path.read_text()
+    assert "| fts-snn |" in text and "| ppo |" in text
+    assert "IQM" in text and "95%" in text and "Horowitz" in text
+    png = path.parent / "CartPole-v1_curves.png"
+    assert png.is_file() and png.stat().st_size > 1000
+
+
+def test_rerun_does_not_redo_finished_runs(bench, capsys):
+    stamps = {p: p.stat().st_mtime_ns for p in (bench / "runs").glob("*/summary.json")}
+    run_bench(agents=["fts-snn", "ppo"], envs=["CartPole-v1"], seeds=2, steps=1500, workers=2, out=bench,
+              use_wandb=False, eval_episodes=3, overrides={"batch_size": 64})
+    assert "4 already done, 0 to run" in capsys.readouterr().err
+    assert stamps == {p: p.stat().st_mtime_ns for p in (bench / "runs").glob("*/summary.json")}
