@@ -285,8 +285,9 @@ class SpikingAgent:
 
     @property
     def progress(self) -> float:
-        span = max(self._target - self._start_steps, 1)
-        return min((self.num_timesteps - self._start_steps) / span, 1.0)
+        """Fraction of the budget used, as SB3 counts it: ``num_timesteps / target`` (so a
+        resumed ``learn`` follows the same schedule as an uninterrupted one)."""
+        return min(self.num_timesteps / max(self._target, 1), 1.0)
 
     def _lr(self) -> float:
         c = self.config

@@ -97,7 +97,32 @@ class MonteCarloRule:
         return adv @ e / adv.size
 
     def state_dict(self) -> dict:
-        return {}
+        """Unfinished episodes and ready batches, as arrays (for exact resumption)."""
+        out = {}
+        for b, ep in enumerate(self.episodes):
+            out[f"ep{b}.r"] = np.asarray(ep["r"], dtype=np.float64)
+            if ep["r"]:
+                out[f"ep{b}.e"] = np.asarray(ep["e"])
+                out[f"ep{b}.f"] = np.asarray(ep["f"])
+        for i, (e, a, f, g) in enumerate(zip(self.ready_e, self.ready_a, self.ready_f, self.ready_g)):
+            out[f"ready{i}.e"], out[f"ready{i}.a"], out[f"ready{i}.f"], out[f"ready{i}.g"] = e, a, f, g
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        for b in range(self.n_envs):
+            r = state.get(f"ep{b}.r", np.zeros(0))
+            if r.size:
+                self.episodes[b] = dict(e=list(state[f"ep{b}.e"]), r=list(r), f=list(state[f"ep{b}.f"]))
+            else:
+                self.episodes[b] = dict(e=[], r=[], f=[])
+        self.ready_e, self.ready_a, self.ready_f, self.ready_g = [], [], [], []
+        i = 0
+        while f"ready{i}.e" in state:
+            self.ready_e.append(state[f"ready{i}.e"])
+            self.ready_a.append(state[f"ready{i}.a"])
+            self.ready_f.append(state[f"ready{i}.f"])
+            self.ready_g.append(state[f"ready{i}.g"])
+            i += 1
 
 
 class ActorCriticRule:

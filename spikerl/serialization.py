@@ -143,6 +143,18 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
         for k, v in agent.critic.opt.state_dict().items():
             arrays[f"critic_optim.{k}"] = v
         arrays["decision_stats"] = agent.decision_stats
+        meta["n_episodes"] = int(agent.n_episodes)
+        if agent._rule is not None:
+            meta["rule"] = type(agent._rule).__name__
+            for k, v in agent._rule.state_dict().items():
+                arrays[f"rule.{k}"] = v
+        if agent._obs is not None:
+            for k in ("obs", "skip", "ep_ret", "ep_len", "ep_energy"):
+                arrays[f"loop.{k}"] = np.asarray(getattr(agent, "_" + k))
+            from .envstate import env_state
+
+            env_arrays, meta["env_state"] = env_state(agent.env)
+            arrays.update({f"env.{k}": v for k, v in env_arrays.items()})
     write_arrays(path, arrays, meta)
 
 
@@ -202,4 +214,32 @@ def load_agent(cls, path, env=None, **overrides):
         agent.optimizer.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optim.")})
         agent.critic.opt.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("critic_optim.")})
         agent.decision_stats = np.array(arrays.get("decision_stats", agent.decision_stats), dtype=np.float64)
+        agent.n_episodes = int(meta.get("n_episodes", 0))
+        if env is not None and "env_state" in meta:
+            _restore_loop(agent, meta, arrays, path)
     return agent
+
+
+def _restore_loop(agent, meta: dict, arrays: dict, path) -> None:
+    """Continue exactly where the saved run stopped: environments, the rule's buffers and
+    traces, the loop's counters. If the env's state cannot be restored, training restarts
+    episodes from a reset (warned)."""
+    import warnings
+
+    from .envstate import restore_env_state
+
+    if agent.env.num_envs != arrays["loop.obs"].shape[0]:
+        warnings.warn(f"{path}: saved with {arrays['loop.obs'].shape[0]} envs, resumed with {agent.env.num_envs}: "
+                      "episodes restart from a reset")
+        return
+    try:
+        restore_env_state(agent.env, {k[4:]: v for k, v in arrays.items() if k.startswith("env.")}, meta["env_state"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        warnings.warn(f"{path}: environment state not restored ({exc}); episodes restart from a reset")
+        return
+    for k in ("obs", "skip", "ep_ret", "ep_len", "ep_energy"):
+        setattr(agent, "_" + k, np.array(arrays[f"loop.{k}"]))
+    agent._rule = agent._make_rule()
+    if meta.get("rule") != type(agent._rule).__name__:
+        raise ModelFileError(f"{path}: saved rule {meta.get('rule')} differs from the config's {type(agent._rule).__name__}")
+    agent._rule.load_state_dict({k[5:]: v for k, v in arrays.items() if k.startswith("rule.")})
