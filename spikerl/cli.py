@@ -110,6 +110,14 @@ def _bench(args) -> int:
     return 0
 
 
+def _experiment(args) -> int:
+    from .experiments import windy
+
+    out = windy.run(args.seeds, args.out, args.steps)
+    print((out / "table.md").read_text())
+    return 0
+
+
 def _report(args) -> int:
     from .report import write_report
 
@@ -160,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True)
     b.add_argument("--ray", metavar="ADDRESS", help="run the grid as Ray tasks on this Ray cluster")
     b.set_defaults(fn=_bench)
+
+    x = sub.add_parser("experiment", help="the windy grid-world experiment: first-to-spike vs ANN vs converted ANN")
+    x.add_argument("name", choices=["windy"])
+    x.add_argument("--seeds", type=int, default=3)
+    x.add_argument("--steps", type=int, help="training steps per run (default: the env's budget)")
+    x.add_argument("--out", default="runs/windy")
+    x.set_defaults(fn=_experiment)
 
     r = sub.add_parser("report", help="write a Markdown report with figures for a bench folder")
     r.add_argument("bench_dir")

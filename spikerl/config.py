@@ -249,9 +249,9 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def resolve_hyperparameters(agent: AgentFile, env: EnvFile, overrides: dict, where: str = "--set") -> dict:
-    """Defaults < env encoder (spiking) < agent's per-env values < overrides; validated."""
+    """Defaults < env encoder (spiking, pg-mlp) < agent's per-env values < overrides; validated."""
     hp = dict(agent.hyperparameters)
-    if agent.kind == "spiking":
+    if agent.kind in ("spiking", "pg-mlp"):
         hp.update(env.encoder)
         hp.setdefault("n_envs", env.n_envs)
     hp.update(agent.envs.get(env.id, {}))

@@ -87,3 +87,20 @@ def test_render_modes():
     img = WindyGridWorldEnv(render_mode="rgb_array")
     img.reset()
     assert img.render().shape == (7 * 16, 10 * 16, 3)
+
+
+def test_short_training_reaches_the_goal_in_at_most_20_steps():
+    """1x1 tiles, the shipped fts-snn config (online actor-critic), fixed seed."""
+    from spikerl.experiments.windy import train_snn
+
+    res = train_snn((1, 1), 8, seed=2, steps=30_000)
+    assert res["reached"] == 1.0
+    assert res["steps_to_goal"] <= 20, res
+
+
+def test_conversion_baseline_runs_and_counts_spikes():
+    from spikerl.experiments.windy import eval_converted, train_mlp
+
+    mlp = train_mlp((1, 1), seed=0, steps=3000)
+    res = eval_converted(mlp, T=4, seed=0)
+    assert res["latency"] == 4.0 and res["spikes_per_episode"] > 0
