@@ -196,6 +196,7 @@ class SpikingAgent:
         self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency (training)
         self.predict_stats = np.zeros(6)  # the same for predict calls
         self._obs = None
+        self._next_feats = None
         self._rule = None
         self.n_updates = 0
 
@@ -217,7 +218,11 @@ class SpikingAgent:
         single = self._is_single(obs)
         batch = obs[None] if single else obs
         out = self.policy.act(batch, self.predict_rng, deterministic=deterministic)
-        self.predict_stats += np.r_[out.action.size, np.c_[out.spikes, out.sops, out.latency].sum(0)]
+        st = self.predict_stats
+        st[0] += out.action.size
+        st[1:4] += out.spikes.sum(0)
+        st[4] += out.sops.sum()
+        st[5] += out.latency.sum()
         action = out.action
         return (action[0] if single else action), state
 
@@ -244,7 +249,7 @@ class SpikingAgent:
                                    ("action", self.action_space, vec.single_action_space)):
             if describe_space(mine) != describe_space(theirs):
                 raise ValueError(f"the env's {name} space {theirs} does not match the agent's {mine}")
-        self.env, self._obs, self._rule = vec, None, None
+        self.env, self._obs, self._rule, self._next_feats = vec, None, None, None
 
     # -- learning ---------------------------------------------------------------------
     def _make_rule(self):
@@ -272,6 +277,7 @@ class SpikingAgent:
             self._skip = np.zeros(n, bool)
             self._ep_ret, self._ep_len = np.zeros(n), np.zeros(n, np.int64)
             self._ep_energy = np.zeros((n, 5))
+            self._next_feats = None
         self._start_steps, self._target = self.num_timesteps, self.num_timesteps + int(total_timesteps)
         self._t0 = time.time()
         cb.init(self)
@@ -310,7 +316,7 @@ class SpikingAgent:
         valid = ~self._skip
         if valid.any():
             enc.update(np.asarray(obs)[valid])
-        feats = enc.features_of(obs)
+        feats = self._next_feats if self._next_feats is not None else enc.features_of(obs)
         out = self.policy.act(None, self.rng, learn=True, features=feats)
         # the three factors: hidden neurons are modulated by the (centred) learning signal
         elig = out.elig
@@ -325,12 +331,17 @@ class SpikingAgent:
         check_finite(rewards[None, :], "reward")
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         done = (terminated | truncated) & valid
-        final_obs = np.array(next_obs, copy=True)
         same_step = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.SAME_STEP
+        next_feats = enc.features_of(next_obs)
+        final_feats = next_feats
         if same_step and done.any():
+            final_obs = np.array(next_obs, copy=True)
             for b in np.flatnonzero(done):
                 final_obs[b] = infos["final_obs"][b]
-        next_values = self.critic.value(enc.features_of(final_obs))
+            final_feats = enc.features_of(final_obs)
+        next_values = self.critic.value(final_feats)
+        # features of the next observation serve the next step, unless running statistics move the bounds
+        self._next_feats = next_feats if enc.stationary else None
 
         if c.reward_factor == "mc":
             rule: MonteCarloRule = self._rule
@@ -347,8 +358,10 @@ class SpikingAgent:
         # statistics
         nv = int(valid.sum())
         self.num_timesteps += nv
-        energy = np.c_[out.spikes, out.sops, out.latency].astype(np.float64)
-        self.decision_stats += np.r_[nv, energy[valid].sum(0)]
+        energy = np.empty((len(valid), 5))
+        energy[:, :3], energy[:, 3], energy[:, 4] = out.spikes, out.sops, out.latency
+        self.decision_stats[0] += nv
+        self.decision_stats[1:] += energy[valid].sum(0)
         self._ep_ret[valid] += rewards[valid]
         self._ep_len[valid] += 1
         self._ep_energy[valid] += energy[valid]

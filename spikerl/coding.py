@@ -134,6 +134,8 @@ class Encoder:
                     raise ValueError(f"width must be > 0, got {width!r}")
                 self.n_fields, self.width = int(n_fields), float(width)
                 self.n_inputs = self.obs_dim * self.n_fields
+                self._centres = np.linspace(0.0, 1.0, self.n_fields)
+                self._inv_width = (self.n_fields - 1) / self.width
             else:
                 self.n_inputs = self.obs_dim
         else:
@@ -167,10 +169,17 @@ class Encoder:
     # -- bounds ------------------------------------------------------------------------
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Current ``(low, high)``: fixed where known, running statistics elsewhere."""
+        if self.fixed.all():
+            return self.fixed_low, self.fixed_high
         mean, spread = self.stats.mean, self.n_std * self.stats.std
         low = np.where(self.fixed, self.fixed_low, mean - spread)
         high = np.where(self.fixed, self.fixed_high, mean + spread)
         return low, high
+
+    @property
+    def stationary(self) -> bool:
+        """True when features of an observation never change (no running statistics)."""
+        return self.features in ("onehot", "tile") or bool(self.fixed.all())
 
     def update(self, obs: np.ndarray) -> None:
         """Update running statistics with a batch of observations (no-op when all bounds are fixed)."""
@@ -205,10 +214,8 @@ class Encoder:
         z = (np.clip(x, low, high) - low) / (high - low)
         if self.features == "normalized":
             return z
-        centres = np.linspace(0.0, 1.0, self.n_fields)
-        width = self.width / (self.n_fields - 1)
-        f = np.exp(-0.5 * ((z[:, :, None] - centres[None, None, :]) / width) ** 2)
-        return f.reshape(x.shape[0], -1)
+        d = (z[:, :, None] - self._centres) * self._inv_width
+        return np.exp(-0.5 * d * d).reshape(x.shape[0], -1)
 
     def __call__(self, obs) -> np.ndarray:
         """Input spike probabilities ``(B, n_inputs, T)``."""

@@ -449,6 +449,28 @@ def decide(
     if not np.all((p_in >= 0) & (p_in <= 1)):
         raise ValueError("p_in must hold probabilities in [0, 1]")
     B, _, T = p_in.shape
+    N = topo.n_neurons
+    if uniforms is not None:
+        uniforms = _as_batch("uniforms", uniforms, (N, T), np.float64)
+        if uniforms.shape[0] != B:
+            raise ValueError(f"uniforms must have batch size B={B}, got {uniforms.shape[0]}")
+    if tie is not None:
+        tie = _as_batch("tie", tie, (), np.float64)
+        if tie.shape[0] != B:
+            raise ValueError(f"tie must have batch size B={B}, got {tie.shape[0]}")
+    if clamp is not None:
+        clamp = _as_batch("clamp", clamp, (N, T), np.int8)
+        if clamp.shape[0] != B:
+            raise ValueError(f"clamp must have batch size B={B}, got {clamp.shape[0]}")
+    return _decide_validated(topo, params, a, b, p_in, rng, uniforms, tie, deterministic, decoder, learn, clamp,
+                             workspace)
+
+
+def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, deterministic=False,
+                      decoder="first_to_spike", learn=False, clamp=None, workspace=None) -> Decisions:
+    """:func:`decide` after its checks (callers that built their arrays themselves, such as
+    :class:`~spikerl.policy.SpikingPolicy`, call this directly)."""
+    B, _, T = p_in.shape
     N, S, K, Kb = topo.n_neurons, topo.n_synapses, a.shape[0], b.shape[0]
     buf = (workspace.get if workspace is not None else _allocate)(B, N, T, S, K, Kb, bool(learn))
     if uniforms is None or tie is None:
@@ -458,16 +480,7 @@ def decide(
             uniforms = rng.random(out=buf["uniforms"])
         if tie is None:
             tie = rng.random(out=buf["tie"])
-    uniforms = _as_batch("uniforms", uniforms, (N, T), np.float64)
-    tie = _as_batch("tie", tie, (), np.float64)
-    if uniforms.shape[0] != B or tie.shape[0] != B:
-        raise ValueError(f"uniforms and tie must have batch size B={B}")
-    if clamp is None:
-        clamp_arr, use_clamp = _NO_CLAMP, False
-    else:
-        clamp_arr, use_clamp = _as_batch("clamp", clamp, (N, T), np.int8), True
-        if clamp_arr.shape[0] != B:
-            raise ValueError(f"clamp must have batch size B={B}")
+    clamp_arr, use_clamp = (_NO_CLAMP, False) if clamp is None else (clamp, True)
     _kernel(
         p_in, uniforms, tie, clamp_arr, use_clamp, bool(deterministic), DECODERS[decoder], bool(learn),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,

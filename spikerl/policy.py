@@ -11,9 +11,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .coding import Encoder
-from .engine import DECODERS, Workspace, decide
+from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
-from .network import GLMParams, Topology, init_params, layered, topology_from_edges
+from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
 
 
 class PolicyOutput(NamedTuple):
@@ -49,7 +49,8 @@ class SpikingPolicy:
             raise ValueError(f"the network has {topo.n_in} input neurons but the encoder makes {encoder.n_inputs}")
         self.encoder, self.topo, self.decoder = encoder, topo, decoder
         self.workspace = Workspace()
-        self.ff_kernel, self.fb_kernel = ff_kernel, fb_kernel
+        params = check_params(topo, params, ff_kernel, fb_kernel)  # validated once; act() skips the checks
+        self.ff_kernel, self.fb_kernel = check_bank(ff_kernel, "ff_kernel"), check_bank(fb_kernel, "fb_kernel")
         self.shapes = [p.shape for p in params]
         self.theta = np.concatenate([p.ravel() for p in params]).astype(np.float64)
         self.params = self._views(self.theta)
@@ -129,8 +130,8 @@ class SpikingPolicy:
             features: np.ndarray | None = None) -> PolicyOutput:
         """Decide for a batch of observations (or of precomputed encoder ``features``)."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
-        r = decide(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng=rng,
-                   deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace)
+        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
+                              deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace)
         elig = hidden_rate = None
         if learn:
             B = p_in.shape[0]

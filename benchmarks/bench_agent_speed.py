@@ -1,0 +1,79 @@
+"""Training throughput and predict latency: default CartPole-v1 SpikingAgent vs SB3 PPO
+with default settings, measured in the same process, one after the other.
+
+    python benchmarks/bench_agent_speed.py [--steps 50000]
+
+Prints env-steps/s for training (same number of envs: 8), single-observation ``predict``
+latency, and per decision: spikes and synaptic operations (spiking) vs MACs (PPO).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # both agents on one core
+
+import numpy as np  # noqa: E402
+
+
+def predict_latency(model, obs, deterministic, n=2000) -> float:
+    model.predict(obs, deterministic=deterministic)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        model.predict(obs, deterministic=deterministic)
+    return (time.perf_counter() - t0) / n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=50_000)
+    args = ap.parse_args()
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from spikerl.agent import SpikingAgent
+    from spikerl.baselines import macs_per_forward
+    from spikerl.config import load_agent_file, load_env_file, resolve_hyperparameters
+
+    torch.set_num_threads(1)
+    _, af, _ = load_agent_file("fts-snn")
+    ef, _ = load_env_file("CartPole-v1")
+    hp = resolve_hyperparameters(af, ef, {})
+
+    snn = SpikingAgent("CartPole-v1", seed=0, **hp)
+    snn.learn(2000)  # compile + warm up
+    t0 = time.perf_counter()
+    snn.learn(args.steps)
+    snn_sps = args.steps / (time.perf_counter() - t0)
+
+    ppo = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=hp["n_envs"], seed=0), seed=0, device="cpu", verbose=0)
+    ppo.learn(2048 * hp["n_envs"] // 8)
+    t0 = time.perf_counter()
+    ppo.learn(args.steps, reset_num_timesteps=False)
+    ppo_sps = args.steps / (time.perf_counter() - t0)
+
+    obs = np.array([0.01, -0.02, 0.03, 0.01], np.float32)
+    lat = {}
+    for name, model in (("spiking", snn), ("ppo", ppo)):
+        for det in (True, False):
+            lat[name, det] = predict_latency(model, obs, det)
+    snn.predict_stats[:] = 0
+    for _ in range(2000):
+        snn.predict(np.random.default_rng(0).uniform(-0.05, 0.05, 4).astype(np.float32), deterministic=False)
+    e = snn.energy_summary("predict")
+
+    print(f"CartPole-v1, {hp['n_envs']} envs, {args.steps} steps, one core (OMP/torch threads = 1)")
+    print(f"training env-steps/s   spiking {snn_sps:9.0f}   PPO(default) {ppo_sps:9.0f}   ratio {snn_sps / ppo_sps:6.1f}x")
+    for det in (True, False):
+        s, p = lat["spiking", det], lat["ppo", det]
+        print(f"predict latency (deterministic={det!s:5})  spiking {s * 1e6:7.1f} us   PPO {p * 1e6:7.1f} us   "
+              f"spiking/PPO {s / p:5.2f}")
+    print(f"per decision (stochastic): spikes {e['input_spikes'] + e['hidden_spikes'] + e['output_spikes']:.1f} "
+          f"(input {e['input_spikes']:.1f}, hidden {e['hidden_spikes']:.1f}, output {e['output_spikes']:.1f}), "
+          f"synaptic ops {e['sops']:.0f}, latency {e['latency']:.2f} steps;  PPO MACs per forward {macs_per_forward(ppo)}")
+
+
+if __name__ == "__main__":
+    main()
