@@ -111,6 +111,9 @@ class EnvFile:
     """Episodes per evaluation."""
     eval_freq: int = 10_000
     """Steps between evaluations."""
+    confirm_episodes: int | None = None
+    """When an evaluation reaches the solved threshold, confirm it with this many episodes
+    (the run counts as solved at that step only if the confirmation also reaches it)."""
     n_envs: int = 8
     """Environments stepped together."""
     make_kwargs: dict = field(default_factory=dict)

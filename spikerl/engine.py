@@ -110,22 +110,23 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     K, D = a.shape
     Kb, Db = b.shape
     out0 = n_in + n_hid
-    raster[bi] = 0
-    potential[bi] = 0.0
-    prob[bi] = 0.0
     if learn:
         ew[bi] = 0.0
         ev[bi] = 0.0
         eg[bi] = 0.0
-    drive[:, :] = 0.0
+    pushed = ff_decay < 0.0 or fb_decay < 0.0  # only the general (pushed) path uses drive
+    if pushed:
+        drive[:, :] = 0.0
     cur_ff[:] = 0.0
     cur_fb[:] = 0.0
     phase[:] = 0.5
     n_sops = 0
     last = T - 1
     for t in range(T):
-        for j in range(n_in):
+        for j in range(n_in):  # every cell up to t* is written; the tail is cleared below
             p = p_in[bi, j, t]
+            potential[bi, j, t] = 0.0
+            prob[bi, j, t] = 0.0
             if use_clamp and clamp[bi, j, t] >= 0:
                 raster[bi, j, t] = 1 if clamp[bi, j, t] > 0 else 0
             elif deterministic:
@@ -133,11 +134,15 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
                 if phase[j] >= 1.0:
                     phase[j] -= 1.0
                     raster[bi, j, t] = 1
-            elif rand[bi, j, t] < p:
-                raster[bi, j, t] = 1
+                else:
+                    raster[bi, j, t] = 0
+            else:
+                raster[bi, j, t] = 1 if rand[bi, j, t] < p else 0
         any_out = False
         for i in range(n_in, N):
-            ui = drive[i, t] + cur_ff[i] + cur_fb[i] + gamma[i]
+            ui = cur_ff[i] + cur_fb[i] + gamma[i]
+            if pushed:
+                ui += drive[i, t]
             pi = _sigmoid(ui)
             potential[bi, i, t] = ui
             prob[bi, i, t] = pi
@@ -147,10 +152,9 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
                 s = ui > 0.0
             else:
                 s = rand[bi, i, t] < pi
-            if s:
-                raster[bi, i, t] = 1
-                if i >= out0:
-                    any_out = True
+            raster[bi, i, t] = 1 if s else 0
+            if s and i >= out0:
+                any_out = True
         if (decoder == 0 and any_out) or t == T - 1:
             last = t
             break
@@ -183,6 +187,11 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
                     vk = v[j, k]
                     for d in range(min(Db, horizon)):
                         drive[j, t + 1 + d] += vk * b[k, d]
+    for i in range(N):
+        for t in range(last + 1, T):
+            raster[bi, i, t] = 0
+            potential[bi, i, t] = 0.0
+            prob[bi, i, t] = 0.0
     t_star[bi] = last
     sops[bi] = n_sops
 

@@ -59,11 +59,15 @@ class _Loop:
     def episode(self, step, ret, length, **energy) -> None:
         self.logger.log("episode", step, **{"return": float(ret), "length": int(length), **energy})
 
-    def evaluate(self) -> dict:
-        res = evaluate_model(self.model, self.env.id, n_episodes=self.eval_episodes, seed=self.eval_seed,
-                             make_kwargs=self.env.make_kwargs)
-        self.evals.append({"step": self.num_timesteps(), **res})
-        self.logger.log("eval", self.num_timesteps(), **res)
+    def evaluate(self, n_episodes: int | None = None, confirm: bool = False) -> dict:
+        res = evaluate_model(self.model, self.env.id, n_episodes=n_episodes or self.eval_episodes,
+                             seed=self.eval_seed, make_kwargs=self.env.make_kwargs)
+        row = {**res, "episodes": len(res["returns"]), "confirm": confirm}
+        self.evals.append({"step": self.num_timesteps(), **row})
+        self.logger.log("eval", self.num_timesteps(), **row)
+        thr, more = self.env.solved_threshold, self.env.confirm_episodes
+        if not confirm and thr is not None and more and more > row["episodes"] and res["mean_return"] >= thr:
+            return self.evaluate(more, confirm=True)
         return res
 
     def checkpoint(self) -> Path:
@@ -257,7 +261,8 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
         "final_returns": final["returns"], "n_parameters": n_parameters(model, kind),
         **{k: final[k] for k in ("spikes_per_decision", "hidden_spikes_per_decision", "sops_per_decision",
                                  "macs_per_decision", "latency") if k in final},
-        "first_solved_step": first_solved(loop.evals, env_file.solved_threshold),
+        "first_solved_step": first_solved(loop.evals, env_file.solved_threshold, env_file.confirm_episodes),
+        "solved_threshold": env_file.solved_threshold,
     }
     logger.finish(summary, model_path)
     if not quiet:
@@ -266,10 +271,12 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
     return run_dir
 
 
-def first_solved(evals: list[dict], threshold) -> int | None:
+def first_solved(evals: list[dict], threshold, confirm_episodes: int | None = None) -> int | None:
+    """First step whose evaluation reached ``threshold`` (over ``confirm_episodes`` episodes when set)."""
     if threshold is None:
         return None
-    return next((e["step"] for e in evals if e["mean_return"] >= threshold), None)
+    need = confirm_episodes or 0
+    return next((e["step"] for e in evals if e["mean_return"] >= threshold and e.get("episodes", need) >= need), None)
 
 
 def n_parameters(model, kind: str) -> int:
