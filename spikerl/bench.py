@@ -5,6 +5,7 @@ finished is never redone, so an interrupted bench continues where it stopped."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -85,7 +86,10 @@ def _run_pool(todo: list[dict], workers: int) -> None:
     from .train import STOP
 
     failures = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+    # spawn, not fork: a forked child inherits the locks of the parent's threads (W&B service,
+    # numba, BLAS) in whatever state they were, and can hang on them
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
         futures = {pool.submit(run_cell, c): c for c in todo}
         for fut in as_completed(futures):
             c = futures[fut]
