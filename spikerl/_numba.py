@@ -15,3 +15,8 @@ def njit(fn):
     """Compile ``fn`` with the project's flags."""
     return numba.jit(**JIT_FLAGS)(fn)
 
+
+
+def njit_parallel(fn):
+    """Compile ``fn`` with the project's flags and ``parallel=True`` (``prange`` on threads)."""
+    return numba.jit(parallel=True, **JIT_FLAGS)(fn)

@@ -35,7 +35,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._numba import njit
+from numba import get_num_threads, prange
+
+from ._numba import njit, njit_parallel
 from .kernels import check_bank
 from .network import GLMParams, Topology, check_params
 
@@ -325,22 +327,31 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
-               raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg):
+               raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg, n_chunks):
+    """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers
+    (allocated once per chunk), so chunks can run on separate threads."""
     B, N, T = raster.shape
-    drive = np.empty((N, T))
-    cur_ff = np.empty(N)
-    cur_fb = np.empty(N)
-    phase = np.empty(n_in)
-    filt_a = np.empty((N, a.shape[0], T))
-    filt_b = np.empty((N, b.shape[0], T))
-    for bi in range(B):
-        _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
-                    n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
-                    raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
-                    drive, cur_ff, cur_fb, phase, filt_a, filt_b)
+    per = (B + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        drive = np.empty((N, T))
+        cur_ff = np.empty(N)
+        cur_fb = np.empty(N)
+        phase = np.empty(n_in)
+        filt_a = np.empty((N, a.shape[0], T))
+        filt_b = np.empty((N, b.shape[0], T))
+        for bi in range(c * per, min(B, (c + 1) * per)):
+            _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+                        n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+                        raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
+                        drive, cur_ff, cur_fb, phase, filt_a, filt_b)
 
 
+# Batch elements are independent and every random number is drawn before the call, so the
+# threaded kernel returns the same bits as the serial one, whatever the thread count.
 _kernel = njit(_run_batch)
+_kernel_threaded = njit_parallel(_run_batch)
+THREADED_MIN_BATCH = 32
+"""Batches at least this large run on all of numba's threads (smaller ones: one thread)."""
 
 
 _DECAY_CACHE: dict = {}
@@ -490,12 +501,13 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
         if tie is None:
             tie = rng.random(out=buf["tie"])
     clamp_arr, use_clamp = (_NO_CLAMP, False) if clamp is None else (clamp, True)
-    _kernel(
+    threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
+    (_kernel_threaded if threads > 1 else _kernel)(
         p_in, uniforms, tie, clamp_arr, use_clamp, bool(deterministic), DECODERS[decoder], bool(learn),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.gamma, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["prob"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
-        buf["sops"], buf["ll_out"], buf["ew"], buf["ev"], buf["eg"],
+        buf["sops"], buf["ll_out"], buf["ew"], buf["ev"], buf["eg"], threads,
     )
     out = Decisions(*(buf[f] for f in Decisions._fields[:8]), *((buf[f] for f in ("ew", "ev", "eg")) if learn else (None,) * 3))
     return out

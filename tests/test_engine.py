@@ -230,3 +230,17 @@ def test_bad_input_names_the_argument():
         raised_cosine_bank(2, 0)
     with pytest.raises(ValueError, match="memory"):
         exponential_bank(2.0, 0)
+
+
+def test_threaded_kernel_gives_the_same_bits_as_serial(monkeypatch):
+    import spikerl.engine as engine
+
+    topo, params, a, b, rng = _net(4, 6, 3, seed=9, recursive=True, recurrent=True)
+    p_in = rng.random((70, 4, 10))
+    U, tie = rng.random((70, topo.n_neurons, 10)), rng.random(70)
+    monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 1)
+    threaded = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True)
+    monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 10**9)
+    serial = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True)
+    for field in serial._fields:
+        assert np.array_equal(getattr(threaded, field), getattr(serial, field)), field
