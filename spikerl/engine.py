@@ -84,6 +84,41 @@ def _sigmoid(x):
 
 
 @njit
+def _push(drive, i, t, horizon, weights, bank):
+    """Pushed (general-kernel) path: ``drive[i, t+1+d] += sum_k weights[k] bank[k, d]``."""
+    for k in range(bank.shape[0]):
+        wk = weights[k]
+        for d in range(min(bank.shape[1], horizon)):
+            drive[i, t + 1 + d] += wk * bank[k, d]
+
+
+@njit
+def _filter_back(filt, i, err, bank, decay, last):
+    """``filt[i, k, t'] = sum_d bank[k, d] err[i, t'+1+d]`` for ``t' < last`` (recursive when
+    the bank is geometric with ratio ``decay >= 0``)."""
+    if decay >= 0.0:  # F(t') = a(0) err(t'+1) + r F(t'+1)
+        acc = 0.0
+        for tp in range(last - 1, -1, -1):
+            acc = bank[0, 0] * err[i, tp + 1] + decay * acc
+            filt[i, 0, tp] = acc
+        return
+    for tp in range(last):
+        for k in range(bank.shape[0]):
+            acc = 0.0
+            for d in range(min(bank.shape[1], last - tp)):
+                acc += bank[k, d] * err[i, tp + 1 + d]
+            filt[i, k, tp] = acc
+
+
+@njit
+def _peak(potential, bi, row, last):
+    peak = -np.inf
+    for t in range(last + 1):
+        peak = max(peak, potential[bi, row, t])
+    return peak
+
+
+@njit
 def _log_p(s, u, p):
     """log P(s | u) from the already computed p = sigmoid(u); stable when saturated."""
     if -30.0 < u < 30.0:
@@ -109,8 +144,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     ``filt_*``: backward-filtered errors) are shared by all elements and cleared here,
     with this element's output slices."""
     _, N, T = raster.shape
-    K, D = a.shape
-    Kb, Db = b.shape
+    K, Kb = a.shape[0], b.shape[0]
     out0 = n_in + n_hid
     if learn:
         ew[bi] = 0.0
@@ -176,19 +210,13 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
                 i = post[syn]
                 if ff_decay >= 0.0:
                     cur_ff[i] += w[syn, 0] * a[0, 0]
-                    continue
-                for k in range(K):
-                    wk = w[syn, k]
-                    for d in range(min(D, horizon)):
-                        drive[i, t + 1 + d] += wk * a[k, d]
+                else:
+                    _push(drive, i, t, horizon, w[syn], a)
             if j >= n_in:
                 if fb_decay >= 0.0:
                     cur_fb[j] += v[j, 0] * b[0, 0]
-                    continue
-                for k in range(Kb):
-                    vk = v[j, k]
-                    for d in range(min(Db, horizon)):
-                        drive[j, t + 1 + d] += vk * b[k, d]
+                else:
+                    _push(drive, j, t, horizon, v[j], b)
     for i in range(N):
         for t in range(last + 1, T):
             raster[bi, i, t] = 0
@@ -230,9 +258,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
             if not hit:
                 continue
             if deterministic:
-                peak = -np.inf
-                for t in range(last + 1):
-                    peak = max(peak, potential[bi, out0 + o, t])
+                peak = _peak(potential, bi, out0 + o, last)
                 if peak > best_u:
                     best_u = peak
                     best = o
@@ -244,9 +270,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
         no_spike[bi] = True
         if deterministic:
             for o in range(n_out):
-                peak = -np.inf
-                for t in range(last + 1):
-                    peak = max(peak, potential[bi, out0 + o, t])
+                peak = _peak(potential, bi, out0 + o, last)
                 if peak > best_u:
                     best_u = peak
                     best = o
@@ -287,30 +311,8 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
             acc += e
         eg[bi, i] = acc
     for i in range(n_in, N):
-        if ff_decay >= 0.0:  # F(t') = a(0) err(t'+1) + r F(t'+1)
-            acc = 0.0
-            for tp in range(last - 1, -1, -1):
-                acc = a[0, 0] * drive[i, tp + 1] + ff_decay * acc
-                filt_a[i, 0, tp] = acc
-        else:
-            for tp in range(last):
-                for k in range(K):
-                    acc = 0.0
-                    for d in range(min(D, last - tp)):
-                        acc += a[k, d] * drive[i, tp + 1 + d]
-                    filt_a[i, k, tp] = acc
-        if fb_decay >= 0.0:
-            acc = 0.0
-            for tp in range(last - 1, -1, -1):
-                acc = b[0, 0] * drive[i, tp + 1] + fb_decay * acc
-                filt_b[i, 0, tp] = acc
-        else:
-            for tp in range(last):
-                for k in range(Kb):
-                    acc = 0.0
-                    for d in range(min(Db, last - tp)):
-                        acc += b[k, d] * drive[i, tp + 1 + d]
-                    filt_b[i, k, tp] = acc
+        _filter_back(filt_a, i, drive, a, ff_decay, last)
+        _filter_back(filt_b, i, drive, b, fb_decay, last)
     for j in range(N):
         for tp in range(last):
             if raster[bi, j, tp] == 0:
