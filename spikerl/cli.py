@@ -122,7 +122,8 @@ def _report(args) -> int:
     from .report import write_report
 
     path = write_report(Path(args.bench_dir), out=args.out)
-    print(path)
+    print(path.read_text())
+    print(f"report written to {path} (figures beside it)")
     return 0
 
 
