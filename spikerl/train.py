@@ -264,11 +264,22 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
         "first_solved_step": first_solved(loop.evals, env_file.solved_threshold, env_file.confirm_episodes),
         "solved_threshold": env_file.solved_threshold,
     }
+    if kind == "spiking":
+        summary["sampled"] = sampled_evaluation(model, env_file, eval_episodes)
     logger.finish(summary, model_path)
     if not quiet:
         print(f"{run_dir}: return {final['mean_return']:.1f} +- {final['std_return']:.1f} "
               f"after {model.num_timesteps} steps ({summary['steps_per_second']:.0f} steps/s)")
     return run_dir
+
+
+def sampled_evaluation(model, env_file, n_episodes: int) -> dict:
+    """A spiking agent in its sampling mode (stochastic first-to-spike decisions, the mode a
+    neuromorphic chip runs): return and energy figures over the evaluation episodes."""
+    res = evaluate_model(model, env_file.id, n_episodes=n_episodes, seed=10_000, deterministic=False,
+                         make_kwargs=env_file.make_kwargs)
+    return {k: res[k] for k in ("mean_return", "std_return", "spikes_per_decision", "hidden_spikes_per_decision",
+                                "sops_per_decision", "latency")}
 
 
 def first_solved(evals: list[dict], threshold, confirm_episodes: int | None = None) -> int | None:
@@ -284,7 +295,7 @@ def n_parameters(model, kind: str) -> int:
         from .baselines import n_parameters as sb3_params
 
         return sb3_params(model)
-    return int(model.policy.n_params)
+    return int(model.policy.learnable.sum())  # input neurons' v and gamma are never used
 
 
 __all__ = ["train", "install_signal_handlers", "STOP", "save_model", "plot_learning_curve"]
