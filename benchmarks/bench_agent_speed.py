@@ -48,11 +48,16 @@ def main():
     snn.learn(args.steps)
     snn_sps = args.steps / (time.perf_counter() - t0)
 
-    ppo = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=hp["n_envs"], seed=0), seed=0, device="cpu", verbose=0)
-    ppo.learn(2048 * hp["n_envs"] // 8)
-    t0 = time.perf_counter()
-    ppo.learn(args.steps, reset_num_timesteps=False)
-    ppo_sps = args.steps / (time.perf_counter() - t0)
+    def ppo_speed(n_envs):
+        # SB3's defaults: PPO("MlpPolicy", env) with n_steps=2048, batch 64, 10 epochs
+        model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=0), seed=0, device="cpu", verbose=0)
+        model.learn(2048 * n_envs)
+        t0 = time.perf_counter()
+        model.learn(args.steps, reset_num_timesteps=False)
+        return model, args.steps / (time.perf_counter() - t0)
+
+    ppo, ppo_sps = ppo_speed(1)  # "PPO with default settings": one env, as PPO("MlpPolicy", "CartPole-v1")
+    _, ppo8_sps = ppo_speed(hp["n_envs"])
 
     obs = np.array([0.01, -0.02, 0.03, 0.01], np.float32)
     lat = {}
@@ -64,8 +69,10 @@ def main():
         snn.predict(np.random.default_rng(0).uniform(-0.05, 0.05, 4).astype(np.float32), deterministic=False)
     e = snn.energy_summary("predict")
 
-    print(f"CartPole-v1, {hp['n_envs']} envs, {args.steps} steps, one core (OMP/torch threads = 1)")
-    print(f"training env-steps/s   spiking {snn_sps:9.0f}   PPO(default) {ppo_sps:9.0f}   ratio {snn_sps / ppo_sps:6.1f}x")
+    print(f"CartPole-v1, default fts-snn config, {args.steps} steps, one core (OMP/torch threads = 1)")
+    print(f"training env-steps/s   spiking ({hp['n_envs']} envs) {snn_sps:9.0f}   PPO default (1 env) {ppo_sps:9.0f}   "
+          f"ratio {snn_sps / ppo_sps:6.1f}x")
+    print(f"                       PPO defaults with {hp['n_envs']} envs {ppo8_sps:9.0f}   ratio {snn_sps / ppo8_sps:6.1f}x")
     for det in (True, False):
         s, p = lat["spiking", det], lat["ppo", det]
         print(f"predict latency (deterministic={det!s:5})  spiking {s * 1e6:7.1f} us   PPO {p * 1e6:7.1f} us   "

@@ -59,6 +59,8 @@ class RunningStats:
 
 def check_finite(obs: np.ndarray, what: str = "observation") -> None:
     """Raise ``ValueError`` naming the first non-finite dimension of ``obs`` ``(B, d)``."""
+    if np.isfinite(obs).all():
+        return
     bad = ~np.isfinite(obs)
     if bad.any():
         row, dim = np.argwhere(bad)[0]
@@ -211,7 +213,7 @@ class Encoder:
             f[np.arange(x.shape[0]), self.tile_of[x]] = 1.0
             return f
         low, high = self.bounds()
-        z = (np.clip(x, low, high) - low) / (high - low)
+        z = (np.minimum(np.maximum(x, low), high) - low) / (high - low)
         if self.features == "normalized":
             return z
         d = (z[:, :, None] - self._centres) * self._inv_width

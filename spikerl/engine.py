@@ -511,5 +511,6 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
         buf["raster"], buf["potential"], buf["prob"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
         buf["sops"], buf["ll_out"], buf["ew"], buf["ev"], buf["eg"], threads,
     )
-    out = Decisions(*(buf[f] for f in Decisions._fields[:8]), *((buf[f] for f in ("ew", "ev", "eg")) if learn else (None,) * 3))
+    out = Decisions(buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"], buf["sops"], buf["ll_out"],
+                    buf["raster"], buf["potential"], *((buf["ew"], buf["ev"], buf["eg"]) if learn else (None, None, None)))
     return out
