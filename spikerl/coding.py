@@ -20,8 +20,24 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from ._numba import njit
+
 FEATURES = ("normalized", "population", "onehot", "tile")
 CODES = ("rate", "time")
+
+
+@njit
+def _gaussian_fields(x, low, high, centres, inv_width, out):
+    """Population code of validated, finite ``x`` ``(B, d)`` into ``out`` ``(B, d*M)``."""
+    B, d = x.shape
+    M = centres.shape[0]
+    for bi in range(B):
+        for j in range(d):
+            z = (min(max(x[bi, j], low[j]), high[j]) - low[j]) / (high[j] - low[j])
+            for m in range(M):
+                e = (z - centres[m]) * inv_width
+                out[bi, j * M + m] = np.exp(-0.5 * e * e)
+    return out
 
 
 class RunningStats:
@@ -213,11 +229,10 @@ class Encoder:
             f[np.arange(x.shape[0]), self.tile_of[x]] = 1.0
             return f
         low, high = self.bounds()
-        z = (np.minimum(np.maximum(x, low), high) - low) / (high - low)
         if self.features == "normalized":
-            return z
-        d = (z[:, :, None] - self._centres) * self._inv_width
-        return np.exp(-0.5 * d * d).reshape(x.shape[0], -1)
+            return (np.minimum(np.maximum(x, low), high) - low) / (high - low)
+        out = np.empty((x.shape[0], self.n_inputs))
+        return _gaussian_fields(x, low, high, self._centres, self._inv_width, out)
 
     def __call__(self, obs) -> np.ndarray:
         """Input spike probabilities ``(B, n_inputs, T)``."""
