@@ -17,6 +17,12 @@ def njit(fn):
 
 
 
+def njit_inline(fn):
+    """Compile a small helper that is inlined into its callers at the IR level (no call
+    overhead, no reference counting of its array arguments)."""
+    return numba.jit(inline="always", **JIT_FLAGS)(fn)
+
+
 def njit_parallel(fn):
     """Compile ``fn`` with the project's flags and ``parallel=True`` (``prange`` on threads)."""
     return numba.jit(parallel=True, **JIT_FLAGS)(fn)

@@ -37,7 +37,7 @@ import numpy as np
 
 from numba import get_num_threads, prange
 
-from ._numba import njit, njit_parallel
+from ._numba import njit, njit_inline, njit_parallel
 from .kernels import check_bank
 from .network import GLMParams, Topology, check_params
 
@@ -75,7 +75,7 @@ class Decisions(NamedTuple):
     eg: np.ndarray | None
 
 
-@njit
+@njit_inline
 def _sigmoid(x):
     if x >= 0.0:
         return 1.0 / (1.0 + np.exp(-x))
@@ -83,7 +83,7 @@ def _sigmoid(x):
     return z / (1.0 + z)
 
 
-@njit
+@njit_inline
 def _push(drive, i, t, horizon, weights, bank):
     """Pushed (general-kernel) path: ``drive[i, t+1+d] += sum_k weights[k] bank[k, d]``."""
     for k in range(bank.shape[0]):
@@ -92,7 +92,7 @@ def _push(drive, i, t, horizon, weights, bank):
             drive[i, t + 1 + d] += wk * bank[k, d]
 
 
-@njit
+@njit_inline
 def _filter_back(filt, i, err, bank, decay, last):
     """``filt[i, k, t'] = sum_d bank[k, d] err[i, t'+1+d]`` for ``t' < last`` (recursive when
     the bank is geometric with ratio ``decay >= 0``)."""
@@ -110,7 +110,7 @@ def _filter_back(filt, i, err, bank, decay, last):
             filt[i, k, tp] = acc
 
 
-@njit
+@njit_inline
 def _peak(potential, bi, row, last):
     peak = -np.inf
     for t in range(last + 1):
@@ -118,7 +118,7 @@ def _peak(potential, bi, row, last):
     return peak
 
 
-@njit
+@njit_inline
 def _log_p(s, u, p):
     """log P(s | u) from the already computed p = sigmoid(u); stable when saturated."""
     if -30.0 < u < 30.0:
@@ -126,7 +126,7 @@ def _log_p(s, u, p):
     return _log_sigmoid(u) if s else _log_sigmoid(-u)
 
 
-@njit
+@njit_inline
 def _log_sigmoid(x):
     # log(sigmoid(x)) = -softplus(-x), stable for any finite x
     if x >= 0.0:
