@@ -200,6 +200,16 @@ class SpikingAgent:
         self._rule = None
         self.n_updates = 0
 
+    @classmethod
+    def from_config(cls, env_id: str, agent: str = "fts-snn", *, seed: int | None = None, **overrides) -> "SpikingAgent":
+        """An agent with the tuned hyperparameters of ``agents/{agent}.yaml`` and the encoding
+        of ``envs/{env_id}.yaml`` (what ``spikerl train`` uses), plus ``overrides``."""
+        from .config import load_agent_file, load_env_file, resolve_hyperparameters
+
+        _, agent_file, _ = load_agent_file(agent)
+        env_file, _ = load_env_file(env_id)
+        return cls(env_id, seed=seed, **resolve_hyperparameters(agent_file, env_file, overrides))
+
     def _build_policy(self, n_actions: int):
         c = self.config
         return SpikingPolicy.build(

@@ -140,3 +140,9 @@ def test_pg_mlp_learns_cartpole_with_the_same_rule():
 
     agent = PGMLPAgent("CartPole-v1", seed=0, **CARTPOLE).learn(60_000)
     assert evaluate(agent, gym.make("CartPole-v1"), 10, deterministic=True, seed=0)["mean_return"] >= 150
+
+
+def test_from_config_uses_the_shipped_defaults():
+    agent = SpikingAgent.from_config("CartPole-v1", seed=0, n_envs=2)
+    assert agent.config.T == 12 and agent.config.reward_factor == "td" and agent.env.num_envs == 2
+    assert agent.encoder.features == "population" and np.isfinite(agent.encoder.bounds()[1]).all()
