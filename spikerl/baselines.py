@@ -6,6 +6,65 @@ ALGOS = ("PPO", "A2C", "DQN")
 SCHEDULES = ("learning_rate", "clip_range")
 
 
+def sb3_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("stable_baselines3") is not None
+
+
+def sb3_evaluate(model, make_env, n_episodes: int, seed: int, deterministic: bool):
+    """SB3's ``evaluate_policy`` on a seeded one-env ``DummyVecEnv``: (returns, lengths)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: Monitor(make_env())])
+    venv.seed(seed)
+    try:
+        return evaluate_policy(model, venv, n_eval_episodes=n_episodes, deterministic=deterministic,
+                               return_episode_rewards=True, warn=False)
+    finally:
+        venv.close()
+
+
+def make_vec(env_id: str, *, n_envs: int, seed: int, make_kwargs: dict | None = None):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from . import envs  # noqa: F401
+
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=make_kwargs or None)
+
+
+def bridge_callback(on_episode, on_step, progress: bool):
+    """An SB3 callback that reports finished episodes (``on_episode(step, return, length)``),
+    asks ``on_step()`` whether to go on, and optionally prints progress."""
+    import sys
+    import time
+
+    import numpy as np
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Bridge(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0, self.last = time.time(), 0.0
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                ep = info.get("episode")
+                if ep is not None:
+                    on_episode(self.num_timesteps, ep["r"], ep["l"])
+            if progress and time.time() - self.last > 1.0:
+                self.last = time.time()
+                rate = self.num_timesteps / max(time.time() - self.t0, 1e-9)
+                rets = [e["r"] for e in self.model.ep_info_buffer] if self.model.ep_info_buffer else []
+                ret = f"{np.mean(rets):.1f}" if rets else "-"
+                print(f"\r{self.num_timesteps} steps  {rate:.0f} steps/s  return {ret}   ", end="", file=sys.stderr,
+                      flush=True)
+            return on_step()
+
+    return Bridge()
+
+
 def _algo_class(algo: str):
     if algo not in ALGOS:
         raise ValueError(f"unknown SB3 algorithm {algo!r}; expected one of {ALGOS}")
@@ -37,14 +96,10 @@ def sb3_kwargs(hyperparameters: dict) -> tuple[dict, int]:
 
 
 def make_sb3(algo: str, env_id: str, *, seed: int, hyperparameters: dict, make_kwargs: dict | None = None):
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from . import envs  # noqa: F401
-
     cls = _algo_class(algo)
     kwargs, n_envs = sb3_kwargs(hyperparameters)
     policy = kwargs.pop("policy")
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=make_kwargs or None)
+    venv = make_vec(env_id, n_envs=n_envs, seed=seed, make_kwargs=make_kwargs)
     return cls(policy, venv, seed=seed, verbose=0, device="cpu", **kwargs)
 
 

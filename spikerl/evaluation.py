@@ -41,18 +41,12 @@ def evaluate_model(model, env_id: str, *, n_episodes: int = 10, seed: int = 10_0
 
     if isinstance(model, SpikingAgent):
         model.predict_stats[:] = 0.0
-    try:
-        from stable_baselines3.common.evaluation import evaluate_policy
-        from stable_baselines3.common.monitor import Monitor
-        from stable_baselines3.common.vec_env import DummyVecEnv
-    except ImportError:
-        returns, lengths = _evaluate_loop(model, env_id, n_episodes, seed, deterministic, make_kwargs)
+    from .baselines import sb3_available, sb3_evaluate
+
+    if sb3_available():
+        returns, lengths = sb3_evaluate(model, lambda: make_env(env_id, make_kwargs), n_episodes, seed, deterministic)
     else:
-        venv = DummyVecEnv([lambda: Monitor(make_env(env_id, make_kwargs))])
-        venv.seed(seed)
-        returns, lengths = evaluate_policy(model, venv, n_eval_episodes=n_episodes, deterministic=deterministic,
-                                           return_episode_rewards=True, warn=False)
-        venv.close()
+        returns, lengths = _evaluate_loop(model, env_id, n_episodes, seed, deterministic, make_kwargs)
     returns = [float(r) for r in returns]
     return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns,
             "mean_length": float(np.mean(lengths)), **energy_of(model)}

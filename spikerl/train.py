@@ -10,8 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .callbacks import BaseCallback, ProgressBarCallback
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
 from .evaluation import evaluate_model
@@ -111,26 +109,9 @@ class _SpikingBridge(BaseCallback):
 
 
 def _sb3_bridge(loop: _Loop, progress: bool):
-    from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
+    from .baselines import bridge_callback
 
-    class Bridge(SB3Callback):
-        def _on_training_start(self) -> None:
-            self.t0, self.last = time.time(), 0.0
-
-        def _on_step(self) -> bool:
-            for info in self.locals.get("infos", []):
-                ep = info.get("episode")
-                if ep is not None:
-                    loop.episode(self.num_timesteps, ep["r"], ep["l"])
-            if progress and time.time() - self.last > 1.0:
-                self.last = time.time()
-                rate = self.num_timesteps / max(time.time() - self.t0, 1e-9)
-                rets = [e["r"] for e in self.model.ep_info_buffer] if self.model.ep_info_buffer else []
-                ret = f"{np.mean(rets):.1f}" if rets else "-"
-                print(f"\r{self.num_timesteps} steps  {rate:.0f} steps/s  return {ret}   ", end="", file=sys.stderr, flush=True)
-            return loop.step()
-
-    return Bridge()
+    return bridge_callback(loop.episode, loop.step, progress)
 
 
 def save_model(model, kind: str, path) -> Path:
@@ -169,13 +150,11 @@ def _make_env_arg(env_file):
 
 def load_checkpoint(kind: str, path, agent_file, env_file, hp: dict, seed: int):
     if kind == "sb3":
-        from stable_baselines3.common.env_util import make_vec_env
-
-        from .baselines import load_sb3, sb3_kwargs
+        from .baselines import load_sb3, make_vec, sb3_kwargs
 
         _, n_envs = sb3_kwargs(hp)
-        venv = make_vec_env(env_file.id, n_envs=n_envs, seed=seed, env_kwargs=env_file.make_kwargs or None)
-        return load_sb3(agent_file.algo, path, env=venv)
+        return load_sb3(agent_file.algo, path, env=make_vec(env_file.id, n_envs=n_envs, seed=seed,
+                                                            make_kwargs=env_file.make_kwargs))
     from .serialization import load_model
 
     return load_model(path, env=_make_env_arg(env_file))

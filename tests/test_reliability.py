@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

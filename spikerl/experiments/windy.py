@@ -137,7 +137,7 @@ def _cell(rs, key, nd=1):
 
 
 def write_tables(rows, out: Path, steps: int, seeds: int) -> None:
-    lines = [f"# Windy grid world: first-to-spike SNN vs ANN vs converted ANN", "",
+    lines = ["# Windy grid world: first-to-spike SNN vs ANN vs converted ANN", "",
              f"{seeds} seeds, {steps:,} training steps per run; evaluation: 20 episodes (fts-snn samples its "
              "first-to-spike decisions, converted samples its input spikes; pg-mlp is evaluated greedily and, as "
              "'pg-mlp sampled', by sampling its softmax). "
