@@ -196,8 +196,8 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
     lines += ["## Energy model", "",
               f"Energy per decision = synaptic accumulate operations x {E_AC_PJ:.1f} pJ (spiking) + multiply-accumulates "
               f"x {E_MAC_PJ:.1f} pJ (ANN). Source: {ENERGY_SOURCE}. In the main tables spiking figures are measured "
-              "on the evaluation decisions in deterministic mode (the threshold network, spike iff u > 0), which "
-              "rarely fires an output early and so mostly runs all T steps; the 'sampling mode' tables give the "
+              "on the evaluation decisions in deterministic mode (the threshold network, spike iff u > 0; when no "
+              "output crosses 0 the decision waits for T steps); the 'sampling mode' tables give the "
               "same trained networks making stochastic first-to-spike decisions, the mode the model is built and "
               "trained for. ANN MACs count the layers one `predict` runs.", ""]
     path = out / "report.md"
