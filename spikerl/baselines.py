@@ -65,6 +65,14 @@ def bridge_callback(on_episode, on_step, progress: bool):
     return Bridge()
 
 
+def wandb_callback():
+    """W&B's Stable-Baselines3 integration (records the algorithm's hyperparameters in the
+    run config; metrics come from spikerl's own rows). Needs an active ``wandb.run``."""
+    from wandb.integration.sb3 import WandbCallback
+
+    return WandbCallback(verbose=0, log=None)
+
+
 def _algo_class(algo: str):
     if algo not in ALGOS:
         raise ValueError(f"unknown SB3 algorithm {algo!r}; expected one of {ALGOS}")

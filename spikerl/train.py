@@ -213,7 +213,10 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
     remaining = max(steps - done_steps, 0)
     try:
         if kind == "sb3":
-            model.learn(remaining, callback=_sb3_bridge(loop, progress), reset_num_timesteps=False)
+            from .baselines import wandb_callback
+
+            callbacks = [_sb3_bridge(loop, progress)] + ([wandb_callback()] if logger.wandb_run is not None else [])
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
             if progress:
                 print(file=sys.stderr)
         else:

@@ -48,6 +48,8 @@ def test_train_writes_a_complete_run_folder(tmp_path, agent, model, monkeypatch)
     assert returns == pytest.approx([e["return"] for e in episodes])
     assert any("eval/mean_return" in h for h in hist)
     assert config["agent"] == agent and config["env"] == "CartPole-v1"
+    if agent == "ppo":  # W&B's SB3 integration recorded the algorithm's own hyperparameters
+        assert config.get("algo") == "PPO" and "n_steps" in config
 
 
 def test_eval_and_list_commands(tmp_path, capsys, monkeypatch):

@@ -48,4 +48,6 @@ def history(run_dir):
                 rows.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
             elif kind == "run":
                 config.update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
+            elif kind == "config":
+                config.update({i.key: json.loads(i.value_json) for i in rec.config.update})
     return rows, config
