@@ -217,8 +217,10 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
                     cur_fb[j] += v[j, 0] * b[0, 0]
                 else:
                     _push(drive, j, t, horizon, v[j], b)
+    # cells past t* must read 0; only those the previous decision in this slot wrote can be
+    # non-zero (t_star still holds its t*; buffers start zeroed with t_star = -1)
     for i in range(N):
-        for t in range(last + 1, T):
+        for t in range(last + 1, min(t_star[bi], T - 1) + 1):
             raster[bi, i, t] = 0
             potential[bi, i, t] = 0.0
             prob[bi, i, t] = 0.0
@@ -416,11 +418,13 @@ def _allocate(B, N, T, S, K, Kb, learn) -> dict:
     e = (B, S, K), (B, N, Kb), (B, N)
     if not learn:
         e = (1, 1, 1), (1, 1, 1), (1, 1)
+    # raster/potential/prob start zeroed and t_star at -1: the kernel then only clears what a
+    # previous decision wrote past the current t*
     return dict(
-        uniforms=np.empty((B, N, T)), tie=np.empty(B), prob=np.empty((B, N, T)),
-        action=np.empty(B, np.int64), t_star=np.empty(B, np.int64), no_spike=np.empty(B, np.bool_),
+        uniforms=np.empty((B, N, T)), tie=np.empty(B), prob=np.zeros((B, N, T)),
+        action=np.empty(B, np.int64), t_star=np.full(B, -1, np.int64), no_spike=np.empty(B, np.bool_),
         spikes=np.empty((B, 3), np.int64), sops=np.empty(B, np.int64), ll_out=np.empty(B),
-        raster=np.empty((B, N, T), np.uint8), potential=np.empty((B, N, T)),
+        raster=np.zeros((B, N, T), np.uint8), potential=np.zeros((B, N, T)),
         ew=np.empty(e[0]), ev=np.empty(e[1]), eg=np.empty(e[2]),
     )
 

@@ -244,3 +244,21 @@ def test_threaded_kernel_gives_the_same_bits_as_serial(monkeypatch):
     serial = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True)
     for field in serial._fields:
         assert np.array_equal(getattr(threaded, field), getattr(serial, field)), field
+
+
+def test_workspace_reuse_equals_fresh_buffers():
+    """A reused workspace must read exactly like fresh buffers, also when a later decision
+    stops earlier than the one before it in the same slot."""
+    from spikerl.engine import Workspace
+
+    topo, params, a, b, rng = _net(4, 5, 3, seed=5, recurrent=True, recursive=True)
+    ws = Workspace()
+    T = 9
+    settings = [params._replace(gamma=np.full_like(params.gamma, g)) for g in (-50.0, 3.0, -2.0, 50.0, -1.0)]
+    for p in settings:
+        p_in = rng.random((5, 4, T))
+        U, tie = rng.random((5, topo.n_neurons, T)), rng.random(5)
+        fresh = decide(topo, p, a, b, p_in, uniforms=U, tie=tie, learn=True)
+        reused = decide(topo, p, a, b, p_in, uniforms=U, tie=tie, learn=True, workspace=ws)
+        for field in fresh._fields:
+            assert np.array_equal(getattr(fresh, field), getattr(reused, field)), field
