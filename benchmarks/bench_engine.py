@@ -3,7 +3,8 @@
     python benchmarks/bench_engine.py [--quick]
 
 1. CartPole-sized network: population-coded 4-dim observation (8 fields -> 32 inputs),
-   48 hidden, 2 outputs, T=12, with eligibilities; B = 1 and B = 64.
+   48 hidden, 2 outputs, T=12, with eligibilities (and without: inference); B = 1 and B = 64
+   (B >= 32 runs on all of numba's threads).
 2. Scaling: hidden layer 64 -> 4096 with a fixed fan-in of 32 (sparse), T=12, B=16:
    time per decision next to synapse count (cost should follow synapses, not N^2).
 """
@@ -45,14 +46,17 @@ def main():
     topo = layered(32, 48, 2, skip=True)
     params = init_params(topo, 1, 1, rng=rng, w_scale=2.0)
     print(f"CartPole-sized network: {topo.n_neurons} neurons, {topo.n_synapses} synapses, T={T}, learn=True")
-    print(f"{'B':>4} {'compiled dec/s':>15} {'numpy dec/s':>12} {'speed-up':>9}")
+    print("(the reference always computes eligibilities; 'compiled, no learn' is the inference path)")
+    print(f"{'B':>4} {'compiled dec/s':>15} {'numpy dec/s':>12} {'speed-up':>9} {'compiled, no learn':>19} {'speed-up':>9}")
     for B in (1, 64):
         p_in = rng.random((B, 32, T)) * 0.5
         U, tie = rng.random((B, topo.n_neurons, T)), rng.random(B)
         ws = Workspace()
         t_fast = timeit(lambda: decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True, workspace=ws))
+        t_infer = timeit(lambda: decide(topo, params, a, b, p_in, uniforms=U, tie=tie, workspace=ws))
         t_slow = timeit(lambda: naive_decide(topo, params, a, b, p_in, U, tie), min_time=1.0, max_reps=20)
-        print(f"{B:>4} {B / t_fast:>15.0f} {B / t_slow:>12.1f} {t_slow / t_fast:>8.0f}x")
+        print(f"{B:>4} {B / t_fast:>15.0f} {B / t_slow:>12.1f} {t_slow / t_fast:>8.0f}x {B / t_infer:>19.0f} "
+              f"{t_slow / t_infer:>8.0f}x")
 
     print("\nScaling at fixed fan-in 32 (B=16, T=12, learn=True):")
     print(f"{'hidden':>7} {'synapses':>9} {'us/decision':>12} {'ns/synapse':>11} {'spikes/dec':>11}")

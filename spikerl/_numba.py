@@ -24,5 +24,8 @@ def njit_inline(fn):
 
 
 def njit_parallel(fn):
-    """Compile ``fn`` with the project's flags and ``parallel=True`` (``prange`` on threads)."""
-    return numba.jit(parallel=True, **JIT_FLAGS)(fn)
+    """Compile ``fn`` with the project's flags and ``parallel=True`` (``prange`` on threads).
+
+    Not cached: numba's on-disk cache keys a function by its name and file, so a parallel
+    and a serial compilation of the same function would overwrite each other's entries."""
+    return numba.jit(parallel=True, **{**JIT_FLAGS, "cache": False})(fn)
