@@ -12,7 +12,6 @@ environments, hand rewards to the rule (:mod:`spikerl.rules`), apply its gradien
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -289,7 +288,6 @@ class SpikingAgent:
             self._ep_energy = np.zeros((n, 5))
             self._next_feats = None
         self._start_steps, self._target = self.num_timesteps, self.num_timesteps + int(total_timesteps)
-        self._t0 = time.time()
         cb.init(self)
         cb.on_training_start()
         while self.num_timesteps < self._target:
