@@ -56,7 +56,9 @@ def collect(bench_dir: Path) -> list[dict]:
         if cfg["kind"] == "spiking":
             summary["sampled"] = summary.get("sampled") or _sampled(run_dir, cfg)
             summary["n_parameters"] = _learnable(run_dir, summary)
-        evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+        freq = max(int(cfg["eval"]["freq"]), 1)
+        evals = [dict(r, step=int(round(r["step"] / freq)) * freq)  # vector envs overshoot by a few steps
+                 for r in read_metrics(run_dir) if r["type"] == "eval" and not r.get("confirm")]
         runs.append({"dir": run_dir, "cfg": cfg, "summary": summary, "evals": evals})
     return runs
 
@@ -83,7 +85,8 @@ def _learnable(run_dir: Path, summary: dict) -> int:
 
 
 def _curve(runs: list[dict], grid: np.ndarray) -> np.ndarray:
-    """Evaluation returns of each run on a common step grid (last value carried forward)."""
+    """Periodic evaluation returns of each run on a common step grid (last value carried
+    forward; confirmation evaluations are left out)."""
     out = np.full((len(runs), grid.size), np.nan)
     for i, r in enumerate(runs):
         steps = np.array([e["step"] for e in r["evals"]])
