@@ -264,7 +264,7 @@ class SpikingAgent:
     def _make_rule(self):
         c, n, P = self.config, self.env.num_envs, self.policy.n_params
         if c.reward_factor == "mc":
-            return MonteCarloRule(n, P, self.critic, gamma=c.gamma, batch_size=c.batch_size,
+            return MonteCarloRule(n, self.critic, gamma=c.gamma, batch_size=c.batch_size,
                                   normalize_advantage=c.normalize_advantage, control_variate=c.control_variate)
         return ActorCriticRule(n, P, self.critic, gamma=c.gamma, lam=c.lam)
 

@@ -43,7 +43,7 @@ class LinearCritic:
 class MonteCarloRule:
     """REINFORCE with a critic baseline and optional per-parameter control variates."""
 
-    def __init__(self, n_envs: int, n_params: int, critic: LinearCritic, *, gamma: float, batch_size: int,
+    def __init__(self, n_envs: int, critic: LinearCritic, *, gamma: float, batch_size: int,
                  normalize_advantage: bool, control_variate: bool):
         self.n_envs, self.critic, self.gamma = n_envs, critic, gamma
         self.batch_size, self.normalize, self.control_variate = batch_size, normalize_advantage, control_variate
