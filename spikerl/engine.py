@@ -94,20 +94,20 @@ def _push(drive, i, t, horizon, weights, bank):
 
 @njit_inline
 def _filter_back(filt, i, err, bank, decay, last):
-    """``filt[i, k, t'] = sum_d bank[k, d] err[i, t'+1+d]`` for ``t' < last`` (recursive when
+    """``filt[t', i, k] = sum_d bank[k, d] err[i, t'+1+d]`` for ``t' < last`` (recursive when
     the bank is geometric with ratio ``decay >= 0``)."""
     if decay >= 0.0:  # F(t') = a(0) err(t'+1) + r F(t'+1)
         acc = 0.0
         for tp in range(last - 1, -1, -1):
             acc = bank[0, 0] * err[i, tp + 1] + decay * acc
-            filt[i, 0, tp] = acc
+            filt[tp, i, 0] = acc
         return
     for tp in range(last):
         for k in range(bank.shape[0]):
             acc = 0.0
             for d in range(min(bank.shape[1], last - tp)):
                 acc += bank[k, d] * err[i, tp + 1 + d]
-            filt[i, k, tp] = acc
+            filt[tp, i, k] = acc
 
 
 @njit_inline
@@ -136,13 +136,15 @@ def _log_sigmoid(x):
 
 @njit
 def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
-                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+                n_in, n_hid, n_out, pre_ptr, pre_syn, post, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
                 raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
-                drive, cur_ff, cur_fb, phase, filt_a, filt_b):
+                drive, cur_ff, cur_fb, phase, filt_a, filt_b, times):
     """One batch element. The scratch buffers (``drive``: pushed future input of general
     kernels, ``cur_ff``/``cur_fb``: recursive currents of geometric kernels, ``phase``,
     ``filt_*``: backward-filtered errors) are shared by all elements and cleared here,
-    with this element's output slices."""
+    with this element's output slices. ``qpost[q]`` is the post-synaptic neuron of the
+    ``q``-th synapse in pre-synaptic order and ``wq[q]`` its weight times ``a(0)`` (geometric
+    feedforward kernels only)."""
     _, N, T = raster.shape
     K, Kb = a.shape[0], b.shape[0]
     out0 = n_in + n_hid
@@ -160,9 +162,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     last = T - 1
     for t in range(T):
         for j in range(n_in):  # every cell up to t* is written; the tail is cleared below
-            p = p_in[bi, j, t]
-            potential[bi, j, t] = 0.0
-            prob[bi, j, t] = 0.0
+            p = p_in[bi, j, t]  # inputs' potential and prob stay 0 (never written)
             if use_clamp and clamp[bi, j, t] >= 0:
                 raster[bi, j, t] = 1 if clamp[bi, j, t] > 0 else 0
             elif deterministic:
@@ -205,13 +205,12 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
             if raster[bi, j, t] == 0:
                 continue
             n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
-            for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                syn = pre_syn[q]
-                i = post[syn]
-                if ff_decay >= 0.0:
-                    cur_ff[i] += w[syn, 0] * a[0, 0]
-                else:
-                    _push(drive, i, t, horizon, w[syn], a)
+            if ff_decay >= 0.0:
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    cur_ff[qpost[q]] += wq[q]
+            else:
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    _push(drive, qpost[q], t, horizon, w[pre_syn[q]], a)
             if j >= n_in:
                 if fb_decay >= 0.0:
                     cur_fb[j] += v[j, 0] * b[0, 0]
@@ -315,18 +314,29 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     for i in range(n_in, N):
         _filter_back(filt_a, i, drive, a, ff_decay, last)
         _filter_back(filt_b, i, drive, b, fb_decay, last)
+    # per pre-synaptic neuron: its spike times, then each of its synapses is written once
     for j in range(N):
+        ns = 0
         for tp in range(last):
-            if raster[bi, j, tp] == 0:
-                continue
-            for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                syn = pre_syn[q]
-                i = post[syn]
-                for k in range(K):
-                    ew[bi, syn, k] += filt_a[i, k, tp]
-            if j >= n_in:
-                for k in range(Kb):
-                    ev[bi, j, k] += filt_b[j, k, tp]
+            if raster[bi, j, tp]:
+                times[ns] = tp
+                ns += 1
+        if ns == 0:
+            continue
+        for q in range(pre_ptr[j], pre_ptr[j + 1]):
+            syn = pre_syn[q]
+            i = qpost[q]
+            for k in range(K):
+                acc = 0.0
+                for m in range(ns):
+                    acc += filt_a[times[m], i, k]
+                ew[bi, syn, k] = acc
+        if j >= n_in:
+            for k in range(Kb):
+                acc = 0.0
+                for m in range(ns):
+                    acc += filt_b[times[m], j, k]
+                ev[bi, j, k] = acc
 
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
@@ -335,19 +345,26 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers
     (allocated once per chunk), so chunks can run on separate threads."""
     B, N, T = raster.shape
+    S = pre_syn.shape[0]
+    qpost = np.empty(S, np.int64)  # synapses in pre-synaptic order: contiguous reads per spike
+    wq = np.empty(S)
+    for q in range(S):
+        qpost[q] = post[pre_syn[q]]
+        wq[q] = w[pre_syn[q], 0] * a[0, 0]
     per = (B + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         drive = np.empty((N, T))
         cur_ff = np.empty(N)
         cur_fb = np.empty(N)
         phase = np.empty(n_in)
-        filt_a = np.empty((N, a.shape[0], T))
-        filt_b = np.empty((N, b.shape[0], T))
+        filt_a = np.empty((T, N, a.shape[0]))
+        filt_b = np.empty((T, N, b.shape[0]))
+        times = np.empty(T, np.int64)
         for bi in range(c * per, min(B, (c + 1) * per)):
             _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
-                        n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
-                        raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
-                        drive, cur_ff, cur_fb, phase, filt_a, filt_b)
+                        n_in, n_hid, n_out, pre_ptr, pre_syn, post, qpost, wq, w, v, gamma, a, b, ff_decay,
+                        fb_decay, raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev,
+                        eg, drive, cur_ff, cur_fb, phase, filt_a, filt_b, times)
 
 
 # Batch elements are independent and every random number is drawn before the call, so the
