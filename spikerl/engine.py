@@ -39,7 +39,7 @@ from numba import get_num_threads, prange
 
 from ._numba import njit, njit_inline, njit_parallel
 from .kernels import check_bank
-from .network import GLMParams, Topology, check_params
+from .network import GLMParams, Topology, check_param_arrays
 
 FIRST_TO_SPIKE = 0
 RATE = 1
@@ -114,7 +114,7 @@ def _filter_back(filt, i, err, bank, decay, last):
 def _peak(potential, bi, row, last):
     peak = -np.inf
     for t in range(last + 1):
-        peak = max(peak, potential[bi, row, t])
+        peak = max(peak, potential[bi, t, row])
     return peak
 
 
@@ -137,15 +137,15 @@ def _log_sigmoid(x):
 @njit
 def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
                 n_in, n_hid, n_out, pre_ptr, pre_syn, post, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
-                raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
-                drive, cur_ff, cur_fb, phase, filt_a, filt_b, times):
+                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
+                drive, cur_ff, cur_fb, phase, prob, filt_a, filt_b, times):
     """One batch element. The scratch buffers (``drive``: pushed future input of general
     kernels, ``cur_ff``/``cur_fb``: recursive currents of geometric kernels, ``phase``,
     ``filt_*``: backward-filtered errors) are shared by all elements and cleared here,
     with this element's output slices. ``qpost[q]`` is the post-synaptic neuron of the
     ``q``-th synapse in pre-synaptic order and ``wq[q]`` its weight times ``a(0)`` (geometric
     feedforward kernels only)."""
-    _, N, T = raster.shape
+    _, T, N = raster.shape
     K, Kb = a.shape[0], b.shape[0]
     out0 = n_in + n_hid
     if learn:
@@ -164,31 +164,31 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
         for j in range(n_in):  # every cell up to t* is written; the tail is cleared below
             p = p_in[bi, j, t]  # inputs' potential and prob stay 0 (never written)
             if use_clamp and clamp[bi, j, t] >= 0:
-                raster[bi, j, t] = 1 if clamp[bi, j, t] > 0 else 0
+                raster[bi, t, j] = 1 if clamp[bi, j, t] > 0 else 0
             elif deterministic:
                 phase[j] += p
                 if phase[j] >= 1.0:
                     phase[j] -= 1.0
-                    raster[bi, j, t] = 1
+                    raster[bi, t, j] = 1
                 else:
-                    raster[bi, j, t] = 0
+                    raster[bi, t, j] = 0
             else:
-                raster[bi, j, t] = 1 if rand[bi, j, t] < p else 0
+                raster[bi, t, j] = 1 if rand[bi, j, t] < p else 0
         any_out = False
         for i in range(n_in, N):
             ui = cur_ff[i] + cur_fb[i] + gamma[i]
             if pushed:
                 ui += drive[i, t]
             pi = _sigmoid(ui)
-            potential[bi, i, t] = ui
-            prob[bi, i, t] = pi
+            potential[bi, t, i] = ui
+            prob[t, i] = pi
             if use_clamp and clamp[bi, i, t] >= 0:
                 s = clamp[bi, i, t] > 0
             elif deterministic:
                 s = ui > 0.0
             else:
                 s = rand[bi, i, t] < pi
-            raster[bi, i, t] = 1 if s else 0
+            raster[bi, t, i] = 1 if s else 0
             if s and i >= out0:
                 any_out = True
         if (decoder == 0 and any_out) or t == T - 1:
@@ -202,7 +202,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
             for i in range(n_in, N):
                 cur_fb[i] *= fb_decay
         for j in range(N):
-            if raster[bi, j, t] == 0:
+            if raster[bi, t, j] == 0:
                 continue
             n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
             if ff_decay >= 0.0:
@@ -218,11 +218,10 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
                     _push(drive, j, t, horizon, v[j], b)
     # cells past t* must read 0; only those the previous decision in this slot wrote can be
     # non-zero (t_star still holds its t*; buffers start zeroed with t_star = -1)
-    for i in range(N):
-        for t in range(last + 1, min(t_star[bi], T - 1) + 1):
-            raster[bi, i, t] = 0
-            potential[bi, i, t] = 0.0
-            prob[bi, i, t] = 0.0
+    for t in range(last + 1, min(t_star[bi], T - 1) + 1):
+        for i in range(N):
+            raster[bi, t, i] = 0
+            potential[bi, t, i] = 0.0
     t_star[bi] = last
     sops[bi] = n_sops
 
@@ -232,14 +231,14 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     best_u = -np.inf
     if decoder == 0:
         for o in range(n_out):
-            if raster[bi, out0 + o, last]:
+            if raster[bi, last, out0 + o]:
                 n_first += 1
     else:
         top = 0
         for o in range(n_out):
             c = 0
             for t in range(last + 1):
-                c += raster[bi, out0 + o, t]
+                c += raster[bi, t, out0 + o]
             if c > top:
                 top = c
                 n_first = 1
@@ -250,11 +249,11 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
         seen = 0
         for o in range(n_out):
             if decoder == 0:
-                hit = raster[bi, out0 + o, last] == 1
+                hit = raster[bi, last, out0 + o] == 1
             else:
                 c = 0
                 for t in range(last + 1):
-                    c += raster[bi, out0 + o, t]
+                    c += raster[bi, t, out0 + o]
                 hit = c == top
             if not hit:
                 continue
@@ -284,17 +283,16 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     c_hid = 0
     c_out = 0
     l_out = 0.0
-    for i in range(N):
+    for t in range(last + 1):
+        for i in range(n_in):
+            c_in += raster[bi, t, i]
+        for i in range(n_in, out0):
+            c_hid += raster[bi, t, i]
+    for i in range(out0, N):  # neuron-major, as the reference sums
         for t in range(last + 1):
-            s = raster[bi, i, t]
-            if i < n_in:
-                c_in += s
-                continue
-            if i < out0:
-                c_hid += s
-            else:
-                c_out += s
-                l_out += _log_p(s, potential[bi, i, t], prob[bi, i, t])
+            s = raster[bi, t, i]
+            c_out += s
+            l_out += _log_p(s, potential[bi, t, i], prob[t, i])
     spikes[bi, 0] = c_in
     spikes[bi, 1] = c_hid
     spikes[bi, 2] = c_out
@@ -307,7 +305,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     for i in range(n_in, N):
         acc = 0.0
         for t in range(last + 1):
-            e = raster[bi, i, t] - prob[bi, i, t]
+            e = raster[bi, t, i] - prob[t, i]
             drive[i, t] = e
             acc += e
         eg[bi, i] = acc
@@ -318,7 +316,7 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
     for j in range(N):
         ns = 0
         for tp in range(last):
-            if raster[bi, j, tp]:
+            if raster[bi, tp, j]:
                 times[ns] = tp
                 ns += 1
         if ns == 0:
@@ -341,10 +339,10 @@ def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, l
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
-               raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg, n_chunks):
+               raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers
     (allocated once per chunk), so chunks can run on separate threads."""
-    B, N, T = raster.shape
+    B, T, N = raster.shape
     S = pre_syn.shape[0]
     qpost = np.empty(S, np.int64)  # synapses in pre-synaptic order: contiguous reads per spike
     wq = np.empty(S)
@@ -360,11 +358,12 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
         filt_a = np.empty((T, N, a.shape[0]))
         filt_b = np.empty((T, N, b.shape[0]))
         times = np.empty(T, np.int64)
+        prob = np.empty((T, N))
         for bi in range(c * per, min(B, (c + 1) * per)):
             _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
                         n_in, n_hid, n_out, pre_ptr, pre_syn, post, qpost, wq, w, v, gamma, a, b, ff_decay,
-                        fb_decay, raster, potential, prob, action, t_star, no_spike, spikes, sops, ll_out, ew, ev,
-                        eg, drive, cur_ff, cur_fb, phase, filt_a, filt_b, times)
+                        fb_decay, raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev,
+                        eg, drive, cur_ff, cur_fb, phase, prob, filt_a, filt_b, times)
 
 
 # Batch elements are independent and every random number is drawn before the call, so the
@@ -435,13 +434,14 @@ def _allocate(B, N, T, S, K, Kb, learn) -> dict:
     e = (B, S, K), (B, N, Kb), (B, N)
     if not learn:
         e = (1, 1, 1), (1, 1, 1), (1, 1)
-    # raster/potential/prob start zeroed and t_star at -1: the kernel then only clears what a
-    # previous decision wrote past the current t*
+    # raster/potential are kept time-major, (B, T, N), so each step writes one contiguous row
+    # (callers see (B, N, T) views); they start zeroed and t_star at -1: the kernel then only
+    # clears what a previous decision wrote past the current t*
     return dict(
-        uniforms=np.empty((B, N, T)), tie=np.empty(B), prob=np.zeros((B, N, T)),
+        uniforms=np.empty((B, N, T)), tie=np.empty(B),
         action=np.empty(B, np.int64), t_star=np.full(B, -1, np.int64), no_spike=np.empty(B, np.bool_),
         spikes=np.empty((B, 3), np.int64), sops=np.empty(B, np.int64), ll_out=np.empty(B),
-        raster=np.zeros((B, N, T), np.uint8), potential=np.zeros((B, N, T)),
+        raster=np.zeros((B, T, N), np.uint8), potential=np.zeros((B, T, N)),
         ew=np.empty(e[0]), ev=np.empty(e[1]), eg=np.empty(e[2]),
     )
 
@@ -482,14 +482,14 @@ def decide(
     """
     a = check_bank(ff_kernel, "ff_kernel")
     b = check_bank(fb_kernel, "fb_kernel")
-    params = check_params(topo, params, a, b)
+    params = check_param_arrays(topo, params, a.shape[0], b.shape[0])
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
     p_in = np.asarray(p_in)
     if p_in.ndim != 3 or p_in.shape[1] != topo.n_in or p_in.shape[2] < 1:
         raise ValueError(f"p_in must have shape (B, n_in={topo.n_in}, T>=1), got {p_in.shape}")
     p_in = np.ascontiguousarray(p_in, dtype=np.float64)
-    if not np.all((p_in >= 0) & (p_in <= 1)):
+    if not (p_in.min() >= 0 and p_in.max() <= 1):  # NaN fails both
         raise ValueError("p_in must hold probabilities in [0, 1]")
     B, _, T = p_in.shape
     N = topo.n_neurons
@@ -529,9 +529,9 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
         p_in, uniforms, tie, clamp_arr, use_clamp, bool(deterministic), DECODERS[decoder], bool(learn),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.gamma, a, b, geometric_decay(a, T), geometric_decay(b, T),
-        buf["raster"], buf["potential"], buf["prob"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
+        buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
         buf["sops"], buf["ll_out"], buf["ew"], buf["ev"], buf["eg"], threads,
     )
     out = Decisions(buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"], buf["sops"], buf["ll_out"],
-                    buf["raster"], buf["potential"], *((buf["ew"], buf["ev"], buf["eg"]) if learn else (None, None, None)))
+                    buf["raster"].transpose(0, 2, 1), buf["potential"].transpose(0, 2, 1), *((buf["ew"], buf["ev"], buf["eg"]) if learn else (None, None, None)))
     return out

@@ -69,9 +69,9 @@ def exponential_bank(tau_s: float, memory: int) -> np.ndarray:
 
 def check_bank(bank, name: str) -> np.ndarray:
     """Validate a user-given bank: a finite float array ``(K >= 1, D >= 1)``."""
-    arr = np.asarray(bank, dtype=np.float64)
+    arr = bank if type(bank) is np.ndarray and bank.dtype == np.float64 else np.asarray(bank, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name} must be a 2-D array (n_basis, memory) with both >= 1, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite")
     return np.ascontiguousarray(arr)

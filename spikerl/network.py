@@ -215,10 +215,20 @@ def check_params(topo: Topology, params: GLMParams, ff_kernel, fb_kernel) -> GLM
     """Validate shapes/dtypes of ``params`` against a topology and its kernel banks."""
     a = check_bank(ff_kernel, "ff_kernel")
     b = check_bank(fb_kernel, "fb_kernel")
+    return check_param_arrays(topo, params, a.shape[0], b.shape[0])
+
+
+def check_param_arrays(topo: Topology, params: GLMParams, n_ff_bases: int, n_fb_bases: int) -> GLMParams:
+    """:func:`check_params` for banks already checked (``K``/``Kb`` bases): shapes and dtypes;
+    returns float64 C-contiguous arrays (the given ones when they already are)."""
     n, s = topo.n_neurons, topo.n_synapses
-    expected = {"w": (s, a.shape[0]), "v": (n, b.shape[0]), "gamma": (n,)}
+    expected = {"w": (s, n_ff_bases), "v": (n, n_fb_bases), "gamma": (n,)}
     out = []
     for name, value in zip(GLMParams._fields, params):
+        if type(value) is np.ndarray and value.dtype == np.float64 and value.flags.c_contiguous \
+                and value.shape == expected[name]:
+            out.append(value)  # the common case, without numpy's slower generic checks
+            continue
         arr = np.asarray(value)
         if arr.shape != expected[name]:
             raise ValueError(f"params.{name} must have shape {expected[name]} (synapses/neurons x bases), got {arr.shape}")
