@@ -135,213 +135,235 @@ def _log_sigmoid(x):
 
 
 @njit
-def _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
-                n_in, n_hid, n_out, pre_ptr, pre_syn, post, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
-                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg,
-                drive, cur_ff, cur_fb, phase, prob, filt_a, filt_b, times):
-    """One batch element. The scratch buffers (``drive``: pushed future input of general
-    kernels, ``cur_ff``/``cur_fb``: recursive currents of geometric kernels, ``phase``,
-    ``filt_*``: backward-filtered errors) are shared by all elements and cleared here,
-    with this element's output slices. ``qpost[q]`` is the post-synaptic neuron of the
-    ``q``-th synapse in pre-synaptic order and ``wq[q]`` its weight times ``a(0)`` (geometric
-    feedforward kernels only)."""
+def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+                  n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
+                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg):
+    """Batch elements ``lo..hi-1``, one after the other, in one call (a call per element
+    would pay numba's reference counting on every array argument). The scratch buffers
+    (``drive``: pushed future input of general kernels, ``cur_ff``/``cur_fb``: recursive
+    currents of geometric kernels, ``phase``, ``prob``, ``filt_*``: backward-filtered
+    errors) are allocated once here and cleared per element, with its output slices.
+    ``qpost[q]`` is the post-synaptic neuron of the ``q``-th synapse in pre-synaptic order
+    and ``wq[q]`` its weight times ``a(0)`` (geometric feedforward kernels only)."""
     _, T, N = raster.shape
     K, Kb = a.shape[0], b.shape[0]
     out0 = n_in + n_hid
-    if learn:
-        ew[bi] = 0.0
-        ev[bi] = 0.0
-        eg[bi] = 0.0
     pushed = ff_decay < 0.0 or fb_decay < 0.0  # only the general (pushed) path uses drive
-    if pushed:
-        drive[:, :] = 0.0
-    cur_ff[:] = 0.0
-    cur_fb[:] = 0.0
-    phase[:] = 0.5
-    n_sops = 0
-    last = T - 1
-    for t in range(T):
-        for j in range(n_in):  # every cell up to t* is written; the tail is cleared below
-            p = p_in[bi, j, t]  # inputs' potential and prob stay 0 (never written)
-            if use_clamp and clamp[bi, j, t] >= 0:
-                raster[bi, t, j] = 1 if clamp[bi, j, t] > 0 else 0
-            elif deterministic:
-                phase[j] += p
-                if phase[j] >= 1.0:
-                    phase[j] -= 1.0
-                    raster[bi, t, j] = 1
+    drive = np.empty((N, T))
+    cur_ff = np.empty(N)
+    cur_fb = np.empty(N)
+    phase = np.empty(n_in)
+    prob = np.empty((T, N))
+    filt_a = np.empty((T, N, K))
+    filt_b = np.empty((T, N, Kb))
+    times = np.empty(T, np.int64)
+    # flat views: clearing a row is then one memset (a (S, K) slice is cleared row by row)
+    ew_rows = ew.reshape(ew.shape[0], ew.shape[1] * ew.shape[2])
+    ev_rows = ev.reshape(ev.shape[0], ev.shape[1] * ev.shape[2])
+    for bi in range(lo, hi):
+        if learn:
+            ew_rows[bi, :] = 0.0
+            ev_rows[bi, :] = 0.0
+            eg[bi, :] = 0.0
+        if pushed:
+            drive[:, :] = 0.0
+        cur_ff[:] = 0.0
+        cur_fb[:] = 0.0
+        phase[:] = 0.5
+        n_sops = 0
+        last = T - 1
+        for t in range(T):
+            for j in range(n_in):  # every cell up to t* is written; the tail is cleared below
+                p = p_in[bi, j, t]  # inputs' potential and prob stay 0 (never written)
+                if use_clamp and clamp[bi, j, t] >= 0:
+                    raster[bi, t, j] = 1 if clamp[bi, j, t] > 0 else 0
+                elif deterministic:
+                    phase[j] += p
+                    if phase[j] >= 1.0:
+                        phase[j] -= 1.0
+                        raster[bi, t, j] = 1
+                    else:
+                        raster[bi, t, j] = 0
                 else:
-                    raster[bi, t, j] = 0
-            else:
-                raster[bi, t, j] = 1 if rand[bi, j, t] < p else 0
-        any_out = False
-        for i in range(n_in, N):
-            ui = cur_ff[i] + cur_fb[i] + gamma[i]
-            if pushed:
-                ui += drive[i, t]
-            pi = _sigmoid(ui)
-            potential[bi, t, i] = ui
-            prob[t, i] = pi
-            if use_clamp and clamp[bi, i, t] >= 0:
-                s = clamp[bi, i, t] > 0
-            elif deterministic:
-                s = ui > 0.0
-            else:
-                s = rand[bi, i, t] < pi
-            raster[bi, t, i] = 1 if s else 0
-            if s and i >= out0:
-                any_out = True
-        if (decoder == 0 and any_out) or t == T - 1:
-            last = t
-            break
-        horizon = T - 1 - t
-        if ff_decay >= 0.0:
+                    raster[bi, t, j] = 1 if rand[bi, j, t] < p else 0
+            any_out = False
             for i in range(n_in, N):
-                cur_ff[i] *= ff_decay
-        if fb_decay >= 0.0:
-            for i in range(n_in, N):
-                cur_fb[i] *= fb_decay
-        for j in range(N):
-            if raster[bi, t, j] == 0:
-                continue
-            n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
+                ui = cur_ff[i] + cur_fb[i] + gamma[i]
+                if pushed:
+                    ui += drive[i, t]
+                pi = _sigmoid(ui)
+                potential[bi, t, i] = ui
+                prob[t, i] = pi
+                if use_clamp and clamp[bi, i, t] >= 0:
+                    s = clamp[bi, i, t] > 0
+                elif deterministic:
+                    s = ui > 0.0
+                else:
+                    s = rand[bi, i, t] < pi
+                raster[bi, t, i] = 1 if s else 0
+                if s and i >= out0:
+                    any_out = True
+            if (decoder == 0 and any_out) or t == T - 1:
+                last = t
+                break
+            horizon = T - 1 - t
             if ff_decay >= 0.0:
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    cur_ff[qpost[q]] += wq[q]
-            else:
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    _push(drive, qpost[q], t, horizon, w[pre_syn[q]], a)
-            if j >= n_in:
-                if fb_decay >= 0.0:
-                    cur_fb[j] += v[j, 0] * b[0, 0]
+                for i in range(n_in, N):
+                    cur_ff[i] *= ff_decay
+            if fb_decay >= 0.0:
+                for i in range(n_in, N):
+                    cur_fb[i] *= fb_decay
+            for j in range(N):
+                if raster[bi, t, j] == 0:
+                    continue
+                n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
+                if ff_decay >= 0.0:
+                    for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                        cur_ff[qpost[q]] += wq[q]
                 else:
-                    _push(drive, j, t, horizon, v[j], b)
-    # cells past t* must read 0; only those the previous decision in this slot wrote can be
-    # non-zero (t_star still holds its t*; buffers start zeroed with t_star = -1)
-    for t in range(last + 1, min(t_star[bi], T - 1) + 1):
-        for i in range(N):
-            raster[bi, t, i] = 0
-            potential[bi, t, i] = 0.0
-    t_star[bi] = last
-    sops[bi] = n_sops
+                    for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                        _push(drive, qpost[q], t, horizon, w[pre_syn[q]], a)
+                if j >= n_in:
+                    if fb_decay >= 0.0:
+                        cur_fb[j] += v[j, 0] * b[0, 0]
+                    else:
+                        _push(drive, j, t, horizon, v[j], b)
+        # cells past t* must read 0; only those the previous decision in this slot wrote can be
+        # non-zero (t_star still holds its t*; buffers start zeroed with t_star = -1)
+        for t in range(last + 1, min(t_star[bi], T - 1) + 1):
+            for i in range(N):
+                raster[bi, t, i] = 0
+                potential[bi, t, i] = 0.0
+        t_star[bi] = last
+        sops[bi] = n_sops
 
-    # --- decode --------------------------------------------------------------
-    n_first = 0
-    best = -1
-    best_u = -np.inf
-    if decoder == 0:
-        for o in range(n_out):
-            if raster[bi, last, out0 + o]:
-                n_first += 1
-    else:
-        top = 0
-        for o in range(n_out):
-            c = 0
-            for t in range(last + 1):
-                c += raster[bi, t, out0 + o]
-            if c > top:
-                top = c
-                n_first = 1
-            elif c == top and c > 0:
-                n_first += 1
-    if n_first > 0:
-        pick = min(int(tie[bi] * n_first), n_first - 1)
-        seen = 0
-        for o in range(n_out):
-            if decoder == 0:
-                hit = raster[bi, last, out0 + o] == 1
-            else:
+        # --- decode --------------------------------------------------------------
+        n_first = 0
+        best = -1
+        best_u = -np.inf
+        if decoder == 0:
+            for o in range(n_out):
+                if raster[bi, last, out0 + o]:
+                    n_first += 1
+        else:
+            top = 0
+            for o in range(n_out):
                 c = 0
                 for t in range(last + 1):
                     c += raster[bi, t, out0 + o]
-                hit = c == top
-            if not hit:
-                continue
-            if deterministic:
-                peak = _peak(potential, bi, out0 + o, last)
-                if peak > best_u:
-                    best_u = peak
-                    best = o
-            elif seen == pick:
-                best = o
-            seen += 1
-        no_spike[bi] = False
-    else:
-        no_spike[bi] = True
-        if deterministic:
+                if c > top:
+                    top = c
+                    n_first = 1
+                elif c == top and c > 0:
+                    n_first += 1
+        if n_first > 0:
+            pick = min(int(tie[bi] * n_first), n_first - 1)
+            seen = 0
             for o in range(n_out):
-                peak = _peak(potential, bi, out0 + o, last)
-                if peak > best_u:
-                    best_u = peak
+                if decoder == 0:
+                    hit = raster[bi, last, out0 + o] == 1
+                else:
+                    c = 0
+                    for t in range(last + 1):
+                        c += raster[bi, t, out0 + o]
+                    hit = c == top
+                if not hit:
+                    continue
+                if deterministic:
+                    peak = _peak(potential, bi, out0 + o, last)
+                    if peak > best_u:
+                        best_u = peak
+                        best = o
+                elif seen == pick:
                     best = o
+                seen += 1
+            no_spike[bi] = False
         else:
-            best = min(int(tie[bi] * n_out), n_out - 1)
-    action[bi] = best
+            no_spike[bi] = True
+            if deterministic:
+                for o in range(n_out):
+                    peak = _peak(potential, bi, out0 + o, last)
+                    if peak > best_u:
+                        best_u = peak
+                        best = o
+            else:
+                best = min(int(tie[bi] * n_out), n_out - 1)
+        action[bi] = best
 
-    # --- counters and learning signal ---------------------------------------------
-    c_in = 0
-    c_hid = 0
-    c_out = 0
-    l_out = 0.0
-    for t in range(last + 1):
-        for i in range(n_in):
-            c_in += raster[bi, t, i]
-        for i in range(n_in, out0):
-            c_hid += raster[bi, t, i]
-    for i in range(out0, N):  # neuron-major, as the reference sums
+        # --- counters and learning signal ---------------------------------------------
+        c_in = 0
+        c_hid = 0
+        c_out = 0
+        l_out = 0.0
         for t in range(last + 1):
-            s = raster[bi, t, i]
-            c_out += s
-            l_out += _log_p(s, potential[bi, t, i], prob[t, i])
-    spikes[bi, 0] = c_in
-    spikes[bi, 1] = c_hid
-    spikes[bi, 2] = c_out
-    ll_out[bi] = l_out
-    if not learn:
-        return
-
-    # --- eligibilities, event-driven ---------------------------------------------
-    # drive is reused as the post-synaptic error err_{i,t} = s - sigmoid(u)
-    for i in range(n_in, N):
-        acc = 0.0
-        for t in range(last + 1):
-            e = raster[bi, t, i] - prob[t, i]
-            drive[i, t] = e
-            acc += e
-        eg[bi, i] = acc
-    for i in range(n_in, N):
-        _filter_back(filt_a, i, drive, a, ff_decay, last)
-        _filter_back(filt_b, i, drive, b, fb_decay, last)
-    # per pre-synaptic neuron: its spike times, then each of its synapses is written once
-    for j in range(N):
-        ns = 0
-        for tp in range(last):
-            if raster[bi, tp, j]:
-                times[ns] = tp
-                ns += 1
-        if ns == 0:
+            for i in range(n_in):
+                c_in += raster[bi, t, i]
+            for i in range(n_in, out0):
+                c_hid += raster[bi, t, i]
+        for i in range(out0, N):  # neuron-major, as the reference sums
+            for t in range(last + 1):
+                s = raster[bi, t, i]
+                c_out += s
+                l_out += _log_p(s, potential[bi, t, i], prob[t, i])
+        spikes[bi, 0] = c_in
+        spikes[bi, 1] = c_hid
+        spikes[bi, 2] = c_out
+        ll_out[bi] = l_out
+        if not learn:
             continue
-        for q in range(pre_ptr[j], pre_ptr[j + 1]):
-            syn = pre_syn[q]
-            i = qpost[q]
-            for k in range(K):
-                acc = 0.0
-                for m in range(ns):
-                    acc += filt_a[times[m], i, k]
-                ew[bi, syn, k] = acc
-        if j >= n_in:
-            for k in range(Kb):
-                acc = 0.0
-                for m in range(ns):
-                    acc += filt_b[times[m], j, k]
-                ev[bi, j, k] = acc
+
+        # --- eligibilities, event-driven ---------------------------------------------
+        # drive is reused as the post-synaptic error err_{i,t} = s - sigmoid(u)
+        for i in range(n_in, N):
+            acc = 0.0
+            for t in range(last + 1):
+                e = raster[bi, t, i] - prob[t, i]
+                drive[i, t] = e
+                acc += e
+            eg[bi, i] = acc
+        for i in range(n_in, N):
+            _filter_back(filt_a, i, drive, a, ff_decay, last)
+            _filter_back(filt_b, i, drive, b, fb_decay, last)
+        # per pre-synaptic neuron: its spike times, then each of its synapses is written once
+        for j in range(N):
+            ns = 0
+            for tp in range(last):
+                if raster[bi, tp, j]:
+                    times[ns] = tp
+                    ns += 1
+            if ns == 0:
+                continue
+            if K == 1 and ns == 1:  # the common case, without the inner loops
+                t0 = times[0]
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    ew[bi, pre_syn[q], 0] = filt_a[t0, qpost[q], 0]
+            elif K == 1 and ns == 2:
+                t0, t1 = times[0], times[1]
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    i = qpost[q]
+                    ew[bi, pre_syn[q], 0] = 0.0 + filt_a[t0, i, 0] + filt_a[t1, i, 0]
+            else:
+                for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                    syn = pre_syn[q]
+                    i = qpost[q]
+                    for k in range(K):
+                        acc = 0.0
+                        for m in range(ns):
+                            acc += filt_a[times[m], i, k]
+                        ew[bi, syn, k] = acc
+            if j >= n_in:
+                for k in range(Kb):
+                    acc = 0.0
+                    for m in range(ns):
+                        acc += filt_b[times[m], j, k]
+                    ev[bi, j, k] = acc
 
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg, n_chunks):
-    """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers
-    (allocated once per chunk), so chunks can run on separate threads."""
+    """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
+    so chunks can run on separate threads."""
     B, T, N = raster.shape
     S = pre_syn.shape[0]
     qpost = np.empty(S, np.int64)  # synapses in pre-synaptic order: contiguous reads per spike
@@ -351,19 +373,9 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
     per = (B + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        drive = np.empty((N, T))
-        cur_ff = np.empty(N)
-        cur_fb = np.empty(N)
-        phase = np.empty(n_in)
-        filt_a = np.empty((T, N, a.shape[0]))
-        filt_b = np.empty((T, N, b.shape[0]))
-        times = np.empty(T, np.int64)
-        prob = np.empty((T, N))
-        for bi in range(c * per, min(B, (c + 1) * per)):
-            _decide_one(bi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
-                        n_in, n_hid, n_out, pre_ptr, pre_syn, post, qpost, wq, w, v, gamma, a, b, ff_decay,
-                        fb_decay, raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev,
-                        eg, drive, cur_ff, cur_fb, phase, prob, filt_a, filt_b, times)
+        _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, decoder,
+                      learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
+                      raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg)
 
 
 # Batch elements are independent and every random number is drawn before the call, so the
