@@ -59,6 +59,17 @@ def test_kernel_matches_reference_on_random_networks(case, decoder, deterministi
     _compare(topo, params, a, b, p_in, rng, decoder=decoder, deterministic=deterministic)
 
 
+@pytest.mark.parametrize("decoder", ["first_to_spike", "rate"])
+def test_kernel_matches_reference_single_basis_short_memory(decoder):
+    """One exponential basis shorter than the decision: pushed drive with the single-basis
+    eligibility paths (the recursive cases above use the same paths with recursive traces)."""
+    rng = np.random.default_rng(7)
+    topo = layered(5, 6, 2, skip=True, recurrent=True, seed=7)
+    params = init_params(topo, 1, 1, rng=rng, w_scale=3.0, gamma_hidden=-0.5, gamma_out=-2.0)
+    a, b = exponential_bank(2.0, 3), exponential_bank(1.0, 2)
+    _compare(topo, params, a, b, rng.random((8, 5, 10)), rng, decoder=decoder)
+
+
 def test_kernel_matches_reference_edge_cases():
     topo, params, a, b, rng = _net(4, 5, 3, seed=2, recurrent=True)
     T = 7
