@@ -28,17 +28,25 @@ def _train(args) -> int:
     return 0
 
 
-def _load_for_eval(target: Path, env_id: str | None):
-    """A run folder (its final model, else its last checkpoint) or a model file."""
+def _load_for_eval(target: Path, env_id: str | None, best: bool = False):
+    """A run folder (its best model with ``best``; else its final model, else its last
+    checkpoint) or a model file."""
     from .runs import read_config
 
+    if best and not target.is_dir():
+        raise ConfigError(f"{target}: --best needs a run folder")
     if target.is_dir():
         cfg = read_config(target)
         kind, env_id = cfg["kind"], env_id or cfg["env"]
         ext = "zip" if kind == "sb3" else "spk"
-        path = target / f"model.{ext}"
-        if not path.exists():
-            path = target / "checkpoints" / f"last.{ext}"
+        if best:
+            path = target / f"best_model.{ext}"
+            if not path.exists():
+                raise FileNotFoundError(f"{target}: no best_model.{ext} (written at the first evaluation)")
+        else:
+            path = target / f"model.{ext}"
+            if not path.exists():
+                path = target / "checkpoints" / f"last.{ext}"
         if not path.exists():
             raise FileNotFoundError(f"{target}: no model.{ext} and no checkpoints/last.{ext}")
         if kind == "sb3":
@@ -62,7 +70,7 @@ def _load_for_eval(target: Path, env_id: str | None):
 def _eval(args) -> int:
     from .evaluation import evaluate_model, make_env
 
-    model, env_id = _load_for_eval(Path(args.target), args.env)
+    model, env_id = _load_for_eval(Path(args.target), args.env, args.best)
     if args.render:
         env = make_env(env_id, render_mode="ansi" if env_id.startswith("spikerl/") else "human")
         for ep in range(args.episodes):
@@ -152,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True)
     e.add_argument("--render", action="store_true", help="render each step (text for spikerl's envs)")
     e.add_argument("--env", help="env id, for a model file that does not record one")
+    e.add_argument("--best", action="store_true",
+                   help="the run's best model (best_model.*: the highest evaluation so far) instead of its final one")
     e.set_defaults(fn=_eval)
 
     ls = sub.add_parser("list", help="the agents and envs spikerl knows")

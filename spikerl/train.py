@@ -3,6 +3,7 @@ and every cell of ``spikerl bench``. Spiking agents, pg-mlp and SB3 baselines sh
 evaluation protocol, the metrics file, checkpoints, W&B logging and interruption handling."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -50,6 +51,10 @@ class _Loop:
         self.evals: list[dict] = []
         self.interrupted = False
         self.solved = False
+        ext = "zip" if kind == "sb3" else "spk"
+        self.best_path = self.run_dir / f"best_model.{ext}"
+        self.best_info = self.run_dir / "best_model.json"  # survives a resume
+        self.best = json.loads(self.best_info.read_text()) if self.best_info.exists() else None
 
     def num_timesteps(self) -> int:
         return int(self.model.num_timesteps)
@@ -66,7 +71,18 @@ class _Loop:
         thr, more = self.env.solved_threshold, self.env.confirm_episodes
         if not confirm and thr is not None and more and more > row["episodes"] and res["mean_return"] >= thr:
             return self.evaluate(more, confirm=True)
+        self.keep_if_best(res, row["episodes"])
         return res
+
+    def keep_if_best(self, res: dict, episodes: int) -> None:
+        """Save the model as ``best_model.*`` when this evaluation (the confirmation, when one
+        was run) beats every earlier one: SB3's EvalCallback habit; policy-gradient agents
+        keep moving after they solve a task."""
+        if self.best is not None and res["mean_return"] <= self.best["mean_return"]:
+            return
+        save_model(self.model, self.kind, self.best_path)
+        self.best = {"step": self.num_timesteps(), "mean_return": float(res["mean_return"]), "episodes": int(episodes)}
+        atomic_write(self.best_info, lambda f: f.write(json.dumps(self.best).encode()))
 
     def checkpoint(self) -> Path:
         path = self.run_dir / "checkpoints" / ("last.spk" if self.kind != "sb3" else "last.zip")
@@ -244,6 +260,7 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
         **{k: final[k] for k in ("spikes_per_decision", "hidden_spikes_per_decision", "sops_per_decision",
                                  "macs_per_decision", "latency") if k in final},
         "first_solved_step": first_solved(loop.evals, env_file.solved_threshold, env_file.confirm_episodes),
+        "best": loop.best,
         "solved_threshold": env_file.solved_threshold,
     }
     if kind == "spiking":

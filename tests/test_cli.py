@@ -40,6 +40,12 @@ def test_train_writes_a_complete_run_folder(tmp_path, agent, model, monkeypatch)
         assert evals[-1]["macs_per_decision"] > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] >= 600 and summary["status"] == "finished"
+    # the best evaluation's model is kept beside the final one
+    assert (run / model.replace("model", "best_model")).is_file()
+    best = json.loads((run / "best_model.json").read_text())
+    assert best == summary["best"]
+    assert best["mean_return"] == max(e["mean_return"] for e in evals)
+    assert best["step"] in [e["step"] for e in evals]
 
     # the offline W&B run, read back from disk
     hist, config = history(run)
@@ -60,6 +66,11 @@ def test_eval_and_list_commands(tmp_path, capsys, monkeypatch):
     out = json.loads(capsys.readouterr().out)
     assert out["env"] == "CartPole-v1" and out["mean_return"] > 0 and out["latency"] >= 1
     assert main(["eval", str(run / "model.spk"), "--episodes", "1", "--no-deterministic"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--best", "--episodes", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] > 0
+    assert main(["eval", str(run / "model.spk"), "--best"]) == 2
+    assert "--best needs a run folder" in capsys.readouterr().err
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     for name in ("fts-snn", "rate-snn", "ppo", "a2c", "dqn", "pg-mlp", "CartPole-v1", "spikerl/WindyGridWorld-v0"):
