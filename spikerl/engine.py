@@ -23,8 +23,15 @@ In the same call (``learn=True``) it accumulates, for ``t <= t*`` (DESIGN.md sec
     l = sum_t sum_{o in outputs} log p(s_{o,t} | u_{o,t})
 
 event-driven as well: the error of each post-synaptic neuron is filtered backwards by the
-kernel once (``F_{i,k,t'} = sum_d a_k(d) err_{i,t'+1+d}``), then every pre-synaptic spike at
-``t'`` adds ``F_{post,k,t'}`` to its synapses. That is exactly ``sum_t err_t xbar_t``.
+kernel once (``F_{i,k,t'} = sum_d a_k(d) err_{i,t'+1+d}``), then each synapse of a
+pre-synaptic neuron that spiked gets ``sum_{t' in its spike times} F_{post,k,t'}``, written once.
+That is exactly ``sum_t err_t xbar_t``.
+
+Layout for speed: synapses are walked in pre-synaptic order through contiguous arrays of
+their targets and (geometric kernels) weights; raster and potential are stored time-major
+(each step writes one contiguous row; callers get ``(B, N, T)`` views); one compiled call
+handles a whole chunk of batch elements, so numba's reference counting of the ~30 array
+arguments is paid per chunk, not per element.
 
 Random numbers are drawn outside the kernel from an explicit ``numpy.random.Generator``
 (same seed, same decisions, bit for bit); the kernel never draws.
