@@ -21,7 +21,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from .callbacks import BaseCallback, make_callback
-from .coding import Encoder, check_finite
+from .coding import Encoder, check_finite, obs_array, obs_shape
 from .optim import Adam
 from .policy import SpikingPolicy
 from .rules import ActorCriticRule, LinearCritic, MonteCarloRule
@@ -55,8 +55,9 @@ class SpikingConfig:
     """Kernel memory in steps."""
     fb_tau: float = 1.0
     """Decay time (steps) of the self-feedback (refractory) kernel."""
-    features: str = "population"
-    """Encoder feature map: normalized, population, onehot, tile."""
+    features: str = "auto"
+    """Encoder feature map: auto (population for a Box observation space, onehot for a
+    Discrete or MultiDiscrete one), normalized, population, onehot, tile."""
     code: str = "rate"
     """Temporal code of the inputs: rate or time."""
     n_fields: int = 8
@@ -75,6 +76,9 @@ class SpikingConfig:
     """Tile size (h, w) for tile features."""
     decoder: str = "first_to_spike"
     """first_to_spike or rate."""
+    action_bins: int | None = None
+    """For a Box action space: values per action dimension, evenly spaced from low to high;
+    one output neuron per combination (at most 256). None: Box actions are refused."""
     reward_factor: str = "mc"
     """mc (REINFORCE, return-to-go minus critic baseline) or td (online actor-critic with traces)."""
     hidden_rule: str = "seed"
@@ -122,6 +126,8 @@ class SpikingConfig:
             "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
             "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
             "p_connect": 0 < self.p_connect <= 1, "w_clip": self.w_clip > 0, "rate_reg": self.rate_reg >= 0,
+            "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
+                                                        and isinstance(self.action_bins, int) and self.action_bins >= 2),
         }
         for name, ok in checks.items():
             if not ok:
@@ -134,6 +140,34 @@ class SpikingConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}; expected one of {allowed}")
         return self
+
+
+MAX_ACTIONS = 256
+
+
+def action_values(space, bins: int | None) -> np.ndarray:
+    """The env action of each output neuron, ``(n_outputs, *space.shape)``: ``start + i`` for a
+    Discrete space; for a Box space with ``bins``, every combination of ``bins`` evenly spaced
+    values per dimension (first dimension slowest)."""
+    if isinstance(space, spaces.Discrete):
+        return np.arange(int(space.n), dtype=np.int64) + int(space.start)
+    if not isinstance(space, spaces.Box):
+        raise ValueError(f"SpikingAgent decides by first-to-spike and needs a Discrete (or, with action_bins, a Box) "
+                         f"action space; got action space {space}")
+    if bins is None:
+        raise ValueError(f"SpikingAgent decides by first-to-spike among output neurons; the Box action space {space} "
+                         f"needs action_bins=N (N values per dimension)")
+    low, high = np.asarray(space.low, np.float64).ravel(), np.asarray(space.high, np.float64).ravel()
+    bad = ~(np.isfinite(low) & np.isfinite(high))
+    if bad.any():
+        raise ValueError(f"action_bins needs finite action bounds; the Box action space {space} is unbounded in "
+                         f"dimension {int(np.nonzero(bad)[0][0])}")
+    if bins ** low.size > MAX_ACTIONS:
+        raise ValueError(f"action_bins={bins} over {low.size} action dimensions makes {bins ** low.size} output "
+                         f"neurons (at most {MAX_ACTIONS})")
+    axes = [np.linspace(lo, hi, bins) for lo, hi in zip(low, high)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, low.size)
+    return grid.reshape(-1, *space.shape).astype(space.dtype)
 
 
 def _make_vec_env(env, n_envs: int) -> gym.vector.VectorEnv:
@@ -175,17 +209,14 @@ class SpikingAgent:
             obs_space, act_space = _spaces
         else:
             raise ValueError("SpikingAgent needs an env (or spaces when loaded)")
-        if not isinstance(act_space, spaces.Discrete):
-            raise ValueError(
-                f"SpikingAgent decides by first-to-spike and needs a Discrete action space; got action space {act_space}"
-            )
         self.observation_space, self.action_space = obs_space, act_space
         c = self.config
+        self.action_values = action_values(act_space, c.action_bins)
         self.rng = np.random.default_rng(seed)
         self.predict_rng = np.random.default_rng(None if seed is None else seed + 1_000_003)
         self.encoder = Encoder(obs_space, features=c.features, code=c.code, T=c.T, p_max=c.p_max, n_fields=c.n_fields,
                                width=c.field_width, low=c.obs_low, high=c.obs_high, grid_shape=c.grid_shape, tile=c.tile)
-        self.policy = self._build_policy(int(act_space.n))
+        self.policy = self._build_policy(len(self.action_values))
         self.optimizer = Adam(self.policy.n_params)
         self.critic = LinearCritic(self.encoder.n_inputs, c.critic_lr)
         self.num_timesteps = 0
@@ -223,7 +254,7 @@ class SpikingAgent:
 
         Decisions do not carry spike history across calls, so ``state`` is returned as given.
         """
-        obs = np.asarray(observation)
+        obs = obs_array(self.observation_space, observation)
         single = self._is_single(obs)
         batch = obs[None] if single else obs
         out = self.policy.act(batch, self.predict_rng, deterministic=deterministic)
@@ -232,7 +263,7 @@ class SpikingAgent:
         st[1:4] += out.spikes.sum(0)
         st[4] += out.sops.sum()
         st[5] += out.latency.sum()
-        action = out.action
+        action = self.action_values[out.action]
         return (action[0] if single else action), state
 
     def _is_single(self, obs: np.ndarray) -> bool:
@@ -241,11 +272,12 @@ class SpikingAgent:
             if obs.ndim > 1:
                 raise ValueError(f"observation for Discrete({space.n}) must be a scalar or a 1-D batch, got shape {obs.shape}")
             return obs.ndim == 0
-        if obs.shape == space.shape:
+        shape = obs_shape(space)
+        if obs.shape == shape:
             return True
-        if obs.shape[1:] == space.shape:
+        if obs.shape[1:] == shape:
             return False
-        raise ValueError(f"observation must have shape {space.shape} or (B, *{space.shape}), got {obs.shape}")
+        raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
 
     def get_env(self):
         return self.env
@@ -280,7 +312,8 @@ class SpikingAgent:
         if self._rule is None:
             self._rule = self._make_rule()
         if self._obs is None:
-            self._obs, _ = self.env.reset(seed=self.seed)
+            obs, _ = self.env.reset(seed=self.seed)
+            self._obs = obs_array(self.observation_space, obs)
             self.env.action_space.seed(self.seed)
             n = self.env.num_envs
             self._skip = np.zeros(n, bool)
@@ -334,7 +367,8 @@ class SpikingAgent:
                 k = c.ll_baseline_decay
                 self.ll_baseline = k * self.ll_baseline + (1 - k) * out.ll_out[valid].mean()
             elig = elig * np.where(self.policy.hidden_mask[None, :], centred[:, None], 1.0)
-        next_obs, rewards, terminated, truncated, infos = env.step(out.action)
+        next_obs, rewards, terminated, truncated, infos = env.step(self.action_values[out.action])
+        next_obs = obs_array(self.observation_space, next_obs)
         rewards = np.asarray(rewards, dtype=np.float64)
         check_finite(rewards[None, :], "reward")
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
@@ -345,7 +379,7 @@ class SpikingAgent:
         if same_step and done.any():
             final_obs = np.array(next_obs, copy=True)
             for b in np.flatnonzero(done):
-                final_obs[b] = infos["final_obs"][b]
+                final_obs[b] = obs_array(self.observation_space, infos["final_obs"][b])
             final_feats = enc.features_of(final_obs)
         next_values = self.critic.value(final_feats)
         # features of the next observation serve the next step, unless running statistics move the bounds

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from .coding import obs_array
+
 
 class BaseCallback:
     """Subclass and override the hooks; ``self.model`` is the agent."""
@@ -81,8 +83,9 @@ def evaluate(agent, env, n_episodes: int = 10, *, deterministic: bool = True, se
         obs, _ = env.reset(seed=None if seed is None else seed + ep)
         done, ret, length = False, 0.0, 0
         while not done:
-            out = policy.act(np.asarray(obs)[None], agent.predict_rng, deterministic=deterministic)
-            obs, r, term, trunc, _ = env.step(int(out.action[0]))
+            out = policy.act(obs_array(agent.observation_space, obs)[None], agent.predict_rng,
+                             deterministic=deterministic)
+            obs, r, term, trunc, _ = env.step(agent.action_values[out.action[0]])
             ret += float(r)
             length += 1
             spikes += out.spikes.sum()

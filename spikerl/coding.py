@@ -5,8 +5,10 @@ An encoder is two choices:
 - a **feature map** from one observation to values ``f`` in ``[0, 1]``, one per input
   neuron: ``normalized`` (one neuron per dimension, ``(x - low)/(high - low)``),
   ``population`` (``M`` Gaussian receptive fields per dimension,
-  ``f = exp(-((x - c_m)/width)^2 / 2)``), ``onehot`` (``Discrete`` observations) or
-  ``tile`` (a ``Discrete`` grid position, one neuron per tile of a chosen size);
+  ``f = exp(-((x - c_m)/width)^2 / 2)``), ``onehot`` (``Discrete`` observations; for
+  ``MultiDiscrete`` or a ``Tuple`` of ``Discrete`` one group of neurons per component) or
+  ``tile`` (a ``Discrete`` grid position, one neuron per tile of a chosen size); ``auto``
+  picks ``population`` for a Box and ``onehot`` for the discrete spaces;
 - a **temporal code** over ``T`` steps: ``rate`` (Bernoulli with ``p = p_max f`` every
   step) or ``time`` (latency: one spike at ``t = round((1 - f)(T - 1))``, earlier for
   larger values, none when ``f < f_min``).
@@ -22,8 +24,30 @@ from gymnasium import spaces
 
 from ._numba import njit
 
-FEATURES = ("normalized", "population", "onehot", "tile")
+FEATURES = ("auto", "normalized", "population", "onehot", "tile")
 CODES = ("rate", "time")
+
+
+def discrete_components(space):
+    """``(nvec, start)`` of a MultiDiscrete space or a Tuple of Discrete spaces, else None."""
+    if isinstance(space, spaces.MultiDiscrete):
+        return np.asarray(space.nvec, np.int64).ravel(), np.asarray(space.start, np.int64).ravel()
+    if isinstance(space, spaces.Tuple) and space.spaces and all(isinstance(x, spaces.Discrete) for x in space.spaces):
+        return (np.array([x.n for x in space.spaces], np.int64), np.array([x.start for x in space.spaces], np.int64))
+    return None
+
+
+def obs_shape(space) -> tuple:
+    """The array shape of one observation (a Tuple of Discrete is held as ``(n_components,)``)."""
+    return (len(space.spaces),) if isinstance(space, spaces.Tuple) else space.shape
+
+
+def obs_array(space, obs) -> np.ndarray:
+    """An observation (or a batch) as an array: Tuple observations, single or batched by a
+    vector env, become ``(n_components,)`` / ``(B, n_components)``."""
+    if isinstance(space, spaces.Tuple) and isinstance(obs, tuple):
+        return np.stack([np.asarray(c) for c in obs], axis=-1)
+    return np.asarray(obs)
 
 
 @njit
@@ -88,8 +112,9 @@ class Encoder:
 
     Args:
         space: the observation space (``Box`` for normalized/population; ``Discrete`` for
-            onehot/tile).
-        features: one of ``normalized``, ``population``, ``onehot``, ``tile``.
+            onehot/tile; ``MultiDiscrete`` for onehot).
+        features: one of ``auto`` (population for a Box, onehot for a Discrete or
+            MultiDiscrete space), ``normalized``, ``population``, ``onehot``, ``tile``.
         code: ``rate`` or ``time``.
         T: presentation length in steps (``>= 1``).
         p_max: spike probability of a fully active input neuron under rate coding.
@@ -121,6 +146,9 @@ class Encoder:
     ):
         if features not in FEATURES:
             raise ValueError(f"unknown encoder features {features!r}; expected one of {FEATURES}")
+        if features == "auto":
+            discrete = isinstance(space, spaces.Discrete) or discrete_components(space) is not None
+            features = "onehot" if discrete else "population"
         if code not in CODES:
             raise ValueError(f"unknown encoder code {code!r}; expected one of {CODES}")
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
@@ -156,10 +184,17 @@ class Encoder:
                 self._inv_width = (self.n_fields - 1) / self.width
             else:
                 self.n_inputs = self.obs_dim
+        elif features == "onehot" and discrete_components(space) is not None:
+            self.nvec, self.start = discrete_components(space)
+            self.obs_dim = self.nvec.size
+            self.offset = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])  # first neuron of each component
+            self.n_inputs = int(self.nvec.sum())
         else:
             if not isinstance(space, spaces.Discrete):
-                raise ValueError(f"encoder features {features!r} need a Discrete observation space, got {space}")
+                kinds = "a Discrete, MultiDiscrete or Tuple-of-Discrete" if features == "onehot" else "a Discrete"
+                raise ValueError(f"encoder features {features!r} need {kinds} observation space, got {space}")
             self.n_states = int(space.n)
+            self.start = int(space.start)
             self.obs_dim = 1
             if features == "onehot":
                 self.n_inputs = self.n_states
@@ -205,11 +240,22 @@ class Encoder:
             self.stats.update(self._flat(obs))
 
     def _flat(self, obs) -> np.ndarray:
-        obs = np.asarray(obs)
+        obs = obs_array(self.space, obs)
+        if self.features == "onehot" and not isinstance(self.space, spaces.Discrete):
+            shape = obs_shape(self.space)
+            arr = (obs[None] if obs.shape == shape else obs)
+            if arr.shape[1:] != shape:
+                raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
+            arr = arr.reshape(arr.shape[0], -1).astype(np.int64) - self.start
+            bad = (arr < 0) | (arr >= self.nvec)
+            if bad.any():
+                dim = int(np.nonzero(bad.any(0))[0][0])
+                raise ValueError(f"observation out of the {self.space} space in dimension {dim}: {obs}")
+            return arr
         if self.features in ("onehot", "tile"):
-            arr = obs.reshape(-1).astype(np.int64)
+            arr = obs.reshape(-1).astype(np.int64) - self.start
             if np.any((arr < 0) | (arr >= self.n_states)):
-                raise ValueError(f"observation out of the Discrete({self.n_states}) space: {arr}")
+                raise ValueError(f"observation out of the {self.space} space: {obs}")
             return arr
         shape = self.space.shape
         if obs.shape == shape:
@@ -224,6 +270,10 @@ class Encoder:
     def features_of(self, obs) -> np.ndarray:
         """Feature values in ``[0, 1]``, ``(B, n_inputs)``."""
         x = self._flat(obs)
+        if x.ndim == 2 and self.features == "onehot":  # one hot neuron per component
+            f = np.zeros((x.shape[0], self.n_inputs))
+            f[np.arange(x.shape[0])[:, None], self.offset[None, :] + x] = 1.0
+            return f
         if self.features in ("onehot", "tile"):
             f = np.zeros((x.shape[0], self.n_inputs))
             f[np.arange(x.shape[0]), self.tile_of[x]] = 1.0

@@ -31,6 +31,7 @@ class ConvertedSNN:
             raise ValueError(f"T must be >= 1, got {T}")
         self.encoder, self.T, self.p_max = pol.encoder, int(T), float(p_max)
         self.observation_space, self.action_space = agent.observation_space, agent.action_space
+        self.action_values = agent.action_values
         self.rng = np.random.default_rng(seed)
         f = self.encoder.features_of(calibration_obs) * self.p_max
         views = pol._views()
@@ -73,4 +74,5 @@ class ConvertedSNN:
         obs = np.asarray(observation)
         single = obs.ndim == len(self.observation_space.shape)
         out = self.act(obs[None] if single else obs)
-        return (out.action[0] if single else out.action), state
+        action = self.action_values[out.action]
+        return (action[0] if single else action), state

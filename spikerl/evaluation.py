@@ -10,10 +10,18 @@ import numpy as np
 from . import envs  # noqa: F401  (registers spikerl's envs)
 
 
+EVAL_MAX_EPISODE_STEPS = 1_000
+"""Evaluation episodes of an env without a time limit (CliffWalking, Blackjack, ...) end
+after this many steps, so a policy that loops cannot hang an evaluation; an env's YAML can
+set ``make_kwargs: {max_episode_steps: N}`` instead."""
+
+
 def make_env(env_id: str, make_kwargs: dict | None = None, render_mode: str | None = None):
     kwargs = dict(make_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if "max_episode_steps" not in kwargs and gym.spec(env_id).max_episode_steps is None:
+        kwargs["max_episode_steps"] = EVAL_MAX_EPISODE_STEPS
     return gym.make(env_id, **kwargs)
 
 

@@ -27,9 +27,14 @@ class ModelFileError(ValueError):
 
 
 def describe_space(space) -> dict:
-    """A JSON description of a Box or Discrete space (others are described by name only)."""
+    """A JSON description of a Box, Discrete, MultiDiscrete or Tuple space (others by name only)."""
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Tuple):
+        return {"type": "Tuple", "spaces": [describe_space(x) for x in space.spaces]}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist(),
+                "start": np.asarray(space.start).tolist(), "dtype": str(space.dtype)}
     if isinstance(space, spaces.Box):
         return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
                 "low": np.asarray(space.low, np.float64).ravel().tolist(),
@@ -40,6 +45,10 @@ def describe_space(space) -> dict:
 def space_from_description(d: dict):
     if d.get("type") == "Discrete":
         return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
+    if d.get("type") == "Tuple":
+        return spaces.Tuple([space_from_description(x) for x in d["spaces"]])
+    if d.get("type") == "MultiDiscrete":
+        return spaces.MultiDiscrete(np.array(d["nvec"]), dtype=np.dtype(d["dtype"]), start=np.array(d["start"]))
     if d.get("type") == "Box":
         shape = tuple(d["shape"])
         dtype = np.dtype(d["dtype"])

@@ -62,9 +62,13 @@ def test_accepts_env_vector_env_and_id(kind):
     assert agent.num_timesteps >= 500
 
 
-def test_non_discrete_action_space_is_rejected():
-    with pytest.raises(ValueError, match="Discrete action space.*Box"):
+def test_box_action_space_needs_action_bins():
+    with pytest.raises(ValueError, match="Box action space.*needs action_bins"):
         SpikingAgent("Pendulum-v1")
+    agent = SpikingAgent("Pendulum-v1", action_bins=5, n_envs=2)
+    assert agent.policy.topo.n_out == 5
+    action, _ = agent.predict(np.zeros(3, np.float32))
+    assert agent.action_space.contains(action)
 
 
 @pytest.mark.parametrize("bad", [dict(learning_rate=-1.0), dict(T=0), dict(features="fourier"), dict(reward_factor="q")])

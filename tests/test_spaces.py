@@ -1,0 +1,104 @@
+"""Any Gymnasium task: Discrete / MultiDiscrete / Tuple-of-Discrete observations (one-hot
+groups), Discrete actions with a start, Box actions through ``action_bins``."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from spikerl import SpikingAgent
+from spikerl.agent import action_values
+from spikerl.callbacks import evaluate
+from spikerl.coding import Encoder
+from spikerl.evaluation import evaluate_model
+
+
+def test_auto_features_follow_the_observation_space():
+    assert Encoder(spaces.Box(-1.0, 1.0, (3,)), features="auto").features == "population"
+    enc = Encoder(spaces.Discrete(4, start=3), features="auto")
+    assert enc.features == "onehot" and enc.n_inputs == 4
+    np.testing.assert_array_equal(enc.features_of(np.array([3, 6])), np.eye(4)[[0, 3]])
+    for space, obs in ((spaces.MultiDiscrete([3, 2], start=[0, 1]), np.array([[2, 1], [0, 2]])),
+                       (spaces.Tuple((spaces.Discrete(3), spaces.Discrete(2, start=1))), (np.array([2, 0]), np.array([1, 2])))):
+        enc = Encoder(space, features="auto")
+        assert enc.features == "onehot" and enc.n_inputs == 5
+        np.testing.assert_array_equal(enc.features_of(obs), [[0, 0, 1, 1, 0], [1, 0, 0, 0, 1]])
+        single = (2, 1) if isinstance(space, spaces.Tuple) else np.array([2, 1])
+        np.testing.assert_array_equal(enc.features_of(single), [[0, 0, 1, 1, 0]])
+
+
+@pytest.mark.parametrize("space", [spaces.MultiDiscrete([3, 2]), spaces.Tuple((spaces.Discrete(3), spaces.Discrete(2)))])
+def test_out_of_space_observation_names_the_dimension(space):
+    enc = Encoder(space, features="onehot")
+    with pytest.raises(ValueError, match="dimension 1"):
+        enc.features_of(np.array([1, 2]))
+    with pytest.raises(ValueError, match="shape"):
+        enc.features_of(np.array([1, 0, 0]))
+
+
+def test_action_values_of_discrete_and_box_spaces():
+    np.testing.assert_array_equal(action_values(spaces.Discrete(3, start=2), None), [2, 3, 4])
+    grid = action_values(spaces.Box(np.array([-1.0, 0.0]), np.array([1.0, 2.0])), 3)
+    assert grid.shape == (9, 2) and grid.dtype == np.float32
+    np.testing.assert_allclose(grid[[0, 1, 8]], [[-1, 0], [-1, 1], [1, 2]])
+    with pytest.raises(ValueError, match="action_bins=N"):
+        action_values(spaces.Box(-1.0, 1.0, (1,)), None)
+    with pytest.raises(ValueError, match="unbounded in dimension 1"):
+        action_values(spaces.Box(np.array([-1.0, -np.inf]), np.array([1.0, np.inf])), 3)
+    with pytest.raises(ValueError, match="at most 256"):
+        action_values(spaces.Box(-1.0, 1.0, (3,)), 7)
+    with pytest.raises(ValueError, match="MultiBinary"):
+        action_values(spaces.MultiBinary(2), None)
+    with pytest.raises(ValueError, match="action_bins"):
+        SpikingAgent("Pendulum-v1", action_bins=1)
+
+
+class Match(gym.Env):
+    """One step: observe s in {-1, +1}, act a in [-1, 1], reward -|a - s|."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = float(self.np_random.choice([-1.0, 1.0]))
+        return np.array([self.s], np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        return np.array([self.s], np.float32), -abs(float(action[0]) - self.s), True, False, {}
+
+
+def test_box_actions_learn_through_action_bins(tmp_path):
+    agent = SpikingAgent(Match(), seed=0, action_bins=3, n_hidden=0, reward_factor="td", learning_rate=0.03)
+    assert agent.policy.topo.n_out == 3
+    before = evaluate(agent, Match(), 50, deterministic=False, seed=0)["mean_return"]
+    agent.learn(8_000)
+    after = evaluate(agent, Match(), 50, deterministic=False, seed=0)["mean_return"]
+    assert before < -0.5 and after >= -0.2, (before, after)
+    action, _ = agent.predict(np.array([1.0], np.float32), deterministic=True)
+    assert action.shape == (1,) and action[0] == 1.0
+    agent.save(tmp_path / "m.spk")
+    loaded = SpikingAgent.load(tmp_path / "m.spk")
+    obs = np.array([[-1.0], [1.0]], np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
+
+
+def test_discrete_observations_learn_frozen_lake():
+    env = gym.make_vec("FrozenLake-v1", num_envs=8, vectorization_mode="sync", is_slippery=False,
+                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    agent = SpikingAgent(env, seed=0, n_hidden=0, reward_factor="td", learning_rate=0.03, critic_lr=0.1)
+    assert agent.encoder.features == "onehot" and agent.encoder.n_inputs == 16
+    agent.learn(10_000)
+    res = evaluate(agent, gym.make("FrozenLake-v1", is_slippery=False), 20, deterministic=False, seed=0)
+    assert res["mean_return"] >= 0.8, res["mean_return"]
+
+
+def test_tuple_observations_train_save_and_evaluate(tmp_path):
+    agent = SpikingAgent("Blackjack-v1", seed=0, n_envs=4, n_hidden=8).learn(600)
+    assert agent.encoder.n_inputs == 32 + 11 + 2 and agent.num_timesteps >= 600
+    agent.save(tmp_path / "bj.spk")
+    loaded = SpikingAgent.load(tmp_path / "bj.spk")
+    obs = (np.array([14, 20]), np.array([3, 10]), np.array([0, 1]))
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
+    res = evaluate_model(loaded, "Blackjack-v1", n_episodes=5)  # SB3's evaluate_policy hands tuples over
+    assert -1.0 <= res["mean_return"] <= 1.0 and res["spikes_per_decision"] > 0
