@@ -76,6 +76,10 @@ class SpikingConfig:
     """Tile size (h, w) for tile features."""
     decoder: str = "first_to_spike"
     """first_to_spike or rate."""
+    deterministic_outputs: str = "threshold"
+    """What predict(deterministic=True) does with the output neurons: threshold (fire iff
+    u > 0, like every neuron) or median (fire when the probability of no spike yet drops to
+    1/2: the sampled network's median first-spike time). Hidden neurons use u > 0 in both."""
     action_bins: int | None = None
     """For a Box action space: values per action dimension, evenly spaced from low to high;
     one output neuron per combination (at most 256). None: Box actions are refused."""
@@ -135,6 +139,7 @@ class SpikingConfig:
         choices = {
             "decoder": ("first_to_spike", "rate"), "reward_factor": ("mc", "td"), "hidden_rule": ("seed", "joint"),
             "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
+            "deterministic_outputs": ("threshold", "median"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -257,7 +262,7 @@ class SpikingAgent:
         obs = obs_array(self.observation_space, observation)
         single = self._is_single(obs)
         batch = obs[None] if single else obs
-        out = self.policy.act(batch, self.predict_rng, deterministic=deterministic)
+        out = self.policy.act(batch, self.predict_rng, deterministic=self.deterministic_mode(deterministic))
         st = self.predict_stats
         st[0] += out.action.size
         st[1:4] += out.spikes.sum(0)
@@ -265,6 +270,10 @@ class SpikingAgent:
         st[5] += out.latency.sum()
         action = self.action_values[out.action]
         return (action[0] if single else action), state
+
+    def deterministic_mode(self, deterministic: bool):
+        """The kernel's spike mode for ``predict(deterministic=...)``."""
+        return self.config.deterministic_outputs if deterministic else False
 
     def _is_single(self, obs: np.ndarray) -> bool:
         space = self.observation_space

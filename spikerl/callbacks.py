@@ -84,7 +84,7 @@ def evaluate(agent, env, n_episodes: int = 10, *, deterministic: bool = True, se
         done, ret, length = False, 0.0, 0
         while not done:
             out = policy.act(obs_array(agent.observation_space, obs)[None], agent.predict_rng,
-                             deterministic=deterministic)
+                             deterministic=agent.deterministic_mode(deterministic))
             obs, r, term, trunc, _ = env.step(agent.action_values[out.action[0]])
             ret += float(r)
             length += 1

@@ -5,7 +5,8 @@ For each of ``B`` independent network states (one per environment) the kernel ru
 
 1. input neuron ``j`` spikes with probability ``p_in[b, j, t]`` (the encoder's output);
 2. every other neuron computes ``u_{i,t} = drive_{i,t} + gamma_i`` and spikes with
-   probability ``sigmoid(u_{i,t})`` (or iff ``u > 0`` when ``deterministic``);
+   probability ``sigmoid(u_{i,t})`` (or iff ``u > 0`` when ``deterministic``; in the
+   ``median`` deterministic mode an output fires when ``sum softplus(u) >= log 2``);
 3. with the first-to-spike decoder the decision ends at the first step ``t*`` at which an
    output neuron spikes (ties uniform; no spike by ``T`` -> uniform action, flagged);
 4. spikes at ``t`` are pushed, event by event, into the future drive of their targets:
@@ -51,6 +52,8 @@ from .network import GLMParams, Topology, check_param_arrays
 FIRST_TO_SPIKE = 0
 RATE = 1
 DECODERS = {"first_to_spike": FIRST_TO_SPIKE, "rate": RATE}
+DETERMINISTIC = {False: 0, True: 1, "threshold": 1, "median": 2}
+"""Spike modes: sampled, threshold (u > 0), median outputs (see :func:`decide`)."""
 
 
 class Decisions(NamedTuple):
@@ -134,6 +137,17 @@ def _log_p(s, u, p):
 
 
 @njit_inline
+def _softplus(x):
+    """log(1 + e^x), stable for any finite x."""
+    if x > 0.0:
+        return x + np.log1p(np.exp(-x))
+    return np.log1p(np.exp(x))
+
+
+LN2 = np.log(2.0)
+
+
+@njit_inline
 def _log_sigmoid(x):
     # log(sigmoid(x)) = -softplus(-x), stable for any finite x
     if x >= 0.0:
@@ -142,7 +156,7 @@ def _log_sigmoid(x):
 
 
 @njit
-def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
                   n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
                   raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg):
     """Batch elements ``lo..hi-1``, one after the other, in one call (a call per element
@@ -164,6 +178,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, deco
     filt_a = np.empty((T, N, K))
     filt_b = np.empty((T, N, Kb))
     times = np.empty(T, np.int64)
+    hazard = np.empty(n_out)
     # flat views: clearing a row is then one memset (a (S, K) slice is cleared row by row)
     ew_rows = ew.reshape(ew.shape[0], ew.shape[1] * ew.shape[2])
     ev_rows = ev.reshape(ev.shape[0], ev.shape[1] * ev.shape[2])
@@ -177,6 +192,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, deco
         cur_ff[:] = 0.0
         cur_fb[:] = 0.0
         phase[:] = 0.5
+        hazard[:] = 0.0
         n_sops = 0
         last = T - 1
         for t in range(T):
@@ -204,7 +220,13 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, deco
                 if use_clamp and clamp[bi, i, t] >= 0:
                     s = clamp[bi, i, t] > 0
                 elif deterministic:
-                    s = ui > 0.0
+                    if median_out and i >= out0:  # fire when P(no spike yet) <= 1/2
+                        hazard[i - out0] += _softplus(ui)  # = -log(1 - sigmoid(u))
+                        s = hazard[i - out0] >= LN2
+                        if s:
+                            hazard[i - out0] = 0.0
+                    else:
+                        s = ui > 0.0
                 else:
                     s = rand[bi, i, t] < pi
                 raster[bi, t, i] = 1 if s else 0
@@ -366,7 +388,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, deco
                     ev[bi, j, k] = acc
 
 
-def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
+def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
@@ -380,8 +402,8 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, decoder, learn,
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
     per = (B + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, decoder,
-                      learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
+        _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, median_out,
+                      decoder, learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
                       raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ew, ev, eg)
 
 
@@ -475,7 +497,7 @@ def decide(
     rng: np.random.Generator | None = None,
     uniforms: np.ndarray | None = None,
     tie: np.ndarray | None = None,
-    deterministic: bool = False,
+    deterministic: bool | str = False,
     decoder: str = "first_to_spike",
     learn: bool = False,
     clamp: np.ndarray | None = None,
@@ -490,8 +512,12 @@ def decide(
         rng: the generator that draws the random numbers (unless ``uniforms``/``tie`` given).
         uniforms: ``(B, N, T)`` uniforms in ``[0, 1)`` used for every spike draw.
         tie: ``(B,)`` uniforms used to break ties / draw the action when no output spikes.
-        deterministic: threshold network (spike iff ``u > 0``; inputs fire regularly at
-            rate ``p_in``); ties go to the output with the highest peak potential.
+        deterministic: ``False`` (sample every spike), ``True`` or ``"threshold"`` (spike
+            iff ``u > 0``; inputs fire regularly at rate ``p_in``), or ``"median"``
+            (hidden neurons as in threshold mode; an output fires when the probability that
+            it has not fired since its last spike drops to 1/2, i.e. when
+            ``sum softplus(u) >= log 2``: the median first-spike time of the sampled
+            network). Ties go to the output with the highest peak potential.
         decoder: ``"first_to_spike"`` (stop at the first output spike) or ``"rate"``
             (run all ``T`` steps, argmax of output spike counts).
         learn: also return eligibilities.
@@ -504,6 +530,8 @@ def decide(
     params = check_param_arrays(topo, params, a.shape[0], b.shape[0])
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
+    if deterministic not in DETERMINISTIC:
+        raise ValueError(f"deterministic must be True, False, 'threshold' or 'median', got {deterministic!r}")
     p_in = np.asarray(p_in)
     if p_in.ndim != 3 or p_in.shape[1] != topo.n_in or p_in.shape[2] < 1:
         raise ValueError(f"p_in must have shape (B, n_in={topo.n_in}, T>=1), got {p_in.shape}")
@@ -543,9 +571,10 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
         if tie is None:
             tie = rng.random(out=buf["tie"])
     clamp_arr, use_clamp = (_NO_CLAMP, False) if clamp is None else (clamp, True)
+    mode = DETERMINISTIC[deterministic]
     threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
     (_kernel_threaded if threads > 1 else _kernel)(
-        p_in, uniforms, tie, clamp_arr, use_clamp, bool(deterministic), DECODERS[decoder], bool(learn),
+        p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, DECODERS[decoder], bool(learn),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.gamma, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],

@@ -126,7 +126,7 @@ class SpikingPolicy:
     def n_params(self) -> int:
         return int(self.theta.size)
 
-    def act(self, obs, rng: np.random.Generator, *, deterministic: bool = False, learn: bool = False,
+    def act(self, obs, rng: np.random.Generator, *, deterministic: bool | str = False, learn: bool = False,
             features: np.ndarray | None = None) -> PolicyOutput:
         """Decide for a batch of observations (or of precomputed encoder ``features``)."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)

@@ -34,7 +34,8 @@ def traces(raster, t, bank):
     return x
 
 
-def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False, decoder="first_to_spike", clamp=None):
+def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False, decoder="first_to_spike", clamp=None,
+                 deterministic_outputs="threshold"):
     B, n_in, T = p_in.shape
     N, n_out = topo.n_neurons, topo.n_out
     out0 = topo.n_in + topo.n_hid
@@ -49,11 +50,13 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
         eg = np.zeros(N)
         ll_out = 0.0
         phase = np.full(n_in, 0.5)
+        hazard = np.zeros(n_out)  # median outputs: -log P(no spike since the last one)
         last = T - 1
         for t in range(T):
-            if deterministic:
-                phase += p_in[bi, :, t]
-                s[:n_in, t] = phase >= 1.0
+            if deterministic:  # regular firing; a clamped input's phase stands still
+                free_in = np.ones(n_in, bool) if clamp is None else clamp[bi, :n_in, t] < 0
+                phase += np.where(free_in, p_in[bi, :, t], 0.0)
+                s[:n_in, t] = free_in & (phase >= 1.0)
                 phase -= s[:n_in, t]
             else:
                 s[:n_in, t] = uniforms[bi, :n_in, t] < p_in[bi, :, t]
@@ -66,6 +69,12 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
             u[:, t] = ut
             p = sigmoid(ut)
             st = (ut > 0) if deterministic else (uniforms[bi, :, t] < p)
+            if deterministic and deterministic_outputs == "median":
+                free = np.ones(n_out, bool) if clamp is None else clamp[bi, out0:, t] < 0
+                hazard[free] += np.logaddexp(0.0, ut[out0:][free])  # -log(1 - sigmoid(u)) = softplus(u)
+                fire = free & (hazard >= np.log(2.0))
+                st[out0:] = np.where(free, fire, st[out0:])
+                hazard[fire] = 0.0
             if clamp is not None:
                 st = np.where(clamp[bi, :, t] >= 0, clamp[bi, :, t] > 0, st)
             s[n_in:, t] = st[n_in:]

@@ -150,3 +150,22 @@ def test_from_config_uses_the_shipped_defaults():
     agent = SpikingAgent.from_config("CartPole-v1", seed=0, n_envs=2)
     assert agent.config.T == 12 and agent.config.reward_factor == "td" and agent.env.num_envs == 2
     assert agent.encoder.features == "population" and np.isfinite(agent.encoder.bounds()[1]).all()
+
+
+def test_median_deterministic_outputs():
+    agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="median", gamma_out=-4.0, **CARTPOLE)
+    obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 0.05
+    a1, _ = agent.predict(obs, deterministic=True)
+    a2, _ = agent.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(a1, a2)  # no randomness in the median mode
+    agent.predict_stats[:] = 0
+    agent.predict(obs, deterministic=True)
+    median_latency = agent.predict_stats[5] / agent.predict_stats[0]
+    agent.config.deterministic_outputs = "threshold"
+    agent.predict_stats[:] = 0
+    agent.predict(obs, deterministic=True)
+    threshold_latency = agent.predict_stats[5] / agent.predict_stats[0]
+    # at initialisation outputs sit far below 0: the threshold network waits for T, the median one fires earlier
+    assert median_latency < threshold_latency == agent.config.T
+    with pytest.raises(ValueError, match="deterministic_outputs"):
+        SpikingAgent("CartPole-v1", deterministic_outputs="mode")

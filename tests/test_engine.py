@@ -34,6 +34,8 @@ def _compare(topo, params, a, b, p_in, rng, **kw):
     U = rng.random((B, topo.n_neurons, T))
     tie = rng.random(B)
     got = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True, **kw)
+    if kw.get("deterministic") == "median":
+        kw = dict(kw, deterministic=True, deterministic_outputs="median")
     want = naive_decide(topo, params, a, b, p_in, U, tie, **kw)
     for field in got._fields:
         np.testing.assert_allclose(np.asarray(getattr(got, field), float), want[field], rtol=1e-9, atol=1e-9, err_msg=field)
@@ -51,7 +53,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("decoder", ["first_to_spike", "rate"])
-@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("deterministic", [False, True, "median"])
 @pytest.mark.parametrize("recursive", [False, True])
 def test_kernel_matches_reference_on_random_networks(case, decoder, deterministic, recursive):
     topo, params, a, b, rng = _net(seed=1, Kb=2 if case["n_hid"] else 1, recursive=recursive, **case)
@@ -84,11 +86,31 @@ def test_kernel_matches_reference_edge_cases():
     assert np.all(np.isfinite(got.ll_out)) and np.all(np.isfinite(got.ew))
 
 
-def test_clamped_spikes_match_reference():
+@pytest.mark.parametrize("deterministic", [False, "median"])
+def test_clamped_spikes_match_reference(deterministic):
     topo, params, a, b, rng = _net(3, 4, 2, seed=3, recurrent=True)
     B, T = 4, 8
     clamp = rng.integers(-1, 2, size=(B, topo.n_neurons, T)).astype(np.int8)
-    _compare(topo, params, a, b, rng.random((B, 3, T)), rng, decoder="rate", clamp=clamp)
+    _compare(topo, params, a, b, rng.random((B, 3, T)), rng, decoder="rate", clamp=clamp, deterministic=deterministic)
+
+
+def test_median_outputs_fire_at_the_median_first_spike_time():
+    """One output, no input spikes, constant potential u: the sampled first-spike time is
+    geometric; the median mode decides at its median, first t with (1 - p)^(t+1) <= 1/2."""
+    topo = layered(1, 0, 1)
+    a, b = exponential_bank(2.0, 3), exponential_bank(1.0, 3)
+    T, rng = 40, np.random.default_rng(0)
+    for u in (-4.0, -2.5, -1.0, 0.5):
+        params = GLMParams(np.zeros((topo.n_synapses, 1)), np.zeros((2, 1)), np.array([0.0, u]))
+        p_in = np.zeros((1, 1, T))
+        det = decide(topo, params, a, b, p_in, rng=rng, deterministic="median")
+        p = sigmoid(u)
+        want = int(np.ceil(np.log(0.5) / np.log1p(-p))) - 1
+        assert det.t_star[0] == min(want, T - 1), u
+        sampled = decide(topo, params, a, b, np.zeros((4001, 1, T)), rng=rng).t_star
+        assert abs(np.median(sampled) - det.t_star[0]) <= 1, (u, np.median(sampled), det.t_star[0])
+    with pytest.raises(ValueError, match="deterministic must be"):
+        decide(topo, params, a, b, p_in, rng=rng, deterministic="mode")
 
 
 def test_same_seed_same_decisions_bit_for_bit():
