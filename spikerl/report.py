@@ -164,7 +164,8 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
     for r in runs:
         envs.setdefault(r["cfg"]["env"], {}).setdefault(r["cfg"]["agent"], []).append(r)
     lines = [f"# spikerl benchmark: {bench_dir.name}", "",
-             "Every agent trains with the same step budget and seeds and is evaluated with the same protocol "
+             "Every agent trains with the same step budget and seeds (a note under an env says when some seeds "
+             "did not finish) and is evaluated with the same protocol "
              "(SB3 `evaluate_policy`, deterministic actions, the same evaluation seeds). Final return: the last "
              "evaluation of each seed; the IQM and its 95% bootstrap CI are over seeds.", ""]
     for env_id, by_agent in envs.items():
@@ -172,8 +173,12 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
         plot_env(env_id, by_agent, fig)
         threshold = next(iter(by_agent.values()))[0]["cfg"].get("solved_threshold")
         steps = next(iter(by_agent.values()))[0]["cfg"]["steps"]
-        lines += [f"## {env_id}", "", f"Budget {steps:,} steps per run; solved threshold {threshold}.", "",
-                  f"![learning curves]({fig.name})", ""]
+        lines += [f"## {env_id}", "", f"Budget {steps:,} steps per run; solved threshold {threshold}.", ""]
+        seeds = {agent: sorted(r["cfg"]["seed"] for r in rs) for agent, rs in by_agent.items()}
+        if len({tuple(v) for v in seeds.values()}) > 1:  # say so when agents finished different seeds
+            lines += ["Finished seeds differ between agents: " + "; ".join(
+                f"{agent} {', '.join(map(str, v))}" for agent, v in sorted(seeds.items())) + ".", ""]
+        lines += [f"![learning curves]({fig.name})", ""]
         lines += table_rows(env_id, by_agent)
         lines.append("")
         spiking = {a: rs for a, rs in by_agent.items() if rs[0]["cfg"]["kind"] == "spiking"}

@@ -37,3 +37,14 @@ def test_rerun_does_not_redo_finished_runs(bench, capsys):
               use_wandb=False, eval_episodes=3, overrides={"batch_size": 64})
     assert "4 already done, 0 to run" in capsys.readouterr().err
     assert stamps == {p: p.stat().st_mtime_ns for p in (bench / "runs").glob("*/summary.json")}
+
+
+def test_report_says_when_agents_finished_different_seeds(bench, tmp_path):
+    import shutil
+
+    assert "differ" not in write_report(bench, tmp_path / "full").read_text()
+    partial = tmp_path / "partial"
+    shutil.copytree(bench / "runs", partial / "runs")
+    (cell_dir(partial, "CartPole-v1", "ppo", 1) / "summary.json").unlink()  # an unfinished cell
+    text = write_report(partial).read_text()
+    assert "Finished seeds differ between agents: fts-snn 0, 1; ppo 0." in text
