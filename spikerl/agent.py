@@ -57,7 +57,7 @@ class SpikingConfig:
     """Decay time (steps) of the self-feedback (refractory) kernel."""
     features: str = "auto"
     """Encoder feature map: auto (population for a Box observation space, onehot for a
-    Discrete or MultiDiscrete one), normalized, population, onehot, tile."""
+    Discrete, MultiDiscrete or Tuple-of-Discrete one), normalized, population, onehot, tile."""
     code: str = "rate"
     """Temporal code of the inputs: rate or time."""
     n_fields: int = 8

@@ -112,9 +112,9 @@ class Encoder:
 
     Args:
         space: the observation space (``Box`` for normalized/population; ``Discrete`` for
-            onehot/tile; ``MultiDiscrete`` for onehot).
-        features: one of ``auto`` (population for a Box, onehot for a Discrete or
-            MultiDiscrete space), ``normalized``, ``population``, ``onehot``, ``tile``.
+            onehot/tile; ``MultiDiscrete`` or a ``Tuple`` of ``Discrete`` for onehot).
+        features: one of ``auto`` (population for a Box, onehot for the discrete spaces),
+            ``normalized``, ``population``, ``onehot``, ``tile``.
         code: ``rate`` or ``time``.
         T: presentation length in steps (``>= 1``).
         p_max: spike probability of a fully active input neuron under rate coding.
