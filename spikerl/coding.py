@@ -146,9 +146,9 @@ class Encoder:
     ):
         if features not in FEATURES:
             raise ValueError(f"unknown encoder features {features!r}; expected one of {FEATURES}")
+        components = discrete_components(space)
         if features == "auto":
-            discrete = isinstance(space, spaces.Discrete) or discrete_components(space) is not None
-            features = "onehot" if discrete else "population"
+            features = "onehot" if isinstance(space, spaces.Discrete) or components is not None else "population"
         if code not in CODES:
             raise ValueError(f"unknown encoder code {code!r}; expected one of {CODES}")
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
@@ -184,8 +184,8 @@ class Encoder:
                 self._inv_width = (self.n_fields - 1) / self.width
             else:
                 self.n_inputs = self.obs_dim
-        elif features == "onehot" and discrete_components(space) is not None:
-            self.nvec, self.start = discrete_components(space)
+        elif features == "onehot" and components is not None:
+            self.nvec, self.start = components
             self.obs_dim = self.nvec.size
             self.offset = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])  # first neuron of each component
             self.n_inputs = int(self.nvec.sum())
