@@ -12,6 +12,7 @@ environments, hand rewards to the rule (:mod:`spikerl.rules`), apply its gradien
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from .callbacks import BaseCallback, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .optim import Adam
 from .policy import SpikingPolicy
-from .rules import ActorCriticRule, LinearCritic, MonteCarloRule
+from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
 
 
 @dataclass
@@ -83,28 +84,58 @@ class SpikingConfig:
     action_bins: int | None = None
     """For a Box action space: values per action dimension, evenly spaced from low to high;
     one output neuron per combination (at most 256). None: Box actions are refused."""
-    reward_factor: str = "mc"
-    """mc (REINFORCE, return-to-go minus critic baseline) or td (online actor-critic with traces)."""
-    hidden_rule: str = "seed"
-    """Hidden-neuron modulator: seed (learning signal x reward factor) or joint (reward factor)."""
+    reward_factor: str = "proximal"
+    """proximal (batched, PPO's clipped surrogate as the global factor, decisions replayed
+    through the kernel), td (online actor-critic with traces: the on-chip rule) or mc
+    (REINFORCE, return-to-go minus the critic's baseline)."""
+    hidden_rule: str = "joint"
+    """Hidden-neuron estimator: joint (the hidden spikes' own score x the reward factor:
+    unbiased) or learning_signal (the seed rule: per-step kappa-filtered output
+    log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
+    of learning_signal (deprecated)."""
     gamma: float = 0.99
     """Discount factor."""
-    lam: float = 0.9
-    """Trace decay lambda of the online actor-critic."""
-    learning_rate: float = 0.01
+    lam: float = 0.95
+    """lambda of the lambda-return: GAE (proximal) or the trace decay (td)."""
+    learning_rate: float = 0.003
     """Actor step size (Adam)."""
-    critic_lr: float = 0.05
+    critic_lr: float = 0.01
     """Critic step size (Adam)."""
     lr_schedule: str = "constant"
     """constant or linear (decays to 0 at the end of learn)."""
-    batch_size: int = 512
-    """Decisions of finished episodes per update (mc)."""
+    n_steps: int = 64
+    """Vector steps per rollout (proximal): a rollout holds n_steps x n_envs decisions."""
+    n_epochs: int = 10
+    """Passes over a rollout (proximal)."""
+    batch_size: int = 128
+    """Decisions per gradient step (proximal: a minibatch; mc: finished decisions per update)."""
+    clip_range: float = 0.2
+    """epsilon of the clipped surrogate (proximal)."""
+    ratio: str = "joint"
+    """What the proximal ratio covers: joint (hidden and output spikes, the decision's whole
+    trajectory) or output (the output spikes given the hidden ones)."""
+    ent_coef: float = 0.0
+    """Entropy bonus (proximal): adds -ent_coef (log p - mean log p) to each modulator."""
+    target_kl: float | None = None
+    """Stop a rollout's epochs once the approximate KL exceeds 1.5 x this (None: never)."""
+    scale_rewards: bool = True
+    """Divide rewards by the running std of the discounted return (proximal)."""
     normalize_advantage: bool = True
-    """Standardise the reward factor within a batch (mc)."""
+    """Standardise the reward factor within a batch (proximal, mc)."""
     control_variate: bool = False
     """Per-parameter optimal baselines (mc)."""
+    kappa: float = 0.5
+    """Filter of the per-step learning signal (learning_signal rule)."""
     ll_baseline_decay: float = 0.99
-    """Decay of the running mean that centres the learning signal (seed rule)."""
+    """Decay of the per-step running baseline of the learning signal (learning_signal rule)."""
+    critic_features: int = 256
+    """Random Fourier features of the encoder features in the critic (0: linear critic)."""
+    critic_scale: float = 1.0
+    """Spread of the random Fourier projection (larger: more local features)."""
+    obs_norm: str = "running"
+    """Bounds of Box observations: running (mean +- 3 std of the observations seen, within
+    the space's finite bounds) or space (the space's finite bounds, running statistics only
+    where a bound is infinite). obs_low/obs_high override either."""
     rate_reg: float = 0.0
     """Strength of the firing-rate regulariser pulling hidden rates to target_rate."""
     target_rate: float = 0.1
@@ -124,10 +155,17 @@ class SpikingConfig:
     """Episodes kept for the rolling statistics."""
 
     def validate(self) -> "SpikingConfig":
+        if self.hidden_rule == "seed":
+            warnings.warn("hidden_rule 'seed' is now called 'learning_signal' (and follows the seed's per-step "
+                          "learning signal); the old name goes in the next release", DeprecationWarning, stacklevel=3)
+            self.hidden_rule = "learning_signal"
         checks = {
             "T": self.T >= 1, "n_envs": self.n_envs >= 1, "n_hidden": self.n_hidden >= 0,
             "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr > 0,
             "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
+            "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
+            "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
+            "kappa": 0 <= self.kappa < 1, "critic_features": self.critic_features >= 0,
             "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
             "p_connect": 0 < self.p_connect <= 1, "w_clip": self.w_clip > 0, "rate_reg": self.rate_reg >= 0,
             "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
@@ -137,7 +175,8 @@ class SpikingConfig:
             if not ok:
                 raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}")
         choices = {
-            "decoder": ("first_to_spike", "rate"), "reward_factor": ("mc", "td"), "hidden_rule": ("seed", "joint"),
+            "decoder": ("first_to_spike", "rate"), "reward_factor": ("proximal", "mc", "td"),
+            "hidden_rule": ("joint", "learning_signal"), "ratio": ("joint", "output"), "obs_norm": ("running", "space"),
             "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median"),
         }
@@ -220,13 +259,14 @@ class SpikingAgent:
         self.rng = np.random.default_rng(seed)
         self.predict_rng = np.random.default_rng(None if seed is None else seed + 1_000_003)
         self.encoder = Encoder(obs_space, features=c.features, code=c.code, T=c.T, p_max=c.p_max, n_fields=c.n_fields,
-                               width=c.field_width, low=c.obs_low, high=c.obs_high, grid_shape=c.grid_shape, tile=c.tile)
+                               width=c.field_width, low=c.obs_low, high=c.obs_high, grid_shape=c.grid_shape, tile=c.tile,
+                               bounds=c.obs_norm)
         self.policy = self._build_policy(len(self.action_values))
         self.optimizer = Adam(self.policy.n_params)
-        self.critic = LinearCritic(self.encoder.n_inputs, c.critic_lr)
+        self.critic = Critic(self.encoder.n_inputs, c.critic_lr, n_random=c.critic_features, scale=c.critic_scale,
+                             seed=seed)
         self.num_timesteps = 0
         self.n_episodes = 0
-        self.ll_baseline = 0.0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)
         self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency (training)
         self.predict_stats = np.zeros(6)  # the same for predict calls
@@ -247,11 +287,14 @@ class SpikingAgent:
 
     def _build_policy(self, n_actions: int):
         c = self.config
-        return SpikingPolicy.build(
+        policy = SpikingPolicy.build(
             self.encoder, n_actions, n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
             p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
             decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, gamma_hidden=c.gamma_hidden, gamma_out=c.gamma_out,
         )
+        if c.hidden_rule == "learning_signal":
+            policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)
+        return policy
 
     # -- the SB3 surface -------------------------------------------------------------
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
@@ -304,6 +347,11 @@ class SpikingAgent:
     # -- learning ---------------------------------------------------------------------
     def _make_rule(self):
         c, n, P = self.config, self.env.num_envs, self.policy.n_params
+        if c.reward_factor == "proximal":
+            return ProximalRule(n, self.policy, self.critic, gamma=c.gamma, lam=c.lam, n_steps=c.n_steps,
+                                n_epochs=c.n_epochs, batch_size=c.batch_size, clip_range=c.clip_range,
+                                ent_coef=c.ent_coef, target_kl=c.target_kl, ratio=c.ratio,
+                                normalize_advantage=c.normalize_advantage, scale_rewards=c.scale_rewards, rng=self.rng)
         if c.reward_factor == "mc":
             return MonteCarloRule(n, self.critic, gamma=c.gamma, batch_size=c.batch_size,
                                   normalize_advantage=c.normalize_advantage, control_variate=c.control_variate)
@@ -352,7 +400,7 @@ class SpikingAgent:
     def _apply(self, grad: np.ndarray, hidden_rate: np.ndarray | None) -> None:
         c = self.config
         grad = np.where(self.policy.learnable, grad, 0.0)
-        if c.rate_reg > 0 and hidden_rate is not None:
+        if c.rate_reg > 0 and hidden_rate is not None and hidden_rate.size:
             self.policy.add_rate_gradient(grad, hidden_rate.mean(0), c.rate_reg, c.target_rate)
         theta = self.optimizer.step(self.policy.theta, grad, self._lr())
         np.clip(theta, -c.w_clip, c.w_clip, out=theta)
@@ -368,14 +416,6 @@ class SpikingAgent:
             enc.update(np.asarray(obs)[valid])
         feats = self._next_feats if self._next_feats is not None else enc.features_of(obs)
         out = self.policy.act(None, self.rng, learn=True, features=feats)
-        # the three factors: hidden neurons are modulated by the (centred) learning signal
-        elig = out.elig
-        if c.hidden_rule == "seed" and self.policy.hidden_mask.any():
-            centred = out.ll_out - self.ll_baseline
-            if valid.any():
-                k = c.ll_baseline_decay
-                self.ll_baseline = k * self.ll_baseline + (1 - k) * out.ll_out[valid].mean()
-            elig = elig * np.where(self.policy.hidden_mask[None, :], centred[:, None], 1.0)
         next_obs, rewards, terminated, truncated, infos = env.step(self.action_values[out.action])
         next_obs = obs_array(self.observation_space, next_obs)
         rewards = np.asarray(rewards, dtype=np.float64)
@@ -394,17 +434,9 @@ class SpikingAgent:
         # features of the next observation serve the next step, unless running statistics move the bounds
         self._next_feats = next_feats if enc.stationary else None
 
-        if c.reward_factor == "mc":
-            rule: MonteCarloRule = self._rule
-            for b in np.flatnonzero(valid):
-                rule.observe(b, elig[b], rewards[b], feats[b])
-                if done[b]:
-                    rule.end_episode(b, 0.0 if terminated[b] else next_values[b])
-            grad = rule.gradient()
-        else:
-            grad = self._rule.step(valid, elig, feats, rewards, next_values, terminated, done)
-        if grad is not None:
-            self._apply(grad, out.hidden_rate[valid] if out.hidden_rate is not None and valid.any() else None)
+        transition = Transition(valid, out, feats, rewards, terminated & valid, done, next_values)
+        for update in self._rule.step(transition):
+            self._apply(update.grad, update.hidden_rate)
 
         # statistics
         nv = int(valid.sum())

@@ -122,6 +122,9 @@ class Encoder:
         width: field width in units of the spacing between centres (population).
         low, high: bounds per dimension that replace infinite space bounds.
         n_std: running-statistics bounds are ``mean +- n_std * std``.
+        bounds: ``space`` (the space's finite bounds; running statistics where a bound is
+            infinite) or ``running`` (running statistics in every dimension, kept within the
+            space's finite bounds). ``low``/``high`` fix a dimension in either case.
         grid_shape, tile: for ``tile``: the grid ``(rows, cols)`` of the ``Discrete``
             index ``row * cols + col``, and the tile size ``(h, w)``.
         f_min: under time coding, features below this do not spike.
@@ -143,6 +146,7 @@ class Encoder:
         grid_shape=None,
         tile=(1, 1),
         f_min: float = 0.05,
+        bounds: str = "space",
     ):
         if features not in FEATURES:
             raise ValueError(f"unknown encoder features {features!r}; expected one of {FEATURES}")
@@ -161,8 +165,13 @@ class Encoder:
             if not isinstance(space, spaces.Box):
                 raise ValueError(f"encoder features {features!r} need a Box observation space, got {space}")
             self.obs_dim = int(np.prod(space.shape))
-            lo = np.asarray(space.low, dtype=np.float64).ravel()
-            hi = np.asarray(space.high, dtype=np.float64).ravel()
+            if bounds not in ("space", "running"):
+                raise ValueError(f"unknown encoder bounds {bounds!r}; expected 'space' or 'running'")
+            self.space_low = np.asarray(space.low, dtype=np.float64).ravel()
+            self.space_high = np.asarray(space.high, dtype=np.float64).ravel()
+            lo, hi = self.space_low.copy(), self.space_high.copy()
+            if bounds == "running":
+                lo, hi = np.full_like(lo, -np.inf), np.full_like(hi, np.inf)
             if low is not None:
                 lo = self._given(low, "low", lo)
             if high is not None:
@@ -224,10 +233,10 @@ class Encoder:
         """Current ``(low, high)``: fixed where known, running statistics elsewhere."""
         if self.fixed.all():
             return self.fixed_low, self.fixed_high
-        mean, spread = self.stats.mean, self.n_std * self.stats.std
-        low = np.where(self.fixed, self.fixed_low, mean - spread)
-        high = np.where(self.fixed, self.fixed_high, mean + spread)
-        return low, high
+        mean, spread = self.stats.mean, np.maximum(self.n_std * self.stats.std, 1e-3)
+        low = np.clip(mean - spread, self.space_low, self.space_high - 1e-3)
+        high = np.clip(mean + spread, low + 1e-3, self.space_high)
+        return np.where(self.fixed, self.fixed_low, low), np.where(self.fixed, self.fixed_high, high)
 
     @property
     def stationary(self) -> bool:

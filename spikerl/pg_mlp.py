@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .agent import SpikingAgent, SpikingConfig
-from .policy import PolicyOutput
+from .policy import PolicyOutput, Replayed
 
 
 @dataclass
@@ -56,6 +56,7 @@ class MLPPolicy:
         self.theta = np.concatenate([x.ravel() for x in init])
         self.learnable = np.ones(self.theta.size, bool)
         self.hidden_mask = np.zeros(self.theta.size, bool)
+        self.estimator = None  # every parameter's score is exact: no hidden-neuron estimator
         self.macs = n_in * hidden + hidden * n_actions if hidden else n_in * n_actions
 
     @property
@@ -118,22 +119,35 @@ class MLPPolicy:
             action = probs.argmax(1)
         else:
             action = (probs.cumsum(1) > rng.random(B)[:, None]).argmax(1)
-        elig = None
-        if learn:
-            d_logits = -probs
-            d_logits[np.arange(B), action] += 1.0  # grad of log softmax
-            if self.hidden:
-                W2 = self._views()[2]
-                dh = d_logits @ W2
-                dpre = dh * ((pre > 0) if self.activation == "relu" else (1 - h * h))
-                parts = [dpre[:, :, None] * f[:, None, :], dpre, d_logits[:, :, None] * h[:, None, :], d_logits]
-            else:
-                parts = [d_logits[:, :, None] * f[:, None, :], d_logits]
-            elig = np.concatenate([x.reshape(B, -1) for x in parts], axis=1)
+        elig = self._score(f, pre, h, probs, action) if learn else None
         ll = np.log(probs[np.arange(B), action] + 1e-300)
         zeros = np.zeros(B, np.int64)
         return PolicyOutput(action, elig, ll, np.zeros((B, 3), np.int64), zeros, np.ones(B, np.int64),
-                            np.zeros(B, bool), None)
+                            np.zeros(B, bool), None, ll if learn else None)
+
+    def _score(self, f, pre, h, probs, action) -> np.ndarray:
+        """``grad log pi(action | f)`` in ``theta`` order, ``(B, P)``."""
+        B = f.shape[0]
+        d_logits = -probs
+        d_logits[np.arange(B), action] += 1.0  # grad of log softmax
+        if self.hidden:
+            W2 = self._views()[2]
+            dh = d_logits @ W2
+            dpre = dh * ((pre > 0) if self.activation == "relu" else (1 - h * h))
+            parts = [dpre[:, :, None] * f[:, None, :], dpre, d_logits[:, :, None] * h[:, None, :], d_logits]
+        else:
+            parts = [d_logits[:, :, None] * f[:, None, :], d_logits]
+        return np.concatenate([x.reshape(B, -1) for x in parts], axis=1)
+
+    def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
+        """What replays each decision: its features and action."""
+        return {"features": features, "action": out.action}
+
+    def replay_record(self, record: dict) -> Replayed:
+        f, action = record["features"], record["action"]
+        pre, h, probs = self.forward(f)
+        ll = np.log(probs[np.arange(f.shape[0]), action] + 1e-300)
+        return Replayed(ll, ll, self._score(f, pre, h, probs, action), None)
 
 
 class PGMLPAgent(SpikingAgent):

@@ -17,7 +17,13 @@ from .network import GLMParams, Topology, check_params, init_params, layered, to
 
 
 class PolicyOutput(NamedTuple):
-    """A batch of decisions; ``elig`` is ``(B, P)`` in ``theta`` order or ``None``."""
+    """A batch of decisions; ``elig`` is ``(B, P)`` in ``theta`` order or ``None``.
+
+    When learning, ``log_prob`` is ``log P(decision)`` under the current parameters: of the
+    whole spike trajectory (hidden and output neurons up to ``t*``) for a spiking policy, of
+    the action for an ANN; ``raster`` ``(B, N, T)`` holds what replays the decision exactly
+    (``None`` for an ANN, which replays from its features).
+    """
 
     action: np.ndarray
     elig: np.ndarray | None
@@ -27,6 +33,17 @@ class PolicyOutput(NamedTuple):
     latency: np.ndarray  # steps until the decision, t* + 1
     no_spike: np.ndarray
     hidden_rate: np.ndarray | None  # (B, n_hid) spikes per step, when learning
+    log_prob: np.ndarray | None = None
+    raster: np.ndarray | None = None
+
+
+class Replayed(NamedTuple):
+    """A stored decision replayed under the current parameters (see :meth:`SpikingPolicy.replay`)."""
+
+    log_prob: np.ndarray  # (B,) log P(hidden and output trajectory)
+    ll_out: np.ndarray  # (B,) log P(output spikes | hidden spikes)
+    elig: np.ndarray  # (B, P) in theta order, shaped by the hidden-neuron estimator
+    hidden_rate: np.ndarray | None
 
 
 def make_bank(kind: str, n_basis: int, tau: float, memory: int, name: str) -> np.ndarray:
@@ -42,13 +59,17 @@ def make_bank(kind: str, n_basis: int, tau: float, memory: int, name: str) -> np
 class SpikingPolicy:
     """Encoder -> GLM network -> first-to-spike (or rate) decoder."""
 
-    def __init__(self, encoder: Encoder, topo: Topology, ff_kernel, fb_kernel, params: GLMParams, decoder: str):
+    def __init__(self, encoder: Encoder, topo: Topology, ff_kernel, fb_kernel, params: GLMParams, decoder: str,
+                 estimator=None):
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
         if topo.n_in != encoder.n_inputs:
             raise ValueError(f"the network has {topo.n_in} input neurons but the encoder makes {encoder.n_inputs}")
         self.encoder, self.topo, self.decoder = encoder, topo, decoder
+        self.estimator = estimator
+        """How hidden neurons' eligibilities are formed (``None``: their plain score, the joint estimator)."""
         self.workspace = Workspace()
+        self.replay_workspace = Workspace()
         params = check_params(topo, params, ff_kernel, fb_kernel)  # validated once; act() skips the checks
         self.ff_kernel, self.fb_kernel = check_bank(ff_kernel, "ff_kernel"), check_bank(fb_kernel, "fb_kernel")
         self.shapes = [p.shape for p in params]
@@ -103,7 +124,7 @@ class SpikingPolicy:
             raise ValueError(f"theta has {theta.size} entries but the saved topology needs {sum(sizes)}")
         parts = np.split(theta, np.cumsum(sizes)[:-1])
         params = GLMParams(*[q.reshape(sh) for q, sh in zip(parts, shapes)])
-        self.__init__(self.encoder, topo, ff, fb, params, self.decoder)
+        self.__init__(self.encoder, topo, ff, fb, params, self.decoder, self.estimator)
 
     def add_rate_gradient(self, grad: np.ndarray, hidden_rate: np.ndarray, strength: float, target: float) -> None:
         """Firing-rate regulariser: pull each hidden neuron's rate towards ``target`` through its bias."""
@@ -132,12 +153,44 @@ class SpikingPolicy:
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
                               deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace)
-        elig = hidden_rate = None
-        if learn:
-            B = p_in.shape[0]
-            elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
-            n_in, n_hid = self.topo.n_in, self.topo.n_hid
-            hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
-        # copies: the workspace is overwritten by the next call
+        if not learn:
+            # copies: the workspace is overwritten by the next call
+            return PolicyOutput(r.action.copy(), None, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
+                                r.no_spike.copy(), None)
+        log_prob, elig, hidden_rate = self._learning_terms(r)
         return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                            r.no_spike.copy(), hidden_rate)
+                            r.no_spike.copy(), hidden_rate, log_prob, r.raster.copy())
+
+    def replay(self, raster: np.ndarray) -> Replayed:
+        """Replay stored decisions ``(B, N, T)`` (every neuron clamped to its recorded spikes,
+        inputs included) under the current parameters: their log-probability and eligibility.
+        The kernel stops at the same ``t*``, since the first output spike is part of the raster."""
+        B, N, T = raster.shape
+        clamp = np.ascontiguousarray(raster, dtype=np.int8)
+        zeros = np.zeros((B, self.topo.n_in, T))
+        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, zeros, None,
+                              uniforms=np.zeros((B, N, T)), tie=np.zeros(B), decoder=self.decoder, learn=True,
+                              clamp=clamp, workspace=self.replay_workspace)
+        log_prob, elig, hidden_rate = self._learning_terms(r)
+        return Replayed(log_prob, r.ll_out.copy(), elig, hidden_rate)
+
+    def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
+        """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``."""
+        return {"raster": np.packbits(out.raster.astype(bool), axis=-1)}
+
+    def replay_record(self, record: dict) -> Replayed:
+        """:meth:`replay` of decisions stored by :meth:`record`."""
+        return self.replay(np.unpackbits(record["raster"], axis=-1, count=self.encoder.T))
+
+    def _learning_terms(self, r):
+        """Joint log-probability, eligibility in ``theta`` order and hidden rates of a kernel result."""
+        B = r.action.shape[0]
+        n_in, n_hid = self.topo.n_in, self.topo.n_hid
+        elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
+        log_prob = r.ll_out + r.ll_hid
+        hidden_rate = None
+        if n_hid:
+            hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
+        if self.estimator is not None:
+            elig = self.estimator.eligibility(self, r, elig)
+        return log_prob, elig, hidden_rate

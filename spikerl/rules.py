@@ -1,37 +1,67 @@
-r"""The updating part: reward factors for the three-factor rule (DESIGN.md section 5).
+r"""The updating part: reward factors and hidden-neuron estimators of the three-factor rule
+(DESIGN.md section 5).
 
-Every decision ``t`` of environment ``b`` brings an eligibility vector ``e_t`` (post-synaptic
-error x pre-synaptic trace, in ``theta`` order) that the agent has already shaped by the
-hidden-neuron rule (``l_t`` x ``e_t`` for hidden neurons under the seed rule). A rule turns
-rewards into the reward factor ``r_t`` and the update ``theta += eta * mean(r_t * e_t)``:
+Every decision ``d`` brings an eligibility vector ``e_d`` (post-synaptic error x
+pre-synaptic trace, in ``theta`` order). A **reward factor** turns rewards into one global
+scalar ``M_d`` per decision and the update ``theta += eta * mean_d(M_d e_d)``. All rules share
+one interface, :meth:`Rule.step`: the agent hands it each vector step as a
+:class:`Transition` and applies, in order, every update it yields (zero, one or many), so the
+learning loop never dispatches on the rule.
 
-- :class:`MonteCarloRule` (REINFORCE): return-to-go minus a baseline from a linear critic,
-  applied once an episode ends (bootstrapped with the critic on truncation);
-- :class:`ActorCriticRule` (online): TD error ``delta = r + gamma V(s') - V(s)`` with
-  eligibility traces across decisions ``z <- gamma*lambda*z + e``; memory is O(synapses)
-  per environment, no episode buffer.
+- :class:`ProximalRule` (the default): collects ``n_steps x n_envs`` decisions, stores each
+  as the bits that replay it exactly, computes advantages by GAE(lambda) from the critic,
+  then makes ``n_epochs`` passes of minibatch updates; each stored decision is replayed
+  through the compiled kernel with clamping under the current parameters, giving
+  ``log p_theta(d)`` and ``e_d``, and its modulator is ``M_d = rho_d A_d`` unless PPO's clipped
+  surrogate is clipped at ``rho_d = exp(log p_theta(d) - log p_old(d))`` (then 0);
+- :class:`MonteCarloRule` (REINFORCE): return-to-go minus a critic baseline, applied once an
+  episode ends (bootstrapped with the critic on truncation);
+- :class:`ActorCriticRule` (online, the on-chip rule): TD error
+  ``delta = r + gamma V(s') - V(s)`` with eligibility traces across decisions
+  ``z <- gamma*lambda*z + e``; memory is O(synapses) per environment, no episode buffer.
 
-The critic is linear in the encoder's features (plus a bias) and learns by the same kind
-of local rule. Both rules hand back a gradient; the agent applies it with its optimiser.
+**Hidden-neuron estimators** decide what multiplies a hidden neuron's pre x post term:
+
+- ``joint`` (default): the hidden spikes are part of the decision's trajectory, so hidden
+  eligibilities are their own score and get the same modulator as the outputs. This is the
+  score-function gradient of the expected reward of the marginal policy: unbiased.
+- ``learning_signal`` (the seed rule of DESIGN.md): each step's hidden error is weighted by
+  the learning signal ``l_t = kappa l_{t-1} + (1 - kappa) sum_o log p(s_{o,t} | u_{o,t})``
+  centred by a per-step running baseline ``b_t`` (so decisions of different lengths are
+  centred by their own step's mean), then multiplied by the reward factor. It follows a
+  reward-weighted likelihood of the outputs, not the gradient of the expected reward:
+  biased (``tests/test_estimators.py`` shows both on an enumerable network).
+
+The critic is linear in ``[f, cos(W f + b), 1]``: the encoder's features ``f`` and fixed
+random Fourier features of them (conjunctions the population code alone cannot express),
+learnt by the same kind of local rule.
 """
 from __future__ import annotations
+
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from .optim import Adam
 
 
-class LinearCritic:
-    """``V(s) = c . [f(s), 1]`` on encoder features ``f``."""
+class Critic:
+    """``V(s) = c . [f, cos(W f + b), 1]`` on encoder features ``f`` (``n_random = 0``: linear)."""
 
-    def __init__(self, n_features: int, lr: float):
-        self.c = np.zeros(n_features + 1)
+    def __init__(self, n_features: int, lr: float, *, n_random: int = 0, scale: float = 1.0, seed: int | None = None):
+        rng = np.random.default_rng(None if seed is None else seed + 7_919)
+        self.W = rng.standard_normal((n_random, n_features)) * scale
+        self.b = rng.uniform(0.0, 2 * np.pi, n_random)
+        self.c = np.zeros(n_features + n_random + 1)
         self.lr = lr
-        self.opt = Adam(n_features + 1)
+        self.opt = Adam(self.c.size)
 
-    @staticmethod
-    def augment(features: np.ndarray) -> np.ndarray:
-        return np.concatenate([features, np.ones((features.shape[0], 1))], axis=1)
+    def augment(self, features: np.ndarray) -> np.ndarray:
+        parts = [features]
+        if self.b.size:
+            parts.append(np.cos(features @ self.W.T + self.b))
+        parts.append(np.ones((features.shape[0], 1)))
+        return np.concatenate(parts, axis=1)
 
     def value(self, features: np.ndarray) -> np.ndarray:
         return self.augment(features) @ self.c
@@ -39,17 +69,288 @@ class LinearCritic:
     def step(self, grad: np.ndarray) -> None:
         self.c = self.opt.step(self.c, grad, self.lr)
 
+    def regress(self, phi: np.ndarray, target: np.ndarray) -> None:
+        """One step of least squares towards ``target`` on precomputed features ``phi``."""
+        self.step(((target - phi @ self.c)[:, None] * phi).mean(0))
+
+
+# -- hidden-neuron estimators ---------------------------------------------------------------
+
+class LearningSignal:
+    """The seed rule for hidden neurons, as DESIGN.md states it (see the module docstring).
+
+    ``eligibility`` recomputes the hidden neurons' entries of ``e`` from the kernel's raster
+    and potentials: ``e_{i,j,k} = sum_t (l_t - b_t)(s_{i,t} - sigmoid(u_{i,t})) xbar_{j,k,t}``.
+    """
+
+    def __init__(self, T: int, kappa: float, baseline_decay: float):
+        self.kappa, self.decay = kappa, baseline_decay
+        self.baseline = np.zeros(T)
+
+    def signal(self, policy, r) -> np.ndarray:
+        """``l_t`` ``(B, T)``: the kappa-filtered per-step log-likelihood of the output spikes."""
+        topo = policy.topo
+        out0 = topo.n_in + topo.n_hid
+        s, u = r.raster[:, out0:, :], r.potential[:, out0:, :]
+        T = s.shape[2]
+        live = np.arange(T)[None, :] <= r.t_star[:, None]
+        step_ll = np.where(live, (-np.logaddexp(0.0, np.where(s > 0, -u, u))).sum(1), 0.0)
+        l = np.empty_like(step_ll)
+        acc = np.zeros(step_ll.shape[0])
+        for t in range(T):
+            acc = self.kappa * acc + (1 - self.kappa) * step_ll[:, t]
+            l[:, t] = acc
+        return np.where(live, l, 0.0)
+
+    def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
+        topo = policy.topo
+        n_in, n_hid = topo.n_in, topo.n_hid
+        if n_hid == 0:
+            return elig
+        B, N, T = r.raster.shape
+        live = np.arange(T)[None, :] <= r.t_star[:, None]
+        l = self.signal(policy, r)
+        count = live.sum(0)
+        seen = count > 0
+        if seen.any():  # per-step running baseline of l_t
+            mean = l.sum(0)[seen] / count[seen]
+            self.baseline[seen] = self.decay * self.baseline[seen] + (1 - self.decay) * mean
+        weight = np.where(live, l - self.baseline[None, :], 0.0)  # (B, T)
+        raster = r.raster.astype(np.float64)
+        prob = np.where(live[:, None, :], 0.5 * (1.0 + np.tanh(0.5 * r.potential)), 0.0)  # sigmoid, no overflow
+        err = (raster - prob) * live[:, None, :]
+        hid = slice(n_in, n_in + n_hid)
+        werr = err[:, hid, :] * weight[:, None, :]  # (B, n_hid, T)
+        out = elig.copy()
+        a, b = policy.ff_kernel, policy.fb_kernel
+        syn = np.flatnonzero((topo.post >= n_in) & (topo.post < n_in + n_hid))
+        xbar = _traces(raster, a)  # (B, N, K, T)
+        ew = np.einsum("bst,bskt->bsk", werr[:, topo.post[syn] - n_in, :], xbar[:, topo.pre[syn]])
+        K, Kb = a.shape[0], b.shape[0]
+        S = topo.n_synapses
+        w_idx = (syn[:, None] * K + np.arange(K)[None, :]).ravel()
+        out[:, w_idx] = ew.reshape(B, -1)
+        ybar = _traces(raster[:, hid, :], b)  # (B, n_hid, Kb, T)
+        ev = np.einsum("bit,bikt->bik", werr, ybar)
+        v_idx = (S * K + (np.arange(n_in, n_in + n_hid)[:, None] * Kb + np.arange(Kb)[None, :])).ravel()
+        out[:, v_idx] = ev.reshape(B, -1)
+        out[:, S * K + N * Kb + n_in : S * K + N * Kb + n_in + n_hid] = werr.sum(2)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "baseline" in state:
+            self.baseline = np.array(state["baseline"], dtype=np.float64)
+
+
+def _traces(raster: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """``xbar[b, j, k, t] = sum_{d >= 0} bank[k, d] raster[b, j, t-1-d]``."""
+    B, N, T = raster.shape
+    K, D = bank.shape
+    x = np.zeros((B, N, K, T))
+    for d in range(min(D, T - 1)):
+        x[..., d + 1 :] += raster[:, :, None, : T - 1 - d] * bank[None, None, :, d, None]
+    return x
+
+
+# -- reward factors -------------------------------------------------------------------------
+
+class Transition(NamedTuple):
+    """One vector step as a rule sees it (arrays over environments)."""
+
+    valid: np.ndarray  # bool: the env acted (False on a NEXT_STEP reset step)
+    out: object  # PolicyOutput of the decisions taken
+    features: np.ndarray  # encoder features of the observations acted on
+    rewards: np.ndarray
+    terminated: np.ndarray
+    done: np.ndarray  # terminated or truncated (and valid)
+    next_values: np.ndarray  # critic value of the next observation (the final one at an episode end)
+
+
+class Update(NamedTuple):
+    """One actor step: the ascent direction and the hidden rates it came with (regulariser)."""
+
+    grad: np.ndarray
+    hidden_rate: np.ndarray | None
+
+
+class ReturnScaler:
+    """Rewards divided by the running standard deviation of the discounted return (as SB3's
+    ``VecNormalize``), so the critic and advantages see the same scale on every task."""
+
+    def __init__(self, n_envs: int, gamma: float):
+        self.gamma = gamma
+        self.ret = np.zeros(n_envs)
+        self.count, self.mean, self.m2 = 0.0, 0.0, 0.0
+
+    def __call__(self, rewards: np.ndarray, valid: np.ndarray, done: np.ndarray) -> np.ndarray:
+        self.ret = np.where(valid, self.ret * self.gamma + rewards, self.ret)
+        x = self.ret[valid]
+        if x.size:
+            n = x.size
+            delta = x.mean() - self.mean
+            total = self.count + n
+            self.mean += delta * n / total
+            self.m2 += ((x - x.mean()) ** 2).sum() + delta**2 * self.count * n / total
+            self.count = total
+        self.ret[done] = 0.0
+        std = np.sqrt(self.m2 / self.count) if self.count > 1 else 1.0
+        return rewards / max(std, 1e-4)
+
+    def state_dict(self) -> dict:
+        return {"ret": self.ret.copy(), "stats": np.array([self.count, self.mean, self.m2])}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ret = np.array(state["ret"], dtype=np.float64)
+        self.count, self.mean, self.m2 = map(float, state["stats"])
+
+
+class ProximalRule:
+    """Batched proximal reward factor (PPO's clipped surrogate, kept local; see the module docstring)."""
+
+    def __init__(self, n_envs: int, policy, critic: Critic, *, gamma: float, lam: float, n_steps: int, n_epochs: int,
+                 batch_size: int, clip_range: float, ent_coef: float, target_kl: float | None, ratio: str,
+                 normalize_advantage: bool, scale_rewards: bool, rng: np.random.Generator):
+        self.n_envs, self.policy, self.critic, self.rng = n_envs, policy, critic, rng
+        self.gamma, self.lam, self.n_steps, self.n_epochs = gamma, lam, n_steps, n_epochs
+        self.batch_size, self.clip, self.ent_coef, self.target_kl = batch_size, clip_range, ent_coef, target_kl
+        self.ratio, self.normalize = ratio, normalize_advantage
+        self.scaler = ReturnScaler(n_envs, gamma) if scale_rewards else None
+        self.stats: dict = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pos = 0
+        self.buf: dict = {}
+
+    def _store(self, name: str, value: np.ndarray) -> None:
+        if name not in self.buf:
+            self.buf[name] = np.zeros((self.n_steps, *value.shape), value.dtype)
+        self.buf[name][self.pos] = value
+
+    def step(self, tr: Transition) -> Iterator[Update]:
+        out = tr.out
+        rewards = self.scaler(tr.rewards, tr.valid, tr.done) if self.scaler is not None else tr.rewards
+        # truncation: bootstrap with the critic (a terminated episode is worth 0 afterwards)
+        trunc = tr.done & ~tr.terminated
+        rewards = np.where(trunc, rewards + self.gamma * tr.next_values, rewards) * tr.valid
+        self._store("valid", tr.valid)
+        self._store("done", tr.done)
+        self._store("reward", rewards)
+        self._store("features", tr.features)
+        self._store("log_prob", out.log_prob if self.ratio == "joint" else out.ll_out)
+        for k, v in self.policy.record(out, tr.features).items():  # what replays each decision
+            self._store("record." + k, v)
+        self.pos += 1
+        if self.pos < self.n_steps:
+            return
+        self._last_values = tr.next_values  # V of the observation after the last step
+        yield from self._train()
+        self._reset()
+
+    def _advantages(self, values: np.ndarray) -> np.ndarray:
+        """GAE(lambda); an episode end cuts the chain (its bootstrap is already in the reward)."""
+        b = self.buf
+        adv = np.zeros((self.n_steps, self.n_envs))
+        gae = np.zeros(self.n_envs)
+        next_v = self._last_values
+        for t in range(self.n_steps - 1, -1, -1):
+            live = ~b["done"][t]
+            delta = b["reward"][t] + self.gamma * next_v * live - values[t]
+            gae = delta + self.gamma * self.lam * live * gae
+            adv[t] = gae
+            next_v = values[t]
+        return adv
+
+    def _train(self) -> Iterator[Update]:
+        b = self.buf
+        F = b["features"].shape[-1]
+        phi = self.critic.augment(b["features"].reshape(-1, F)).reshape(self.n_steps, self.n_envs, -1)
+        values = phi @ self.critic.c
+        adv = self._advantages(values)
+        returns = adv + values
+        valid = b["valid"].reshape(-1)
+        keep = np.flatnonzero(valid)
+        phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
+        old = b["log_prob"].reshape(-1)[keep]
+        records = {k[7:]: v.reshape(-1, *v.shape[2:])[keep] for k, v in b.items() if k.startswith("record.")}
+        n = keep.size
+        mb = min(self.batch_size, n)
+        clipped, kls, epochs = [], [], 0
+        for _ in range(self.n_epochs):
+            order = self.rng.permutation(n)
+            epochs += 1
+            stop = False
+            for start in range(0, n - mb + 1, mb):
+                idx = order[start : start + mb]
+                self.critic.regress(phi[idx], returns[idx])
+                r = self.policy.replay_record({k: v[idx] for k, v in records.items()})
+                log_prob = r.log_prob if self.ratio == "joint" else r.ll_out
+                a = adv[idx]
+                if self.normalize and a.size > 1:
+                    a = (a - a.mean()) / (a.std() + 1e-8)
+                log_ratio = log_prob - old[idx]
+                rho = np.exp(np.clip(log_ratio, -20.0, 20.0))  # beyond, the gate is shut anyway
+                # d/dtheta min(rho A, clip(rho) A) = rho A e unless the clipped branch is taken
+                gate = ~(((a > 0) & (rho > 1 + self.clip)) | ((a < 0) & (rho < 1 - self.clip)))
+                M = np.where(gate, rho * a, 0.0)
+                if self.ent_coef:  # score-function gradient of the trajectory entropy: -(log p - mean) e
+                    M = M - self.ent_coef * (log_prob - log_prob.mean())
+                clipped.append(1.0 - gate.mean())
+                kl = float(np.mean(rho - 1.0 - log_ratio))
+                kls.append(kl)
+                if self.target_kl is not None and kl > 1.5 * self.target_kl:
+                    stop = True
+                    break
+                yield Update(M @ r.elig / mb, r.hidden_rate)
+            if stop:
+                break
+        self.stats = {"clip_fraction": float(np.mean(clipped)) if clipped else 0.0,
+                      "approx_kl": float(np.mean(kls)) if kls else 0.0, "epochs": epochs,
+                      "value_loss": float(np.mean((returns - phi @ self.critic.c) ** 2))}
+
+    def state_dict(self) -> dict:
+        """The rollout collected so far (for exact resumption)."""
+        out = {f"buf.{k}": v[: self.pos].copy() for k, v in self.buf.items()}
+        out["pos"] = np.array(self.pos)
+        if self.scaler is not None:
+            out.update({f"scaler.{k}": v for k, v in self.scaler.state_dict().items()})
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        self._reset()
+        self.pos = int(state.get("pos", 0))
+        for k, v in state.items():
+            if k.startswith("buf."):
+                arr = np.zeros((self.n_steps, *v.shape[1:]), v.dtype)
+                arr[: v.shape[0]] = v
+                self.buf[k[4:]] = arr
+        if self.scaler is not None and "scaler.ret" in state:
+            self.scaler.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("scaler.")})
+
 
 class MonteCarloRule:
     """REINFORCE with a critic baseline and optional per-parameter control variates."""
 
-    def __init__(self, n_envs: int, critic: LinearCritic, *, gamma: float, batch_size: int,
+    def __init__(self, n_envs: int, critic: Critic, *, gamma: float, batch_size: int,
                  normalize_advantage: bool, control_variate: bool):
         self.n_envs, self.critic, self.gamma = n_envs, critic, gamma
         self.batch_size, self.normalize, self.control_variate = batch_size, normalize_advantage, control_variate
         self.episodes = [dict(e=[], r=[], f=[]) for _ in range(n_envs)]
         self.ready_e, self.ready_a = [], []
         self.ready_f, self.ready_g = [], []
+
+    def step(self, tr: Transition) -> Iterator[Update]:
+        for b in np.flatnonzero(tr.valid):
+            self.observe(b, tr.out.elig[b], tr.rewards[b], tr.features[b])
+            if tr.done[b]:
+                self.end_episode(b, 0.0 if tr.terminated[b] else tr.next_values[b])
+        grad = self.gradient()
+        if grad is not None:
+            rate = tr.out.hidden_rate
+            yield Update(grad, rate[tr.valid] if rate is not None and tr.valid.any() else None)
 
     def observe(self, b: int, elig: np.ndarray, reward: float, features: np.ndarray) -> None:
         ep = self.episodes[b]
@@ -73,9 +374,6 @@ class MonteCarloRule:
         self.ready_a.append(G - self.critic.value(f))
         self.episodes[b] = dict(e=[], r=[], f=[])
 
-    def drop_episode(self, b: int) -> None:
-        self.episodes[b] = dict(e=[], r=[], f=[])
-
     def gradient(self) -> np.ndarray | None:
         """The actor gradient once ``batch_size`` finished decisions are ready, else ``None``."""
         if sum(len(a) for a in self.ready_a) < self.batch_size:
@@ -85,9 +383,7 @@ class MonteCarloRule:
         f = np.concatenate(self.ready_f)
         G = np.concatenate(self.ready_g)
         self.ready_e, self.ready_a, self.ready_f, self.ready_g = [], [], [], []
-        # critic: regress V(s_t) on the return
-        fa = self.critic.augment(f)
-        self.critic.step(((G - fa @ self.critic.c)[:, None] * fa).mean(0))
+        self.critic.regress(self.critic.augment(f), G)  # regress V(s_t) on the return
         if self.normalize and adv.size > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         if self.control_variate:
@@ -128,21 +424,21 @@ class MonteCarloRule:
 class ActorCriticRule:
     """Online actor-critic with eligibility traces across decisions (no episode buffer)."""
 
-    def __init__(self, n_envs: int, n_params: int, critic: LinearCritic, *, gamma: float, lam: float):
+    def __init__(self, n_envs: int, n_params: int, critic: Critic, *, gamma: float, lam: float):
         self.critic, self.gamma, self.lam = critic, gamma, lam
         self.z = np.zeros((n_envs, n_params))
         self.zc = np.zeros((n_envs, critic.c.size))
 
-    def step(self, valid: np.ndarray, elig: np.ndarray, features: np.ndarray, rewards: np.ndarray,
-             next_values: np.ndarray, terminated: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """One vector step: returns the actor gradient (mean over valid environments)."""
-        fa = self.critic.augment(features)
+    def step(self, tr: Transition) -> Iterator[Update]:
+        """One vector step: one actor update (mean over valid environments)."""
+        valid, done = tr.valid, tr.done
+        fa = self.critic.augment(tr.features)
         v = fa @ self.critic.c
-        delta = rewards + self.gamma * np.where(terminated, 0.0, next_values) - v
+        delta = tr.rewards + self.gamma * np.where(tr.terminated, 0.0, tr.next_values) - v
         delta = np.where(valid, delta, 0.0)
         decay = self.gamma * self.lam
         self.z *= decay
-        self.z[valid] += elig[valid]
+        self.z[valid] += tr.out.elig[valid]
         self.zc *= decay
         self.zc[valid] += fa[valid]
         n = max(int(valid.sum()), 1)
@@ -150,7 +446,8 @@ class ActorCriticRule:
         grad = delta @ self.z / n
         self.z[done] = 0.0
         self.zc[done] = 0.0
-        return grad
+        rate = tr.out.hidden_rate
+        yield Update(grad, rate[valid] if rate is not None and valid.any() else None)
 
     def state_dict(self) -> dict:
         return {"z": self.z.copy(), "zc": self.zc.copy()}

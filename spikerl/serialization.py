@@ -139,10 +139,10 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
         "action_space": describe_space(agent.action_space),
         "policy": p.state_meta(), "env_id": getattr(agent, "env_id", None),
         "num_timesteps": int(agent.num_timesteps), "n_updates": int(agent.n_updates),
-        "ll_baseline": float(agent.ll_baseline), "training_state": bool(training_state),
+        "training_state": bool(training_state),
         "predict_rng": _rng_state(agent.predict_rng),
     }
-    arrays = {**p.state_arrays(), "critic": agent.critic.c}
+    arrays = {**p.state_arrays(), "critic": agent.critic.c, "critic_W": agent.critic.W, "critic_b": agent.critic.b}
     for k, v in agent.encoder.state_dict().items():
         arrays[f"encoder.{k}"] = v
     if training_state:
@@ -152,6 +152,9 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
         for k, v in agent.critic.opt.state_dict().items():
             arrays[f"critic_optim.{k}"] = v
         arrays["decision_stats"] = agent.decision_stats
+        if p.estimator is not None:
+            for k, v in p.estimator.state_dict().items():
+                arrays[f"estimator.{k}"] = v
         meta["n_episodes"] = int(agent.n_episodes)
         if agent._rule is not None:
             meta["rule"] = type(agent._rule).__name__
@@ -210,12 +213,15 @@ def load_agent(cls, path, env=None, **overrides):
     if critic.shape != agent.critic.c.shape:
         raise ModelFileError(f"{path}: critic has shape {critic.shape}, expected {agent.critic.c.shape}")
     agent.critic.c = critic.astype(np.float64)
+    if "critic_W" in arrays:
+        agent.critic.W, agent.critic.b = _need(arrays, "critic_W", path), _need(arrays, "critic_b", path)
+        if agent.critic.W.shape[0] + agent.encoder.n_inputs + 1 != critic.size:
+            raise ModelFileError(f"{path}: critic_W has shape {agent.critic.W.shape}, which does not fit the critic")
     enc = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("encoder.")}
     agent.encoder.load_state_dict(enc)
     agent.env_id = agent.env_id or meta.get("env_id")
     agent.num_timesteps = int(meta["num_timesteps"])
     agent.n_updates = int(meta.get("n_updates", 0))
-    agent.ll_baseline = float(meta.get("ll_baseline", 0.0))
     _set_rng_state(agent.predict_rng, meta["predict_rng"])
     if meta.get("training_state"):
         _set_rng_state(agent.rng, meta["rng"])
@@ -223,6 +229,8 @@ def load_agent(cls, path, env=None, **overrides):
         agent.optimizer.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optim.")})
         agent.critic.opt.load_state_dict({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("critic_optim.")})
         agent.decision_stats = np.array(arrays.get("decision_stats", agent.decision_stats), dtype=np.float64)
+        if agent.policy.estimator is not None:
+            agent.policy.estimator.load_state_dict({k[10:]: v for k, v in arrays.items() if k.startswith("estimator.")})
         agent.n_episodes = int(meta.get("n_episodes", 0))
         if env is not None and "env_state" in meta:
             _restore_loop(agent, meta, arrays, path)

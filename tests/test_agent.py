@@ -42,7 +42,7 @@ def test_save_load_gives_identical_deterministic_actions(tmp_path):
     assert loaded.num_timesteps == agent.num_timesteps
 
 
-@pytest.mark.parametrize("reward_factor", ["mc", "td"])
+@pytest.mark.parametrize("reward_factor", ["proximal", "mc", "td"])
 def test_same_seed_same_parameters_different_seed_differs(reward_factor):
     def train(seed):
         return SpikingAgent("CartPole-v1", seed=seed, reward_factor=reward_factor, batch_size=128, **CARTPOLE).learn(2000)

@@ -111,7 +111,7 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_file(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] or True  # leftovers are harmless temp files
 
 
-@pytest.mark.parametrize("reward_factor", ["mc", "td"])
+@pytest.mark.parametrize("reward_factor", ["proximal", "mc", "td"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor):
     kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, **CARTPOLE)
     full = SpikingAgent("CartPole-v1", **kw).learn(4000)

@@ -1,0 +1,169 @@
+"""The default agent on the benchmark tasks, against SB3 PPO, final policies only.
+
+Every cell trains one agent with one seed for the env file's budget (``envs/ID.yaml``), then
+scores the **final** policy over 100 episodes (evaluation seeds 50_000+, the same for every
+agent) in **both** sampled and deterministic modes with spikerl's one evaluation protocol
+(SB3's ``evaluate_policy``); return, latency and energy of a mode come from the same episodes.
+``fts-snn`` is ``SpikingAgent(env_id, seed=s)`` with no other argument (agents/fts-snn.yaml is
+empty), ``fts-snn-td`` the online actor-critic, ``ppo`` the RL Zoo's PPO.
+
+    python benchmarks/default_agent.py --envs CartPole-v1 --agents fts-snn,ppo --seeds 100-109 --out runs/default
+    python benchmarks/default_agent.py --envs CartPole-v1 --agents fts-snn --seeds 100-109 --out runs/ablation \\
+        --set ratio=output --tag ratio-output            # an ablation: one lever switched
+    python benchmarks/default_agent.py --report runs/default [--md results/default/table.md]
+
+A finished cell (its JSON exists) is never redone, so an interrupted run continues.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+EVAL_SEED = 50_000
+EVAL_EPISODES = 100
+
+
+def parse_seeds(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    return out
+
+
+def parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def cell_path(out: Path, env_id: str, agent: str, tag: str, seed: int) -> Path:
+    return out / f"{env_id.replace('/', '-')}__{agent}{'__' + tag if tag else ''}__s{seed}.json"
+
+
+def run_cell(cell: dict) -> dict:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"  # one core per worker
+    from spikerl.config import load_agent_file, load_env_file, resolve_hyperparameters
+    from spikerl.evaluation import evaluate_model
+    from spikerl.train import build_model, n_parameters, save_model
+
+    _, agent_file, _ = load_agent_file(cell["agent"])
+    env_file, _ = load_env_file(cell["env"])
+    own = cell["overrides"] if agent_file.kind != "sb3" else {}
+    hp = resolve_hyperparameters(agent_file, env_file, own)
+    model = build_model(agent_file.kind, agent_file, env_file, hp, cell["seed"])
+    steps = cell["steps"] or env_file.budget
+    t0 = time.time()
+    model.learn(steps)
+    wall = time.time() - t0
+    path = Path(cell["path"])
+    save_model(model, agent_file.kind, path.with_suffix(".zip" if agent_file.kind == "sb3" else ".spk"))
+    res = {"env": cell["env"], "agent": cell["agent"], "tag": cell["tag"], "seed": cell["seed"], "steps": steps,
+           "overrides": own, "wall_time": wall, "steps_per_second": steps / wall,
+           "n_parameters": n_parameters(model, agent_file.kind), "threshold": env_file.solved_threshold}
+    for mode, det in (("sampled", False), ("deterministic", True)):
+        r = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=det,
+                           make_kwargs=env_file.make_kwargs)
+        res[mode] = {k: v for k, v in r.items() if k != "returns"} | {"returns": r["returns"]}
+    path.write_text(json.dumps(res))
+    return res
+
+
+def run(envs, agents, seeds, out: Path, steps, overrides, tag, workers) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    cells = [dict(env=e, agent=a, seed=s, steps=steps, overrides=overrides, tag=tag,
+                  path=str(cell_path(out, e, a, tag, s))) for e in envs for a in agents for s in seeds]
+    todo = [c for c in cells if not Path(c["path"]).exists()]
+    print(f"{out}: {len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run", file=sys.stderr)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1)), mp_context=ctx) as pool:
+        futures = {pool.submit(run_cell, c): c for c in todo}
+        for fut in as_completed(futures):
+            r = fut.result()
+            print(f"  {r['env']} {r['agent']}{' ' + r['tag'] if r['tag'] else ''} s{r['seed']}: "
+                  f"sampled {r['sampled']['mean_return']:.1f}, deterministic {r['deterministic']['mean_return']:.1f} "
+                  f"({r['steps_per_second']:.0f} steps/s)", file=sys.stderr, flush=True)
+
+
+def iqm(x) -> float:
+    x = np.sort(np.asarray(x, float))
+    n = len(x)
+    lo, hi = int(np.floor(0.25 * n)), int(np.ceil(0.75 * n))
+    return float(x[lo:hi].mean()) if hi > lo else float(x.mean())
+
+
+def report(out: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    lines = []
+    for env in sorted({r["env"] for r in rows}):
+        lines += [f"### {env}", "",
+                  "| agent | seeds | steps | mode | final return IQM | seeds >= threshold | per seed (100 episodes each) "
+                  "| latency (steps) | spikes / decision | syn. ops / decision | MACs / decision | train steps/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        groups: dict = {}
+        for r in rows:
+            if r["env"] == env:
+                groups.setdefault((r["agent"], r["tag"]), []).append(r)
+        for (agent, tag), rs in sorted(groups.items()):
+            rs.sort(key=lambda r: r["seed"])
+            thr = rs[0]["threshold"]
+            name = agent + (f" [{tag}]" if tag else "")
+            for mode in ("sampled", "deterministic"):
+                means = [r[mode]["mean_return"] for r in rs]
+                ok = sum(m >= thr for m in means) if thr is not None else "-"
+                e = {k: np.mean([r[mode].get(k, 0.0) for r in rs]) for k in
+                     ("latency", "spikes_per_decision", "sops_per_decision", "macs_per_decision")}
+                lines.append(
+                    f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} | {mode} | {iqm(means):.1f} "
+                    f"| {ok}/{len(rs)} | {', '.join(f'{m:.0f}' for m in means)} | {e['latency']:.2f} "
+                    f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {e['macs_per_decision']:.0f} "
+                    f"| {np.mean([r['steps_per_second'] for r in rs]):.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envs", default="CartPole-v1")
+    ap.add_argument("--agents", default="fts-snn,ppo")
+    ap.add_argument("--seeds", default="100-109")
+    ap.add_argument("--steps", type=int, default=None, help="default: the env file's budget")
+    ap.add_argument("--out", default="runs/default")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="hyperparameter override for the spiking agents (an ablation)")
+    ap.add_argument("--tag", default="", help="name of the override set (part of the cell names)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--report", metavar="DIR", help="print the table of a finished run folder")
+    ap.add_argument("--md", help="with --report: also write the table to this file")
+    args = ap.parse_args()
+    if args.report:
+        text = report(Path(args.report))
+        print(text)
+        if args.md:
+            Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.md).write_text(text + "\n")
+        return
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set needs KEY=VALUE, got {item!r}")
+        overrides[key] = parse_value(value)
+    if overrides and not args.tag:
+        args.tag = "-".join(f"{k}-{v}" for k, v in overrides.items())
+    run(args.envs.split(","), args.agents.split(","), parse_seeds(args.seeds), Path(args.out), args.steps, overrides,
+        args.tag, args.workers)
+    print(report(Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()

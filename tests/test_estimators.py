@@ -1,0 +1,144 @@
+"""Hidden-neuron estimators against the exact gradient of the expected reward.
+
+A network small enough to enumerate (1 input, 2 hidden, 2 outputs, T = 3, first-to-spike):
+every spike trajectory up to the decision is listed, its probability computed exactly (the
+kernel replays it with clamping), and each estimator's expectation
+``sum_traj P(traj) R(traj) e(traj)`` is compared with the finite-difference gradient of
+``J(theta) = sum_traj P(traj) R(traj)``.
+
+Found: the ``joint`` estimator (hidden spikes' own score x reward) is unbiased; the seed's
+``learning_signal`` estimator (hidden score weighted by the output log-likelihood) is not.
+"""
+import itertools
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from naive import traces
+from spikerl.coding import Encoder
+from spikerl.kernels import exponential_bank
+from spikerl.network import init_params, layered
+from spikerl.policy import SpikingPolicy
+from spikerl.rules import LearningSignal
+
+T = 3
+P_IN = 0.6
+REWARD = np.array([1.0, -0.5])  # reward of each action
+
+
+def _policy(estimator=None):
+    enc = Encoder(spaces.Box(0.0, 1.0, (1,)), features="normalized", T=T)
+    topo = layered(1, 2, 2, skip=False, recurrent=True, feedback=False, seed=0)
+    rng = np.random.default_rng(3)
+    params = init_params(topo, 1, 1, rng=rng, w_scale=3.0, gamma_hidden=0.3, gamma_out=-0.8)
+    return SpikingPolicy(enc, topo, exponential_bank(2.0, T), exponential_bank(1.0, T), params, "first_to_spike",
+                         estimator)
+
+
+def _trajectories(topo):
+    """Every (raster, t*) a first-to-spike decision can produce, and its expected reward."""
+    N, n_in, out0 = topo.n_neurons, topo.n_in, topo.n_in + topo.n_hid
+    rasters, rewards, p_inputs = [], [], []
+    for last in range(T):
+        free = out0 * (last + 1)  # input and hidden bits up to t*
+        out_patterns = [p for p in itertools.product([0, 1], repeat=topo.n_out) if any(p) or last == T - 1]
+        for bits in itertools.product([0, 1], repeat=free):
+            for outs in out_patterns:
+                r = np.zeros((N, T), np.uint8)
+                r[:out0, : last + 1] = np.array(bits).reshape(out0, last + 1)
+                r[out0:, last] = outs
+                firsts = np.flatnonzero(outs) if any(outs) else np.arange(topo.n_out)
+                rasters.append(r)
+                rewards.append(REWARD[firsts].mean())  # ties and no spike: uniform
+                s_in = r[:n_in, : last + 1]
+                p_inputs.append(np.prod(np.where(s_in > 0, P_IN, 1 - P_IN)))
+    return np.array(rasters), np.array(rewards), np.array(p_inputs)
+
+
+def _probabilities(policy, rasters, p_inputs):
+    return p_inputs * np.exp(policy.replay(rasters).log_prob)
+
+
+def test_trajectories_are_a_distribution():
+    policy = _policy()
+    rasters, _, p_in = _trajectories(policy.topo)
+    assert _probabilities(policy, rasters, p_in).sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def _exact_gradient(policy, rasters, rewards, p_in, eps=1e-6):
+    theta = policy.theta.copy()
+    grad = np.zeros_like(theta)
+    for i in np.flatnonzero(policy.learnable):
+        for sign in (1, -1):
+            th = theta.copy()
+            th[i] += sign * eps
+            policy.set_theta(th)
+            grad[i] += sign * (_probabilities(policy, rasters, p_in) @ rewards) / (2 * eps)
+    policy.set_theta(theta)
+    return grad
+
+
+def _expectation(policy, rasters, rewards, p_in):
+    P = _probabilities(policy, rasters, p_in)
+    return (P * rewards) @ policy.replay(rasters).elig
+
+
+def test_joint_estimator_is_unbiased_and_learning_signal_is_not():
+    policy = _policy()
+    rasters, rewards, p_in = _trajectories(policy.topo)
+    exact = _exact_gradient(policy, rasters, rewards, p_in)
+    hidden = policy.hidden_mask & policy.learnable
+    assert np.abs(exact[hidden]).max() > 1e-3  # the hidden neurons matter in this network
+
+    joint = _expectation(policy, rasters, rewards, p_in)
+    np.testing.assert_allclose(joint[policy.learnable], exact[policy.learnable], rtol=1e-5, atol=1e-8)
+
+    # a constant reward baseline keeps it unbiased (the score has mean zero)
+    P = _probabilities(policy, rasters, p_in)
+    shifted = (P * (rewards - 0.7)) @ policy.replay(rasters).elig
+    np.testing.assert_allclose(shifted[policy.learnable], exact[policy.learnable], rtol=1e-5, atol=1e-8)
+
+    policy.estimator = LearningSignal(T, kappa=0.5, baseline_decay=1.0)  # baseline fixed at 0
+    seed_rule = _expectation(policy, rasters, rewards, p_in)
+    out = policy.learnable & ~policy.hidden_mask
+    np.testing.assert_allclose(seed_rule[out], exact[out], rtol=1e-5, atol=1e-8)  # outputs: unchanged
+    err = np.abs(seed_rule[hidden] - exact[hidden]).max() / np.abs(exact[hidden]).max()
+    assert err > 0.2, f"learning-signal estimator unexpectedly close to the gradient (relative error {err:.3f})"
+
+
+def test_learning_signal_eligibility_follows_its_definition():
+    """sum_t (l_t - b_t) (s_t - sigmoid(u_t)) xbar_t for hidden synapses, step by step."""
+    policy = _policy(LearningSignal(T, kappa=0.3, baseline_decay=1.0))
+    policy.estimator.baseline[:] = [0.1, -0.2, 0.05]
+    rasters, _, _ = _trajectories(policy.topo)
+    rasters = rasters[np.random.default_rng(0).choice(len(rasters), 40, replace=False)]
+    got = policy.replay(rasters).elig
+    topo, a = policy.topo, policy.ff_kernel
+    n_in, out0 = topo.n_in, topo.n_in + topo.n_hid
+    plain = _policy()
+    plain.set_theta(policy.theta)
+    free = plain.replay(rasters)
+    for d, raster in enumerate(rasters):
+        s = raster.astype(float)
+        last = int(np.flatnonzero(s[out0:].any(0))[0]) if s[out0:].any() else T - 1
+        # potentials straight from the definition
+        W = np.zeros((topo.n_neurons, topo.n_neurons))
+        W[topo.post, topo.pre] = policy.params.w[:, 0]
+        want = np.zeros(topo.n_synapses)
+        l = 0.0
+        for t in range(last + 1):
+            xb = traces(s, t, a)[:, 0]
+            yb = traces(s, t, policy.fb_kernel)[:, 0]
+            u = W @ xb + policy.params.v[:, 0] * yb + policy.params.gamma
+            p = 1 / (1 + np.exp(-u))
+            step_ll = np.sum(np.where(s[out0:, t] > 0, np.log(p[out0:]), np.log1p(-p[out0:])))
+            l = 0.3 * l + 0.7 * step_ll
+            weight = l - policy.estimator.baseline[t]
+            err = s[:, t] - p
+            for q, (i, j) in enumerate(zip(topo.post, topo.pre)):
+                if n_in <= i < out0:
+                    want[q] += weight * err[i] * xb[j]
+        hid_syn = (topo.post >= n_in) & (topo.post < out0)
+        np.testing.assert_allclose(got[d, : topo.n_synapses][hid_syn], want[hid_syn], rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(got[d, : topo.n_synapses][~hid_syn], free.elig[d, : topo.n_synapses][~hid_syn])
