@@ -97,7 +97,7 @@ class SpikingConfig:
     """Discount factor."""
     lam: float = 0.95
     """lambda of the lambda-return: GAE (proximal) or the trace decay (td)."""
-    learning_rate: float = 0.003
+    learning_rate: float = 0.01
     """Actor step size (Adam)."""
     critic_lr: float = 0.01
     """Critic step size (Adam)."""
@@ -111,9 +111,11 @@ class SpikingConfig:
     """Decisions per gradient step (proximal: a minibatch; mc: finished decisions per update)."""
     clip_range: float = 0.2
     """epsilon of the clipped surrogate (proximal)."""
-    ratio: str = "joint"
+    ratio: str = "neuron"
     """What the proximal ratio covers: joint (hidden and output spikes, the decision's whole
-    trajectory) or output (the output spikes given the hidden ones)."""
+    trajectory), output (the output spikes given the hidden ones; hidden synapses gated by
+    it too) or neuron (each neuron's own spikes: every synapse is gated by the ratio of its
+    post-synaptic neuron, which that neuron computes locally)."""
     ent_coef: float = 0.0
     """Entropy bonus (proximal): adds -ent_coef (log p - mean log p) to each modulator."""
     target_kl: float | None = None
@@ -129,7 +131,9 @@ class SpikingConfig:
     ll_baseline_decay: float = 0.99
     """Decay of the per-step running baseline of the learning signal (learning_signal rule)."""
     critic_features: int = 256
-    """Random Fourier features of the encoder features in the critic (0: linear critic)."""
+    """Random Fourier features of the encoder features in the critic (0: linear critic). Box
+    observations only: one-hot and tile features are a complete basis, and their critic is
+    linear (tabular), which keeps unvisited states' values at 0 (optimism under -1 rewards)."""
     critic_scale: float = 1.0
     """Spread of the random Fourier projection (larger: more local features)."""
     obs_norm: str = "running"
@@ -176,7 +180,7 @@ class SpikingConfig:
                 raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}")
         choices = {
             "decoder": ("first_to_spike", "rate"), "reward_factor": ("proximal", "mc", "td"),
-            "hidden_rule": ("joint", "learning_signal"), "ratio": ("joint", "output"), "obs_norm": ("running", "space"),
+            "hidden_rule": ("joint", "learning_signal"), "ratio": ("joint", "output", "neuron"), "obs_norm": ("running", "space"),
             "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median"),
         }
@@ -263,8 +267,11 @@ class SpikingAgent:
                                bounds=c.obs_norm)
         self.policy = self._build_policy(len(self.action_values))
         self.optimizer = Adam(self.policy.n_params)
-        self.critic = Critic(self.encoder.n_inputs, c.critic_lr, n_random=c.critic_features, scale=c.critic_scale,
-                             seed=seed)
+        # one-hot features are already a complete (tabular) basis: random features would only
+        # spread values between states (and the optimism of unvisited states with them)
+        tabular = self.encoder.features in ("onehot", "tile")
+        self.critic = Critic(self.encoder.n_inputs, c.critic_lr, n_random=0 if tabular else c.critic_features,
+                             scale=c.critic_scale, seed=seed)
         self.num_timesteps = 0
         self.n_episodes = 0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)

@@ -67,7 +67,8 @@ class Decisions(NamedTuple):
         spikes: ``(B, 3)`` int64 spikes of input, hidden and output neurons up to ``t_star``.
         sops: ``(B,)`` int64 synaptic operations (each spike x fan-out x bases accumulates).
         ll_out: ``(B,)`` learning signal: log-likelihood of the output spikes.
-        ll_hid: ``(B,)`` log-likelihood of the hidden spikes (with ``ll_out``: of the trajectory).
+        ll_neuron: ``(B, N)`` log-likelihood of each neuron's spikes up to ``t_star`` (0 for inputs);
+            the trajectory's is the sum over hidden and output neurons.
         raster: ``(B, N, T)`` uint8 spikes (zero after ``t_star``).
         potential: ``(B, N, T)`` float64 membrane potentials (zero for inputs and after ``t_star``).
         ew, ev, eg: eligibilities ``(B, S, K)``, ``(B, N, Kb)``, ``(B, N)``; ``None`` unless ``learn``.
@@ -79,7 +80,7 @@ class Decisions(NamedTuple):
     spikes: np.ndarray
     sops: np.ndarray
     ll_out: np.ndarray
-    ll_hid: np.ndarray
+    ll_neuron: np.ndarray
     raster: np.ndarray
     potential: np.ndarray
     ew: np.ndarray | None
@@ -160,7 +161,7 @@ def _log_sigmoid(x):
 @njit
 def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
                   n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
-                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_hid, ew, ev, eg):
+                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg):
     """Batch elements ``lo..hi-1``, one after the other, in one call (a call per element
     would pay numba's reference counting on every array argument). The scratch buffers
     (``drive``: pushed future input of general kernels, ``cur_ff``/``cur_fb``: recursive
@@ -326,24 +327,27 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
         c_hid = 0
         c_out = 0
         l_out = 0.0
-        l_hid = 0.0
         for t in range(last + 1):
             for i in range(n_in):
                 c_in += raster[bi, t, i]
-            for i in range(n_in, out0):
-                s = raster[bi, t, i]
-                c_hid += s
-                l_hid += _log_p(s, potential[bi, t, i], prob[t, i])
-        for i in range(out0, N):  # neuron-major, as the reference sums
+        for i in range(n_in):
+            ll_neuron[bi, i] = 0.0
+        for i in range(n_in, N):  # neuron-major, as the reference sums
+            l_i = 0.0
             for t in range(last + 1):
                 s = raster[bi, t, i]
-                c_out += s
-                l_out += _log_p(s, potential[bi, t, i], prob[t, i])
+                if i < out0:
+                    c_hid += s
+                else:
+                    c_out += s
+                l_i += _log_p(s, potential[bi, t, i], prob[t, i])
+            ll_neuron[bi, i] = l_i
+            if i >= out0:
+                l_out += l_i
         spikes[bi, 0] = c_in
         spikes[bi, 1] = c_hid
         spikes[bi, 2] = c_out
         ll_out[bi] = l_out
-        ll_hid[bi] = l_hid
         if not learn:
             continue
 
@@ -396,7 +400,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
-               raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_hid, ew, ev, eg, n_chunks):
+               raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
     so chunks can run on separate threads."""
     B, T, N = raster.shape
@@ -410,7 +414,7 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, dec
     for c in prange(n_chunks):
         _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, median_out,
                       decoder, learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
-                      raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_hid, ew, ev, eg)
+                      raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
 
 
 # Batch elements are independent and every random number is drawn before the call, so the
@@ -487,7 +491,7 @@ def _allocate(B, N, T, S, K, Kb, learn) -> dict:
     return dict(
         uniforms=np.empty((B, N, T)), tie=np.empty(B),
         action=np.empty(B, np.int64), t_star=np.full(B, -1, np.int64), no_spike=np.empty(B, np.bool_),
-        spikes=np.empty((B, 3), np.int64), sops=np.empty(B, np.int64), ll_out=np.empty(B), ll_hid=np.empty(B),
+        spikes=np.empty((B, 3), np.int64), sops=np.empty(B, np.int64), ll_out=np.empty(B), ll_neuron=np.empty((B, N)),
         raster=np.zeros((B, T, N), np.uint8), potential=np.zeros((B, T, N)),
         ew=np.empty(e[0]), ev=np.empty(e[1]), eg=np.empty(e[2]),
     )
@@ -584,8 +588,8 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.gamma, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
-        buf["sops"], buf["ll_out"], buf["ll_hid"], buf["ew"], buf["ev"], buf["eg"], threads,
+        buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"], buf["eg"], threads,
     )
     out = Decisions(buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"], buf["sops"], buf["ll_out"],
-                    buf["ll_hid"], buf["raster"].transpose(0, 2, 1), buf["potential"].transpose(0, 2, 1), *((buf["ew"], buf["ev"], buf["eg"]) if learn else (None, None, None)))
+                    buf["ll_neuron"], buf["raster"].transpose(0, 2, 1), buf["potential"].transpose(0, 2, 1), *((buf["ew"], buf["ev"], buf["eg"]) if learn else (None, None, None)))
     return out

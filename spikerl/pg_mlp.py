@@ -57,6 +57,7 @@ class MLPPolicy:
         self.learnable = np.ones(self.theta.size, bool)
         self.hidden_mask = np.zeros(self.theta.size, bool)
         self.estimator = None  # every parameter's score is exact: no hidden-neuron estimator
+        self.param_neuron = np.zeros(self.theta.size, np.int64)  # one unit: the softmax decision
         self.macs = n_in * hidden + hidden * n_actions if hidden else n_in * n_actions
 
     @property
@@ -123,7 +124,7 @@ class MLPPolicy:
         ll = np.log(probs[np.arange(B), action] + 1e-300)
         zeros = np.zeros(B, np.int64)
         return PolicyOutput(action, elig, ll, np.zeros((B, 3), np.int64), zeros, np.ones(B, np.int64),
-                            np.zeros(B, bool), None, ll if learn else None)
+                            np.zeros(B, bool), None, ll if learn else None, ll[:, None] if learn else None)
 
     def _score(self, f, pre, h, probs, action) -> np.ndarray:
         """``grad log pi(action | f)`` in ``theta`` order, ``(B, P)``."""
@@ -147,7 +148,7 @@ class MLPPolicy:
         f, action = record["features"], record["action"]
         pre, h, probs = self.forward(f)
         ll = np.log(probs[np.arange(f.shape[0]), action] + 1e-300)
-        return Replayed(ll, ll, self._score(f, pre, h, probs, action), None)
+        return Replayed(ll, ll, ll[:, None], self._score(f, pre, h, probs, action), None)
 
 
 class PGMLPAgent(SpikingAgent):

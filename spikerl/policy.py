@@ -34,6 +34,7 @@ class PolicyOutput(NamedTuple):
     no_spike: np.ndarray
     hidden_rate: np.ndarray | None  # (B, n_hid) spikes per step, when learning
     log_prob: np.ndarray | None = None
+    ll_neuron: np.ndarray | None = None  # (B, N) each neuron's log-likelihood (ANN: (B, 1))
     raster: np.ndarray | None = None
 
 
@@ -42,6 +43,7 @@ class Replayed(NamedTuple):
 
     log_prob: np.ndarray  # (B,) log P(hidden and output trajectory)
     ll_out: np.ndarray  # (B,) log P(output spikes | hidden spikes)
+    ll_neuron: np.ndarray  # (B, N) each neuron's log-likelihood
     elig: np.ndarray  # (B, P) in theta order, shaped by the hidden-neuron estimator
     hidden_rate: np.ndarray | None
 
@@ -83,6 +85,8 @@ class SpikingPolicy:
             np.arange(topo.n_neurons),
         ])
         self.hidden_mask = (post_of >= n_in) & (post_of < n_in + n_hid)
+        self.param_neuron = post_of
+        """The neuron each entry of theta belongs to (its post-synaptic neuron)."""
         self.learnable = post_of >= n_in
         off = params.w.size + params.v.size
         self.gamma_slice = slice(off, off + topo.n_neurons)
@@ -159,7 +163,7 @@ class SpikingPolicy:
                                 r.no_spike.copy(), None)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                            r.no_spike.copy(), hidden_rate, log_prob, r.raster.copy())
+                            r.no_spike.copy(), hidden_rate, log_prob, r.ll_neuron.copy(), r.raster.copy())
 
     def replay(self, raster: np.ndarray) -> Replayed:
         """Replay stored decisions ``(B, N, T)`` (every neuron clamped to its recorded spikes,
@@ -172,7 +176,7 @@ class SpikingPolicy:
                               uniforms=np.zeros((B, N, T)), tie=np.zeros(B), decoder=self.decoder, learn=True,
                               clamp=clamp, workspace=self.replay_workspace)
         log_prob, elig, hidden_rate = self._learning_terms(r)
-        return Replayed(log_prob, r.ll_out.copy(), elig, hidden_rate)
+        return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
 
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``."""
@@ -187,7 +191,7 @@ class SpikingPolicy:
         B = r.action.shape[0]
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
         elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
-        log_prob = r.ll_out + r.ll_hid
+        log_prob = r.ll_out + r.ll_neuron[:, n_in : n_in + n_hid].sum(1)
         hidden_rate = None
         if n_hid:
             hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)

@@ -40,7 +40,7 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
     N, n_out = topo.n_neurons, topo.n_out
     out0 = topo.n_in + topo.n_hid
     W = dense_weights(topo, params)
-    res = {k: [] for k in ("action", "t_star", "no_spike", "spikes", "sops", "ll_out", "ll_hid", "raster", "potential", "ew", "ev", "eg")}
+    res = {k: [] for k in ("action", "t_star", "no_spike", "spikes", "sops", "ll_out", "ll_neuron", "raster", "potential", "ew", "ev", "eg")}
     fan_out = topo.fan_out()
     for bi in range(B):
         s = np.zeros((N, T))
@@ -49,7 +49,7 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
         ev = np.zeros_like(params.v)
         eg = np.zeros(N)
         ll_out = 0.0
-        ll_hid = 0.0
+        ll_neuron = np.zeros(N)
         phase = np.full(n_in, 0.5)
         hazard = np.zeros(n_out)  # median outputs: -log P(no spike since the last one)
         last = T - 1
@@ -86,7 +86,7 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
             eg += err
             lp = np.where(s[:, t] > 0, log_sigmoid(ut), log_sigmoid(-ut))
             ll_out += lp[out0:].sum()
-            ll_hid += lp[n_in:out0].sum()
+            ll_neuron[n_in:] += lp[n_in:]
             if decoder == "first_to_spike" and s[out0:, t].any():
                 last = t
                 break
@@ -113,7 +113,7 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
         res["spikes"].append([s[:n_in, : last + 1].sum(), s[n_in:out0, : last + 1].sum(), s[out0:, : last + 1].sum()])
         res["sops"].append(sops)
         res["ll_out"].append(ll_out)
-        res["ll_hid"].append(ll_hid)
+        res["ll_neuron"].append(ll_neuron)
         res["raster"].append(s)
         res["potential"].append(u)
         res["ew"].append(eW[topo.post, topo.pre, :])

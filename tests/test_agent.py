@@ -1,9 +1,11 @@
 """SpikingAgent: the SB3 surface, reproducibility and learning."""
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from spikerl import SpikingAgent
+from spikerl import SpikingAgent, SpikingConfig
 from spikerl.callbacks import CheckpointCallback, EvalCallback, evaluate
 
 CARTPOLE = dict(obs_low=[-2.4, -3.0, -0.21, -3.5], obs_high=[2.4, 3.0, 0.21, 3.5])
@@ -146,10 +148,12 @@ def test_pg_mlp_learns_cartpole_with_the_same_rule():
     assert evaluate(agent, gym.make("CartPole-v1"), 10, deterministic=True, seed=0)["mean_return"] >= 150
 
 
-def test_from_config_uses_the_shipped_defaults():
-    agent = SpikingAgent.from_config("CartPole-v1", seed=0, n_envs=2)
-    assert agent.config.T == 12 and agent.config.reward_factor == "td" and agent.env.num_envs == 2
-    assert agent.encoder.features == "population" and np.isfinite(agent.encoder.bounds()[1]).all()
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_from_config_is_the_default_agent(env_id):
+    """One default: the shipped fts-snn config adds nothing to SpikingAgent(env) on any task."""
+    agent = SpikingAgent.from_config(env_id, seed=0, n_envs=2)
+    assert dataclasses.asdict(agent.config) == dataclasses.asdict(SpikingConfig(n_envs=2))
+    assert agent.env.num_envs == 2 and agent.encoder.features == "population"
 
 
 def test_median_deterministic_outputs():
@@ -169,3 +173,38 @@ def test_median_deterministic_outputs():
     assert median_latency < threshold_latency == agent.config.T
     with pytest.raises(ValueError, match="deterministic_outputs"):
         SpikingAgent("CartPole-v1", deterministic_outputs="mode")
+
+
+def test_old_hidden_rule_name_is_deprecated_and_mapped():
+    with pytest.warns(DeprecationWarning, match="learning_signal"):
+        agent = SpikingAgent("CartPole-v1", hidden_rule="seed", n_envs=2)
+    assert agent.config.hidden_rule == "learning_signal" and agent.policy.estimator is not None
+
+
+@pytest.mark.parametrize("ratio", ["joint", "output", "neuron"])
+def test_proximal_rule_updates_every_learnable_neuron(ratio):
+    agent = SpikingAgent(gym.make("CartPole-v1"), seed=0, ratio=ratio, n_steps=32, n_epochs=2, batch_size=16)
+    before = agent.policy.theta.copy()
+    agent.learn(32)  # exactly one rollout: 2 epochs of 2 minibatches
+    moved = agent.policy.theta != before
+    assert agent.n_updates == 4
+    assert moved[agent.policy.hidden_mask & agent.policy.learnable].any()
+    assert moved[~agent.policy.hidden_mask & agent.policy.learnable].any()
+    assert not moved[~agent.policy.learnable].any()
+
+
+def test_replayed_decision_reproduces_acting():
+    """A stored decision replayed under the same parameters gives the same log-probability
+    and eligibility, bit for bit (so every first ratio of a rollout is exactly 1)."""
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    pol = agent.policy
+    obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
+    agent.encoder.update(obs)
+    out = pol.act(obs, np.random.default_rng(1), learn=True)
+    rec = pol.record(out, agent.encoder.features_of(obs))
+    assert rec["raster"].dtype == np.uint8 and rec["raster"].shape[-1] == -(-agent.config.T // 8)  # bits
+    r = pol.replay_record(rec)
+    np.testing.assert_array_equal(r.log_prob, out.log_prob)
+    np.testing.assert_array_equal(r.ll_neuron, out.ll_neuron)
+    np.testing.assert_array_equal(r.elig, out.elig)
+    assert np.all(out.log_prob < out.ll_out)  # hidden spikes are part of the trajectory

@@ -1,0 +1,71 @@
+"""The proximal reward factor's parts: return scaling, GAE with episode ends and truncation,
+the clipped-surrogate modulator."""
+import numpy as np
+import pytest
+
+from spikerl.policy import PolicyOutput
+from spikerl.rules import Critic, ProximalRule, ReturnScaler, Transition, clipped_modulator
+
+
+def test_return_scaler_is_bounded_from_the_first_step():
+    scaler = ReturnScaler(4, 0.99)
+    valid, done = np.ones(4, bool), np.zeros(4, bool)
+    first = scaler(-np.ones(4), valid, done)
+    assert np.all(np.isfinite(first)) and np.all(np.abs(first) <= ReturnScaler.CLIP)
+    for _ in range(2000):
+        last = scaler(-np.ones(4), valid, done)
+    # discounted returns of -1 per step spread over [-100, -1]: the scale is their std (~ 15)
+    assert 1 / 40 < -last[0] < 1 / 10 and np.all(last == last[0])
+
+
+class _Stub:
+    """A policy whose decisions carry only a log-probability (the rule's bookkeeping alone)."""
+
+    n_params = 1
+    param_neuron = np.zeros(1, np.int64)
+
+    def record(self, out, features):
+        return {"features": features}
+
+
+def test_gae_cuts_at_episode_ends_and_bootstraps_truncation():
+    gamma, lam = 0.9, 0.8
+    rule = ProximalRule(1, _Stub(), Critic(1, 0.01), gamma=gamma, lam=lam, n_steps=5, n_epochs=1, batch_size=4,
+                        clip_range=0.2, ent_coef=0.0, target_kl=None, ratio="joint", normalize_advantage=True,
+                        scale_rewards=False, rng=np.random.default_rng(0))
+    rewards = [1.0, 2.0, 3.0, 4.0]
+    term = [False, True, False, False]
+    trunc = [False, False, False, True]
+    next_v = [9.0, 9.0, 9.0, 7.0]  # critic value of the next (at an episode end: the final) observation
+    for t in range(4):  # 4 of the rollout's 5 steps: no training yet
+        out = PolicyOutput(np.zeros(1, np.int64), None, np.zeros(1), None, None, None, None, None, np.zeros(1))
+        tr = Transition(np.ones(1, bool), out, np.zeros((1, 1)), np.array([rewards[t]]), np.array([term[t]]),
+                        np.array([term[t] or trunc[t]]), np.array([next_v[t]]))
+        assert list(rule.step(tr)) == []
+    rule.n_steps = 4
+    rule._last_values = np.array([5.0])
+    values = np.array([[0.5], [1.0], [2.0], [-1.0]])
+    adv = rule._advantages(values)[:, 0]
+    # by hand: step 3 is truncated (r + gamma V(final), nothing after), step 1 terminated
+    d3 = 4.0 + gamma * 7.0 - (-1.0)
+    d2 = 3.0 + gamma * (-1.0) - 2.0
+    d1 = 2.0 - 1.0
+    d0 = 1.0 + gamma * 1.0 - 0.5
+    np.testing.assert_allclose(adv, [d0 + gamma * lam * d1, d1, d2 + gamma * lam * d3, d3])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clipped_modulator_is_the_derivative_of_the_clipped_surrogate(seed):
+    rng = np.random.default_rng(seed)
+    log_rho = rng.uniform(-0.6, 0.6, 200)
+    adv = rng.normal(size=200)
+    eps, h = 0.2, 1e-6
+
+    def surrogate(lr):
+        rho = np.exp(lr)
+        return np.minimum(rho * adv, np.clip(rho, 1 - eps, 1 + eps) * adv)
+
+    numeric = (surrogate(log_rho + h) - surrogate(log_rho - h)) / (2 * h)
+    M, gate = clipped_modulator(np.exp(log_rho), adv, eps)
+    np.testing.assert_allclose(M, numeric, atol=1e-5)
+    assert 0 < gate.mean() < 1  # both branches occur
