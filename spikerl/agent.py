@@ -7,7 +7,8 @@ three-factor rule; Gymnasium in, Stable-Baselines3 shape out (DESIGN.md section 
     agent.save("cartpole.spk"); agent = SpikingAgent.load("cartpole.spk")
 
 ``learn`` is a short loop: act on every environment with one compiled call, step the
-environments, hand rewards to the rule (:mod:`spikerl.rules`), apply its gradient.
+environments, hand the step to the rule (:mod:`spikerl.rules`) and apply every update it
+yields (none while a rollout fills, one per minibatch when it trains).
 """
 from __future__ import annotations
 

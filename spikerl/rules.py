@@ -227,48 +227,92 @@ def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float) -> tuple[np
     return np.where(gate, rho * adv, 0.0), gate
 
 
+class RolloutBuffer:
+    """``n_steps x n_envs`` decisions, as SB3's ``RolloutBuffer``: per vector step named arrays
+    (what replays each decision, its old log-probabilities, reward, episode end, features
+    for the critic), then GAE(lambda) over them and flat views of the valid decisions."""
+
+    def __init__(self, n_steps: int, n_envs: int, gamma: float, lam: float):
+        self.n_steps, self.n_envs, self.gamma, self.lam = n_steps, n_envs, gamma, lam
+        self.reset()
+
+    def reset(self) -> None:
+        self.pos = 0
+        self.data: dict = {}
+
+    @property
+    def full(self) -> bool:
+        return self.pos == self.n_steps
+
+    def add(self, **arrays: np.ndarray) -> None:
+        """One vector step: arrays with the environments first."""
+        for name, value in arrays.items():
+            if name not in self.data:
+                self.data[name] = np.zeros((self.n_steps, *value.shape), value.dtype)
+            self.data[name][self.pos] = value
+        self.pos += 1
+
+    def advantages(self, values: np.ndarray, last_values: np.ndarray) -> np.ndarray:
+        """GAE(lambda) ``(n_steps, n_envs)``; an episode end cuts the chain (a truncated
+        episode's bootstrap is already in its last reward)."""
+        d = self.data
+        adv = np.zeros((self.n_steps, self.n_envs))
+        gae = np.zeros(self.n_envs)
+        next_v = last_values
+        for t in range(self.n_steps - 1, -1, -1):
+            live = ~d["done"][t]
+            delta = d["reward"][t] + self.gamma * next_v * live - values[t]
+            gae = delta + self.gamma * self.lam * live * gae
+            adv[t] = gae
+            next_v = values[t]
+        return adv
+
+    def flat(self, name: str, keep: np.ndarray) -> np.ndarray:
+        """Array ``name`` with steps and environments flattened, rows ``keep``."""
+        v = self.data[name]
+        return v.reshape(self.n_steps * self.n_envs, *v.shape[2:])[keep]
+
+    def state_dict(self) -> dict:
+        out = {f"buf.{k}": v[: self.pos].copy() for k, v in self.data.items()}
+        out["pos"] = np.array(self.pos)
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        self.reset()
+        self.pos = int(state.get("pos", 0))
+        for k, v in state.items():
+            if k.startswith("buf."):
+                arr = np.zeros((self.n_steps, *v.shape[1:]), v.dtype)
+                arr[: v.shape[0]] = v
+                self.data[k[4:]] = arr
+
+
 class ProximalRule:
-    """Batched proximal reward factor (PPO's clipped surrogate, kept local; see the module docstring)."""
+    """Batched proximal reward factor (PPO's clipped surrogate, kept local; see the module
+    docstring): ``step`` collects into a :class:`RolloutBuffer`, ``_train`` replays it."""
 
     def __init__(self, n_envs: int, policy, critic: Critic, *, gamma: float, lam: float, n_steps: int, n_epochs: int,
                  batch_size: int, clip_range: float, ent_coef: float, target_kl: float | None, ratio: str,
                  normalize_advantage: bool, scale_rewards: bool, rng: np.random.Generator):
-        self.n_envs, self.policy, self.critic, self.rng = n_envs, policy, critic, rng
-        self.gamma, self.lam, self.n_steps, self.n_epochs = gamma, lam, n_steps, n_epochs
-        self.batch_size, self.clip, self.ent_coef, self.target_kl = batch_size, clip_range, ent_coef, target_kl
-        self.ratio, self.normalize = ratio, normalize_advantage
+        self.policy, self.critic, self.rng, self.gamma = policy, critic, rng, gamma
+        self.n_epochs, self.batch_size, self.clip, self.ent_coef = n_epochs, batch_size, clip_range, ent_coef
+        self.target_kl, self.ratio, self.normalize = target_kl, ratio, normalize_advantage
+        self.buffer = RolloutBuffer(n_steps, n_envs, gamma, lam)
         self.scaler = ReturnScaler(n_envs, gamma) if scale_rewards else None
         self.stats: dict = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        self.pos = 0
-        self.buf: dict = {}
-
-    def _store(self, name: str, value: np.ndarray) -> None:
-        if name not in self.buf:
-            self.buf[name] = np.zeros((self.n_steps, *value.shape), value.dtype)
-        self.buf[name][self.pos] = value
 
     def step(self, tr: Transition) -> Iterator[Update]:
-        out = tr.out
         rewards = self.scaler(tr.rewards, tr.valid, tr.done) if self.scaler is not None else tr.rewards
         # truncation: bootstrap with the critic (a terminated episode is worth 0 afterwards)
         trunc = tr.done & ~tr.terminated
         rewards = np.where(trunc, rewards + self.gamma * tr.next_values, rewards) * tr.valid
-        self._store("valid", tr.valid)
-        self._store("done", tr.done)
-        self._store("reward", rewards)
-        self._store("features", tr.features)
-        self._store("log_prob", self._ratio_terms(out))
-        for k, v in self.policy.record(out, tr.features).items():  # what replays each decision
-            self._store("record." + k, v)
-        self.pos += 1
-        if self.pos < self.n_steps:
+        record = self.policy.record(tr.out, tr.features)  # what replays each decision
+        self.buffer.add(valid=tr.valid, done=tr.done, reward=rewards, features=tr.features,
+                        log_prob=self._ratio_terms(tr.out), **{"record." + k: v for k, v in record.items()})
+        if not self.buffer.full:
             return
-        self._last_values = tr.next_values  # V of the observation after the last step
-        yield from self._train()
-        self._reset()
+        yield from self._train(tr.next_values)  # V of the observation after the last step
+        self.buffer.reset()
 
     def _ratio_terms(self, r) -> np.ndarray:
         """``(B, U)`` log-probabilities whose ratios gate the update: one unit (the joint
@@ -277,33 +321,18 @@ class ProximalRule:
             return r.ll_neuron
         return (r.log_prob if self.ratio == "joint" else r.ll_out)[:, None]
 
-    def _advantages(self, values: np.ndarray) -> np.ndarray:
-        """GAE(lambda); an episode end cuts the chain (its bootstrap is already in the reward)."""
-        b = self.buf
-        adv = np.zeros((self.n_steps, self.n_envs))
-        gae = np.zeros(self.n_envs)
-        next_v = self._last_values
-        for t in range(self.n_steps - 1, -1, -1):
-            live = ~b["done"][t]
-            delta = b["reward"][t] + self.gamma * next_v * live - values[t]
-            gae = delta + self.gamma * self.lam * live * gae
-            adv[t] = gae
-            next_v = values[t]
-        return adv
-
-    def _train(self) -> Iterator[Update]:
-        b = self.buf
-        F = b["features"].shape[-1]
-        phi = self.critic.augment(b["features"].reshape(-1, F)).reshape(self.n_steps, self.n_envs, -1)
+    def _train(self, last_values: np.ndarray) -> Iterator[Update]:
+        buf = self.buffer
+        features = buf.data["features"]
+        phi = self.critic.augment(features.reshape(-1, features.shape[-1])).reshape(*features.shape[:2], -1)
         values = phi @ self.critic.c
-        adv = self._advantages(values)
+        adv = buf.advantages(values, last_values)
         returns = adv + values
-        valid = b["valid"].reshape(-1)
-        keep = np.flatnonzero(valid)
+        keep = np.flatnonzero(buf.data["valid"].reshape(-1))
         phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
-        old = b["log_prob"].reshape(self.n_steps * self.n_envs, -1)[keep]
+        old = buf.flat("log_prob", keep)
         unit = self.policy.param_neuron
-        records = {k[7:]: v.reshape(-1, *v.shape[2:])[keep] for k, v in b.items() if k.startswith("record.")}
+        records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
         mb = min(self.batch_size, n)
         clipped, kls, epochs = [], [], 0
@@ -343,21 +372,14 @@ class ProximalRule:
                       "value_loss": float(np.mean((returns - phi @ self.critic.c) ** 2))}
 
     def state_dict(self) -> dict:
-        """The rollout collected so far (for exact resumption)."""
-        out = {f"buf.{k}": v[: self.pos].copy() for k, v in self.buf.items()}
-        out["pos"] = np.array(self.pos)
+        """The rollout collected so far and the reward scale (for exact resumption)."""
+        out = self.buffer.state_dict()
         if self.scaler is not None:
             out.update({f"scaler.{k}": v for k, v in self.scaler.state_dict().items()})
         return out
 
     def load_state_dict(self, state: dict) -> None:
-        self._reset()
-        self.pos = int(state.get("pos", 0))
-        for k, v in state.items():
-            if k.startswith("buf."):
-                arr = np.zeros((self.n_steps, *v.shape[1:]), v.dtype)
-                arr[: v.shape[0]] = v
-                self.buf[k[4:]] = arr
+        self.buffer.load_state_dict(state)
         if self.scaler is not None and "scaler.ret" in state:
             self.scaler.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("scaler.")})
 

@@ -42,10 +42,10 @@ def test_gae_cuts_at_episode_ends_and_bootstraps_truncation():
         tr = Transition(np.ones(1, bool), out, np.zeros((1, 1)), np.array([rewards[t]]), np.array([term[t]]),
                         np.array([term[t] or trunc[t]]), np.array([next_v[t]]))
         assert list(rule.step(tr)) == []
-    rule.n_steps = 4
-    rule._last_values = np.array([5.0])
+    buf = rule.buffer
+    buf.n_steps = 4
     values = np.array([[0.5], [1.0], [2.0], [-1.0]])
-    adv = rule._advantages(values)[:, 0]
+    adv = buf.advantages(values, np.array([5.0]))[:, 0]
     # by hand: step 3 is truncated (r + gamma V(final), nothing after), step 1 terminated
     d3 = 4.0 + gamma * 7.0 - (-1.0)
     d2 = 3.0 + gamma * (-1.0) - 2.0
