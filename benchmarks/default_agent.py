@@ -70,12 +70,39 @@ def run_cell(cell: dict) -> dict:
     res = {"env": cell["env"], "agent": cell["agent"], "tag": cell["tag"], "seed": cell["seed"], "steps": steps,
            "overrides": own, "wall_time": wall, "steps_per_second": steps / wall,
            "n_parameters": n_parameters(model, agent_file.kind), "threshold": env_file.solved_threshold}
-    for mode, det in (("sampled", False), ("deterministic", True)):
-        r = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=det,
-                           make_kwargs=env_file.make_kwargs)
-        res[mode] = {k: v for k, v in r.items() if k != "returns"} | {"returns": r["returns"]}
+    modes = [("sampled", False, None), ("deterministic", True, None)]
+    if agent_file.kind == "spiking":
+        modes.append(("threshold_net", True, "threshold"))  # the deterministic-limit network, a mode of its own
+    for mode, det, outputs in modes:
+        if outputs is not None:
+            model.config.deterministic_outputs = outputs
+        res[mode] = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=det,
+                                   make_kwargs=env_file.make_kwargs)
     path.write_text(json.dumps(res))
     return res
+
+
+def reevaluate(path: Path) -> None:
+    """Score a finished spiking cell's saved model again in the deterministic modes: ``vote``
+    (the default: an estimate of the policy's mode) as ``deterministic``, and the
+    ``threshold`` network as a named mode of its own. Its sampled scores stand."""
+    from spikerl.config import load_env_file
+    from spikerl.evaluation import evaluate_model
+    from spikerl.serialization import load_model
+
+    res = json.loads(path.read_text())
+    model_path = path.with_suffix(".spk")
+    if not model_path.exists() or "threshold_net" in res:
+        return
+    env_file, _ = load_env_file(res["env"])
+    for key, mode in (("deterministic", "vote"), ("threshold_net", "threshold")):
+        model = load_model(model_path, deterministic_outputs=mode)
+        r = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=True,
+                           make_kwargs=env_file.make_kwargs)
+        res[key] = r
+    path.write_text(json.dumps(res))
+    print(f"  re-evaluated {path.name}: vote {res['deterministic']['mean_return']:.1f}, "
+          f"threshold network {res['threshold_net']['mean_return']:.1f}", file=sys.stderr, flush=True)
 
 
 def run(envs, agents, seeds, out: Path, steps, overrides, tag, workers) -> None:
@@ -117,7 +144,9 @@ def report(out: Path) -> str:
             rs.sort(key=lambda r: r["seed"])
             thr = rs[0]["threshold"]
             name = agent + (f" [{tag}]" if tag else "")
-            for mode in ("sampled", "deterministic"):
+            for mode in ("sampled", "deterministic", "threshold_net"):
+                if not all(mode in r for r in rs):
+                    continue
                 means = [r[mode]["mean_return"] for r in rs]
                 ok = sum(m >= thr for m in means) if thr is not None else "-"
                 e = {k: np.mean([r[mode].get(k, 0.0) for r in rs]) for k in
@@ -144,7 +173,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--report", metavar="DIR", help="print the table of a finished run folder")
     ap.add_argument("--md", help="with --report: also write the table to this file")
+    ap.add_argument("--reevaluate", metavar="DIR", help="score saved spiking models again in the vote and "
+                    "threshold deterministic modes (cells trained before vote became the default)")
     args = ap.parse_args()
+    if args.reevaluate:
+        for path in sorted(Path(args.reevaluate).glob("*.json")):
+            reevaluate(path)
+        return
     if args.report:
         text = report(Path(args.report))
         print(text)

@@ -25,7 +25,7 @@ from gymnasium.vector import AutoresetMode
 from .callbacks import BaseCallback, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .optim import Adam
-from .policy import SpikingPolicy
+from .policy import PolicyOutput, SpikingPolicy
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
 
 
@@ -78,10 +78,14 @@ class SpikingConfig:
     """Tile size (h, w) for tile features."""
     decoder: str = "first_to_spike"
     """first_to_spike or rate."""
-    deterministic_outputs: str = "threshold"
-    """What predict(deterministic=True) does with the output neurons: threshold (fire iff
-    u > 0, like every neuron) or median (fire when the probability of no spike yet drops to
-    1/2: the sampled network's median first-spike time). Hidden neurons use u > 0 in both."""
+    deterministic_outputs: str = "vote"
+    """What predict(deterministic=True) does: threshold (every neuron fires iff u > 0: the
+    deterministic limit, a network of its own), median (hidden neurons as threshold; an
+    output fires when the probability of no spike yet drops to 1/2: the sampled network's
+    median first-spike time) or vote (the most frequent action of vote_samples sampled
+    decisions: an estimate of the stochastic policy's own mode, costing that many decisions)."""
+    vote_samples: int = 15
+    """Sampled decisions per action in the vote mode (ties go to the lowest action index)."""
     action_bins: int | None = None
     """For a Box action space: values per action dimension, evenly spaced from low to high;
     one output neuron per combination (at most 256). None: Box actions are refused."""
@@ -171,6 +175,7 @@ class SpikingConfig:
             "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
             "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
             "kappa": 0 <= self.kappa < 1, "critic_features": self.critic_features >= 0,
+            "vote_samples": self.vote_samples >= 1,
             "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
             "p_connect": 0 < self.p_connect <= 1, "w_clip": self.w_clip > 0, "rate_reg": self.rate_reg >= 0,
             "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
@@ -183,7 +188,7 @@ class SpikingConfig:
             "decoder": ("first_to_spike", "rate"), "reward_factor": ("proximal", "mc", "td"),
             "hidden_rule": ("joint", "learning_signal"), "ratio": ("joint", "output", "neuron"), "obs_norm": ("running", "space"),
             "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
-            "deterministic_outputs": ("threshold", "median"),
+            "deterministic_outputs": ("threshold", "median", "vote"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -313,7 +318,7 @@ class SpikingAgent:
         obs = obs_array(self.observation_space, observation)
         single = self._is_single(obs)
         batch = obs[None] if single else obs
-        out = self.policy.act(batch, self.predict_rng, deterministic=self.deterministic_mode(deterministic))
+        out = self.decide(batch, deterministic)
         st = self.predict_stats
         st[0] += out.action.size
         st[1:4] += out.spikes.sum(0)
@@ -322,9 +327,19 @@ class SpikingAgent:
         action = self.action_values[out.action]
         return (action[0] if single else action), state
 
-    def deterministic_mode(self, deterministic: bool):
-        """The kernel's spike mode for ``predict(deterministic=...)``."""
-        return self.config.deterministic_outputs if deterministic else False
+    def decide(self, obs: np.ndarray, deterministic: bool = False) -> PolicyOutput:
+        """The decisions behind :meth:`predict` for a batch of observations (index into
+        ``action_values``). In the vote mode the figures of a decision (spikes, synaptic
+        operations) add up its samples, and its latency is the slowest sample's."""
+        mode = self.config.deterministic_outputs if deterministic else False
+        if mode != "vote":
+            return self.policy.act(obs, self.predict_rng, deterministic=mode)
+        K, B, n = self.config.vote_samples, len(obs), len(self.action_values)
+        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng)
+        votes = (out.action.reshape(B, K)[:, :, None] == np.arange(n)[None, None, :]).sum(1)
+        return out._replace(action=votes.argmax(1), ll_out=out.ll_out.reshape(B, K).mean(1),
+                            spikes=out.spikes.reshape(B, K, -1).sum(1), sops=out.sops.reshape(B, K).sum(1),
+                            latency=out.latency.reshape(B, K).max(1), no_spike=out.no_spike.reshape(B, K).all(1))
 
     def _is_single(self, obs: np.ndarray) -> bool:
         space = self.observation_space

@@ -78,13 +78,11 @@ def evaluate(agent, env, n_episodes: int = 10, *, deterministic: bool = True, se
     and the per-decision energy figures of the spiking policy."""
     returns, lengths = [], []
     spikes = sops = latency = decisions = 0.0
-    policy = agent.policy
     for ep in range(n_episodes):
         obs, _ = env.reset(seed=None if seed is None else seed + ep)
         done, ret, length = False, 0.0, 0
         while not done:
-            out = policy.act(obs_array(agent.observation_space, obs)[None], agent.predict_rng,
-                             deterministic=agent.deterministic_mode(deterministic))
+            out = agent.decide(obs_array(agent.observation_space, obs)[None], deterministic)
             obs, r, term, trunc, _ = env.step(agent.action_values[out.action[0]])
             ret += float(r)
             length += 1

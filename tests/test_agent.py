@@ -208,3 +208,20 @@ def test_replayed_decision_reproduces_acting():
     np.testing.assert_array_equal(r.ll_neuron, out.ll_neuron)
     np.testing.assert_array_equal(r.elig, out.elig)
     assert np.all(out.log_prob < out.ll_out)  # hidden spikes are part of the trajectory
+
+
+def test_vote_mode_estimates_the_policys_mode():
+    agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="vote", vote_samples=101, n_envs=2, **CARTPOLE)
+    agent.learn(3000)
+    obs = np.random.default_rng(0).normal(size=(30, 4)) * 0.2
+    samples = agent.policy.act(np.repeat(obs, 4000, axis=0), np.random.default_rng(1)).action.reshape(30, 4000)
+    p_right = samples.mean(1)
+    clear = np.abs(p_right - 0.5) > 0.15
+    assert clear.sum() >= 5
+    agent.predict_stats[:] = 0
+    votes, _ = agent.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(votes[clear], (p_right[clear] > 0.5).astype(int))
+    # a voted decision costs its samples: ~101 decisions' spikes, latency of the slowest sample
+    one = agent.policy.act(obs, np.random.default_rng(2))
+    assert agent.predict_stats[1:4].sum() / 30 > 50 * one.spikes.sum(1).mean()
+    assert agent.predict_stats[5] / 30 <= agent.config.T
