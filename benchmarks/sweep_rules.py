@@ -3,9 +3,9 @@
 processes, evaluated deterministically every 10k steps on 20 episodes (seed 0..19).
 
     python benchmarks/sweep_rules.py CartPole-v1 200000 4 \\
-        '{"T":12,"memory":12,"lr_schedule":"linear","reward_factor":"td","learning_rate":0.003,"hidden_rule":"seed"}' \\
+        '{"T":12,"memory":12,"lr_schedule":"linear","reward_factor":"td","learning_rate":0.003,"hidden_rule":"learning_signal"}' \\
         '{"T":12,"memory":12,"lr_schedule":"linear","reward_factor":"td","learning_rate":0.003,"hidden_rule":"joint"}' \\
-        '{"T":12,"memory":12,"lr_schedule":"linear","reward_factor":"mc","learning_rate":0.01,"hidden_rule":"seed"}' \\
+        '{"T":12,"memory":12,"lr_schedule":"linear","reward_factor":"mc","learning_rate":0.01,"hidden_rule":"learning_signal"}' \\
         '{"T":12,"memory":12,"lr_schedule":"linear","reward_factor":"mc","learning_rate":0.01,"hidden_rule":"joint"}'
 
 Prints, per config: seeds whose evaluation ever reached the threshold, the best and last

@@ -227,6 +227,14 @@ def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float) -> tuple[np
     return np.where(gate, rho * adv, 0.0), gate
 
 
+def modulated_gradient(M: np.ndarray, elig: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """``mean_d M[d, unit[p]] e[d, p]``: each parameter's eligibility times the modulator of
+    its unit (``M`` with one column: the same modulator for every parameter)."""
+    if M.shape[1] == 1:
+        return M[:, 0] @ elig / len(M)
+    return np.einsum("bp,bp->p", M[:, unit], elig) / len(M)  # each synapse gated by its own neuron
+
+
 class RolloutBuffer:
     """``n_steps x n_envs`` decisions, as SB3's ``RolloutBuffer``: per vector step named arrays
     (what replays each decision, its old log-probabilities, reward, episode end, features
@@ -360,11 +368,7 @@ class ProximalRule:
                 if self.target_kl is not None and kl > 1.5 * self.target_kl:
                     stop = True
                     break
-                if M.shape[1] == 1:
-                    grad = M[:, 0] @ r.elig / mb
-                else:  # each parameter is gated by its own neuron's ratio
-                    grad = np.einsum("bp,bp->p", M[:, unit], r.elig) / mb
-                yield Update(grad, r.hidden_rate)
+                yield Update(modulated_gradient(M, r.elig, unit), r.hidden_rate)
             if stop:
                 break
         self.stats = {"clip_fraction": float(np.mean(clipped)) if clipped else 0.0,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spikerl.policy import PolicyOutput
-from spikerl.rules import Critic, ProximalRule, ReturnScaler, Transition, clipped_modulator
+from spikerl.rules import Critic, ProximalRule, ReturnScaler, Transition, clipped_modulator, modulated_gradient
 
 
 def test_return_scaler_is_bounded_from_the_first_step():
@@ -69,3 +69,16 @@ def test_clipped_modulator_is_the_derivative_of_the_clipped_surrogate(seed):
     M, gate = clipped_modulator(np.exp(log_rho), adv, eps)
     np.testing.assert_allclose(M, numeric, atol=1e-5)
     assert 0 < gate.mean() < 1  # both branches occur
+
+
+def test_each_parameter_is_modulated_by_its_own_neurons_factor():
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(6, 4))  # 6 decisions, 4 neurons
+    M[:, 2] = 0.0  # neuron 2 clipped on every decision
+    elig = rng.normal(size=(6, 9))
+    unit = np.array([0, 1, 2, 3, 0, 1, 2, 3, 3])
+    grad = modulated_gradient(M, elig, unit)
+    want = np.array([np.mean(M[:, unit[p]] * elig[:, p]) for p in range(9)])
+    np.testing.assert_allclose(grad, want)
+    assert np.all(grad[unit == 2] == 0.0)
+    np.testing.assert_allclose(modulated_gradient(M[:, :1], elig, unit), M[:, 0] @ elig / 6)
