@@ -432,7 +432,7 @@ class SpikingAgent:
         self.n_updates += 1
 
     def _step(self) -> None:
-        c, env, enc = self.config, self.env, self.encoder
+        env, enc = self.env, self.encoder
         obs = self._obs
         valid = ~self._skip
         if valid.any():
