@@ -327,19 +327,22 @@ class SpikingAgent:
         action = self.action_values[out.action]
         return (action[0] if single else action), state
 
-    def decide(self, obs: np.ndarray, deterministic: bool = False) -> PolicyOutput:
+    def decide(self, obs: np.ndarray, deterministic: bool = False, keep_raster: bool = False) -> PolicyOutput:
         """The decisions behind :meth:`predict` for a batch of observations (index into
         ``action_values``). In the vote mode the figures of a decision (spikes, synaptic
-        operations) add up its samples, and its latency is the slowest sample's."""
+        operations) add up its samples, and its latency is the slowest sample's; with
+        ``keep_raster`` the raster ``(B, K, N, T)`` holds every sample's spikes."""
         mode = self.config.deterministic_outputs if deterministic else False
         if mode != "vote":
-            return self.policy.act(obs, self.predict_rng, deterministic=mode)
+            return self.policy.act(obs, self.predict_rng, deterministic=mode, keep_raster=keep_raster)
         K, B, n = self.config.vote_samples, len(obs), len(self.action_values)
-        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng)
+        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng, keep_raster=keep_raster)
         votes = (out.action.reshape(B, K)[:, :, None] == np.arange(n)[None, None, :]).sum(1)
+        raster = None if out.raster is None else out.raster.reshape(B, K, *out.raster.shape[1:])
         return out._replace(action=votes.argmax(1), ll_out=out.ll_out.reshape(B, K).mean(1),
                             spikes=out.spikes.reshape(B, K, -1).sum(1), sops=out.sops.reshape(B, K).sum(1),
-                            latency=out.latency.reshape(B, K).max(1), no_spike=out.no_spike.reshape(B, K).all(1))
+                            latency=out.latency.reshape(B, K).max(1), no_spike=out.no_spike.reshape(B, K).all(1),
+                            raster=raster)
 
     def _is_single(self, obs: np.ndarray) -> bool:
         space = self.observation_space

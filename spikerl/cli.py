@@ -1,7 +1,8 @@
-"""The ``spikerl`` command: train, eval, list, bench, report.
+"""The ``spikerl`` command: train, eval, show, list, bench, report.
 
     spikerl train --agent fts-snn --env CartPole-v1 --steps 100000 --seed 0
     spikerl eval runs/CartPole-v1__fts-snn__s0__.../ --episodes 20
+    spikerl show runs/CartPole-v1__fts-snn__s0__.../ --out show/
     spikerl list
     spikerl bench --agents fts-snn,ppo --envs CartPole-v1 --seeds 3 --out runs/bench
     spikerl report runs/bench
@@ -24,7 +25,7 @@ def _train(args) -> int:
         raise ConfigError("train needs --agent and --env (or --resume RUNDIR)")
     train(args.agent, args.env, steps=args.steps, seed=args.seed, n_envs=args.n_envs, out=args.out,
           overrides=parse_overrides(args.set), use_wandb=args.wandb, resume=args.resume, progress=args.progress,
-          stop_at=args.stop_at)
+          stop_at=args.stop_at, media=args.media)
     return 0
 
 
@@ -92,6 +93,20 @@ def _eval(args) -> int:
     return 0
 
 
+def _show(args) -> int:
+    from .show import show
+
+    model, env_id = _load_for_eval(Path(args.target), args.env, args.best)
+    target = Path(args.target)
+    out = Path(args.out) if args.out else (target / "show" if target.is_dir() else target.with_name(target.stem + "_show"))
+    written = show(model, env_id, out, episodes=args.episodes, seed=args.seed, deterministic=args.deterministic,
+                   n_rasters=args.rasters, video=args.video, max_frames=args.max_frames)
+    print((out / "show.json").read_text())
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def _list(args) -> int:
     print("agents:")
     for name, path in list_agents().items():
@@ -152,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run from its last checkpoint")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
     t.add_argument("--stop-at", type=float, help="stop when an evaluation's mean return reaches this")
+    t.add_argument("--media", action=argparse.BooleanOptionalAction, default=True,
+                   help="at the end, draw rasters and an episode video of the final policy (RUN_DIR/media, W&B)")
     t.set_defaults(fn=_train)
 
     e = sub.add_parser("eval", help="evaluate a run folder or model file")
@@ -163,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--best", action="store_true",
                    help="the run's best model (best_model.*: the highest evaluation so far) instead of its final one")
     e.set_defaults(fn=_eval)
+
+    sh = sub.add_parser("show", help="decision rasters, per-decision summaries and an episode video of a trained agent")
+    sh.add_argument("target", metavar="RUN_OR_MODEL")
+    sh.add_argument("--env", help="env id (default: the one the run or model records)")
+    sh.add_argument("--episodes", type=int, default=1, help="episodes played (figures and video show the first)")
+    sh.add_argument("--seed", type=int, default=0, help="reset seed of the first episode")
+    sh.add_argument("--out", help="output folder (default: RUN_DIR/show, or MODEL_show beside a model file)")
+    sh.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
+                    help="the agent's deterministic mode (default: sampled, the mode a chip runs)")
+    sh.add_argument("--rasters", type=int, default=4, help="decisions drawn in the raster figure")
+    sh.add_argument("--video", action=argparse.BooleanOptionalAction, default=True, help="write episode.gif")
+    sh.add_argument("--max-frames", type=int, default=300, help="frames kept for the video")
+    sh.add_argument("--best", action="store_true", help="the run's best model instead of its final one")
+    sh.set_defaults(fn=_show)
 
     ls = sub.add_parser("list", help="the agents and envs spikerl knows")
     ls.set_defaults(fn=_list)

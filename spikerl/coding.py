@@ -275,6 +275,16 @@ class Encoder:
         check_finite(flat)
         return flat
 
+    def input_groups(self) -> list[tuple[str, int, int]]:
+        """Which input neurons encode what: ``(label, first, stop)`` per observation
+        dimension (Box, MultiDiscrete, Tuple) or one group for a Discrete state."""
+        if self.features in ("normalized", "population"):
+            k = self.n_fields if self.features == "population" else 1
+            return [(f"obs[{d}]", d * k, (d + 1) * k) for d in range(self.obs_dim)]
+        if hasattr(self, "offset"):
+            return [(f"obs[{d}]", int(o), int(o + n)) for d, (o, n) in enumerate(zip(self.offset, self.nvec))]
+        return [("state" if self.features == "onehot" else "tile", 0, self.n_inputs)]
+
     # -- encode --------------------------------------------------------------------------
     def features_of(self, obs) -> np.ndarray:
         """Feature values in ``[0, 1]``, ``(B, n_inputs)``."""

@@ -112,7 +112,7 @@ class MLPPolicy:
         return pre, h, probs
 
     def act(self, obs, rng: np.random.Generator, *, deterministic: bool = False, learn: bool = False,
-            features: np.ndarray | None = None) -> PolicyOutput:
+            features: np.ndarray | None = None, keep_raster: bool = False) -> PolicyOutput:
         f = self.encoder.features_of(obs) if features is None else features
         pre, h, probs = self.forward(f)
         B = f.shape[0]

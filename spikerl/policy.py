@@ -152,15 +152,16 @@ class SpikingPolicy:
         return int(self.theta.size)
 
     def act(self, obs, rng: np.random.Generator, *, deterministic: bool | str = False, learn: bool = False,
-            features: np.ndarray | None = None) -> PolicyOutput:
-        """Decide for a batch of observations (or of precomputed encoder ``features``)."""
+            features: np.ndarray | None = None, keep_raster: bool = False) -> PolicyOutput:
+        """Decide for a batch of observations (or of precomputed encoder ``features``).
+        ``keep_raster`` returns the kernel's spike array of each decision also when not learning."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
                               deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace)
         if not learn:
             # copies: the workspace is overwritten by the next call
             return PolicyOutput(r.action.copy(), None, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                                r.no_spike.copy(), None)
+                                r.no_spike.copy(), None, raster=r.raster.copy() if keep_raster else None)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, r.ll_neuron.copy(), r.raster.copy())

@@ -77,6 +77,19 @@ class RunLogger:
             flat = {f"{kind}/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k not in ("step", "type")}
             self.wandb_run.log({"global_step": int(step), **flat})
 
+    def log_media(self, step: int, files: dict) -> None:
+        """Log images (``.png``) and videos (``.gif``) under ``media/NAME`` to W&B; the files
+        themselves stay in the run folder, listed in ``metrics.jsonl``."""
+        files = {k: Path(v) for k, v in files.items() if Path(v).suffix in (".png", ".gif")}
+        self.log("media", step, **{k: str(v.relative_to(self.run_dir)) if v.is_relative_to(self.run_dir) else str(v)
+                                   for k, v in files.items()})
+        if self.wandb_run is not None and files:
+            import wandb
+
+            row = {f"media/{k}": (wandb.Video(str(v), format="gif") if v.suffix == ".gif" else wandb.Image(str(v)))
+                   for k, v in files.items()}
+            self.wandb_run.log({"global_step": int(step), **row})
+
     def finish(self, summary: dict, model_path: Path | None = None) -> None:
         summary = _clean(summary)
         with open(self.run_dir / "summary.json", "w") as f:

@@ -180,9 +180,11 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
           out: str | os.PathLike = "runs", overrides: dict | None = None, use_wandb: bool = True,
           resume: str | os.PathLike | None = None, progress: bool = False, stop_at: float | None = None,
           eval_episodes: int | None = None, eval_freq: int | None = None, checkpoint_freq: int | None = None,
-          run_dir: str | os.PathLike | None = None, quiet: bool = False) -> Path:
+          run_dir: str | os.PathLike | None = None, quiet: bool = False, media: bool = False) -> Path:
     """Train ``agent`` on ``env_id``; returns the run folder. With ``resume`` (a run folder),
-    continue from its last checkpoint to the step budget it was given."""
+    continue from its last checkpoint to the step budget it was given. With ``media``, the
+    final policy is shown (:func:`spikerl.show.show`: rasters, decision summaries, an episode
+    video) into ``RUN_DIR/media`` and logged to W&B."""
     if resume is not None:
         run_dir = Path(resume)
         cfg = read_config(run_dir)
@@ -265,11 +267,27 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
     }
     if kind == "spiking":
         summary["sampled"] = sampled_evaluation(model, env_file, eval_episodes)
+    if media:
+        summary["media"] = write_media(model, env_file, run_dir, logger)
     logger.finish(summary, model_path)
     if not quiet:
         print(f"{run_dir}: return {final['mean_return']:.1f} +- {final['std_return']:.1f} "
               f"after {model.num_timesteps} steps ({summary['steps_per_second']:.0f} steps/s)")
     return run_dir
+
+
+def write_media(model, env_file, run_dir: Path, logger) -> dict:
+    """Rasters, decision summaries and an episode video of the final policy in ``RUN_DIR/media``,
+    logged to W&B; a failure to draw is reported, never fatal to a finished run."""
+    from .show import show
+
+    try:
+        files = show(model, env_file.id, run_dir / "media", seed=10_000, make_kwargs=env_file.make_kwargs)
+    except Exception as exc:  # noqa: BLE001 - the run is done; say why there is no media
+        print(f"{run_dir}: no media ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    logger.log_media(int(model.num_timesteps), files)
+    return {k: str(Path(v).relative_to(run_dir)) for k, v in files.items()}
 
 
 def sampled_evaluation(model, env_file, n_episodes: int) -> dict:

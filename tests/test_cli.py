@@ -57,6 +57,18 @@ def test_train_writes_a_complete_run_folder(tmp_path, agent, model, monkeypatch)
     if agent == "ppo":  # W&B's SB3 integration recorded the algorithm's own hyperparameters
         assert config.get("algo") == "PPO" and "n_steps" in config
 
+    # media of the final policy: an episode video for both, rasters for the spiking agent, in W&B too
+    media = {k: v for h in hist for k, v in h.items() if k.startswith("media/")}
+    assert media["media/video/_type"] == "video-file"
+    assert (run / "media" / "episode.gif").is_file()
+    spiking = agent == "fts-snn"
+    assert ("media/raster/_type" in media) == spiking and (run / "media" / "raster.png").is_file() == spiking
+    if spiking:
+        assert media["media/raster/_type"] == media["media/decisions/_type"] == "image-file"
+    for key in [k for k in media if k.endswith("/path")]:  # the files W&B will upload
+        assert list(run.glob(f"wandb/*/files/{media[key]}")), media[key]
+    assert summary["media"]["video"] == "media/episode.gif"
+
 
 def test_eval_and_list_commands(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
