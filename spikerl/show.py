@@ -43,6 +43,7 @@ class Decision:
     t_star: int | None = None
     spikes: np.ndarray | None = None  # (3,) input, hidden, output spikes of the decision
     latency: int | None = None  # steps until the decision (t* + 1; vote: the slowest sample)
+    no_spike: bool = False  # no output spiked within T steps (the fallback chose)
     reward: float = 0.0
 
 
@@ -82,7 +83,7 @@ def decide_one(model, obs, deterministic: bool) -> Decision:
         t_star = int(out.latency[0]) - 1
     index = int(out.action[0])
     return Decision(0, batch[0], model.action_values[index], index, raster.copy(), t_star,
-                    np.asarray(out.spikes[0]).copy(), int(out.latency[0]))
+                    np.asarray(out.spikes[0]).copy(), int(out.latency[0]), bool(out.no_spike[0]))
 
 
 def run_episode(model, env_id: str, *, seed: int = 0, deterministic: bool = False, video: bool = True,
@@ -197,15 +198,23 @@ def plot_decisions(episode: Episode, path):
     ds = episode.decisions
     x = np.arange(len(ds))
     fig, ax = plt.subplots(3, 1, figsize=(8, 6.5), sharex=True)
-    ax[0].plot(x, [d.latency for d in ds], drawstyle="steps-mid", color="crimson")
+    latency = np.array([d.latency for d in ds], dtype=float)
+    ax[0].plot(x, latency, drawstyle="steps-mid", color="crimson", lw=0.6, alpha=0.6)
+    w = max(1, len(ds) // 25)
+    ax[0].plot(x, np.convolve(latency, np.ones(w) / w, mode="same"), color="black", lw=1.2, label=f"mean of {w}")
     ax[0].set_ylabel("latency (steps)")
+    ax[0].legend(fontsize=8)
     spikes = np.array([d.spikes for d in ds])
     for k, name in enumerate(POPULATIONS):
         ax[1].plot(x, spikes[:, k], label=name, lw=1)
     ax[1].set_ylabel("spikes")
     ax[1].legend(fontsize=8, ncol=3)
-    ax[2].scatter(x, [d.output for d in ds], s=6)
+    outputs, fallback = np.array([d.output for d in ds]), np.array([d.no_spike for d in ds])
+    ax[2].scatter(x[~fallback], outputs[~fallback], s=6, label="first output spike")
+    ax[2].scatter(x[fallback], outputs[fallback], s=10, marker="x", color="grey", label="no output spike (fallback)")
+    ax[2].set_yticks(range(int(outputs.max()) + 1))
     ax[2].set_ylabel("winning output")
+    ax[2].legend(fontsize=8, ncol=2)
     ax[2].set_xlabel("decision")
     fig.suptitle(f"{episode.env_id}, {episode.mode} mode: return {episode.ret:.1f} over {len(ds)} decisions", fontsize=9)
     fig.tight_layout()
