@@ -1,0 +1,734 @@
+"""Export a trained spiking policy as a dependency-free C99 module (``.h`` + ``.c``).
+
+    spikerl export runs/CartPole-v1__fts-snn__s0__.../ --format c --out policy_c/ [--weights int16]
+
+The module holds the trained agent whole: its encoder (bounds frozen at export), the GLM
+network with its weights as ``const`` arrays (exponential kernels run recursively, other
+kernels through their bank), first-to-spike (or rate) decoding with the stop at ``t*``, the
+sampled mode and the agent's deterministic mode (vote, threshold or median), and numpy's
+own default bit generator, PCG64 (128-bit LCG, XSL-RR output; doubles as
+``(next64 >> 11) * 2^-53``). The C side draws its random numbers in the order the Python
+kernel consumes them (per decision ``N x T`` spike uniforms, neuron-major, then one tie
+uniform; a vote draws its ``K`` blocks, then ``K`` ties), so a C state seeded with a numpy
+``Generator``'s state makes the same decisions as ``predict`` fed by that generator, bit
+for bit in float64 (``tests/test_export.py``).
+
+No ``malloc``: all state lives in one ``spk_state`` struct the caller owns (static or on
+the stack). Compile-time switch ``SPK_FLOAT32`` (define it) for float arithmetic; the
+default is double. ``weights="int16"``/``"int8"`` stores every parameter tensor as integers
+with one stated scale per tensor (``value = q * scale``), dequantised as it is used.
+
+:func:`footprint` reports flash bytes (weights and tables), RAM bytes (``spk_state``) and
+operations per decision (worst case and, given decisions, their mean), and the same for an
+SB3 PPO actor in float32.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from gymnasium import spaces
+
+from .engine import DETERMINISTIC, geometric_decay
+from .policy import SpikingPolicy
+
+WEIGHT_FORMATS = {"float": None, "int16": (np.int16, "int16_t", 32767), "int8": (np.int8, "int8_t", 127)}
+MODES = {"sampled": 0, "deterministic": 1, "threshold": 2, "median": 3}
+"""C decision modes: ``deterministic`` is the agent's own deterministic mode (vote/threshold/median)."""
+
+
+class ExportError(ValueError):
+    """The model cannot be exported as asked (says what and why)."""
+
+
+def _lit(x: float) -> str:
+    """An exact C99 literal of a double (hexadecimal floating constant)."""
+    x = float(x)
+    if not np.isfinite(x):
+        raise ExportError(f"cannot export the non-finite value {x}")
+    return x.hex()
+
+
+def _array(ctype: str, name: str, values, fmt=_lit, per_line: int = 6) -> str:
+    values = list(np.asarray(values).ravel())
+    if not values:  # C99 has no empty arrays
+        values = [0]
+    items = [fmt(v) for v in values]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return f"static const {ctype} {name}[{len(items)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
+
+
+def _ints(ctype, name, values):
+    return _array(ctype, name, values, fmt=lambda v: str(int(v)), per_line=16)
+
+
+def _tensor(name: str, values: np.ndarray, weights: str) -> tuple[str, str, int]:
+    """C source of one parameter tensor, its element accessor macro and its flash bytes."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if WEIGHT_FORMATS[weights] is None:
+        return (_array("spk_real", name, values), f"#define {name.upper()}(i) ({name}[i])\n",
+                8 * max(values.size, 1))
+    dtype, ctype, top = WEIGHT_FORMATS[weights]
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    scale = peak / top if peak > 0 else 1.0
+    q = np.clip(np.rint(values / scale), -top, top).astype(dtype)
+    src = _ints(ctype, name + "_q", q) + f"static const double {name}_scale = {_lit(scale)}; /* value = q * scale */\n"
+    return src, f"#define {name.upper()}(i) ((spk_real)({name}_q[i] * {name}_scale))\n", np.dtype(dtype).itemsize * max(q.size, 1) + 8
+
+
+def _check_exportable(model) -> SpikingPolicy:
+    policy = getattr(model, "policy", None)
+    if not isinstance(policy, SpikingPolicy):
+        raise ExportError(f"only spiking agents export to C; got {type(model).__name__}"
+                          f"{' with an ANN policy' if policy is not None else ''}")
+    enc = policy.encoder
+    if enc.features in ("normalized", "population"):
+        if not isinstance(enc.space, spaces.Box):
+            raise ExportError(f"observation space {enc.space}: the Box features need a Box space")
+    elif hasattr(enc, "offset"):
+        raise ExportError(f"observation space {enc.space}: MultiDiscrete/Tuple observations do not export yet "
+                          "(Box and Discrete do)")
+    return policy
+
+
+def export_c(model, out, *, name: str = "spk_policy", weights: str = "float") -> dict:
+    """Write ``NAME.h`` and ``NAME.c`` (and ``footprint.json``/``.md``) into ``out``; returns
+    the footprint report (:func:`footprint`)."""
+    if weights not in WEIGHT_FORMATS:
+        raise ExportError(f"weights must be one of {sorted(WEIGHT_FORMATS)}, got {weights!r}")
+    if not name.isidentifier():
+        raise ExportError(f"name must be a C identifier, got {name!r}")
+    policy = _check_exportable(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    header, source, flash = _generate(model, policy, name, weights)
+    (out / f"{name}.h").write_text(header)
+    (out / f"{name}.c").write_text(source)
+    report = footprint(model, weights=weights, flash_tables=flash)
+    report["files"] = [f"{name}.h", f"{name}.c"]
+    (out / "footprint.json").write_text(json.dumps(report, indent=2))
+    (out / "footprint.md").write_text(footprint_markdown(report))
+    return report
+
+
+def _layout(policy: SpikingPolicy):
+    topo, enc = policy.topo, policy.encoder
+    T = enc.T
+    a, b = policy.ff_kernel, policy.fb_kernel
+    return topo, enc, T, a, b, geometric_decay(a, T), geometric_decay(b, T)
+
+
+def _generate(model, policy: SpikingPolicy, name: str, weights: str):
+    topo, enc, T, a, b, ff_decay, fb_decay = _layout(policy)
+    cfg = model.config
+    N, n_in, n_hid, n_out, S = topo.n_neurons, topo.n_in, topo.n_hid, topo.n_out, topo.n_synapses
+    K, Kb = a.shape[0], b.shape[0]
+    pre_syn = np.asarray(topo.pre_syn, np.int64)
+    qpost = np.asarray(topo.post, np.int64)[pre_syn]
+    params = policy.params
+    det_mode = cfg.deterministic_outputs
+    if det_mode not in ("vote", *[k for k in DETERMINISTIC if isinstance(k, str)]):
+        raise ExportError(f"deterministic_outputs {det_mode!r} does not export")
+    av = np.asarray(model.action_values)
+    act_dim = int(np.prod(av.shape[1:])) if av.ndim > 1 else 1
+    U = name.upper()
+    flash = 0
+    parts = []
+    # ---- encoder ------------------------------------------------------------------
+    if enc.features in ("normalized", "population"):
+        low, high = enc.bounds()
+        n_obs = enc.obs_dim
+        parts += [_array("double", "enc_low", low), _array("double", "enc_high", high)]
+        flash += 16 * n_obs
+        if enc.features == "population":
+            parts.append(_array("double", "enc_centres", enc._centres))
+            flash += 8 * enc.n_fields
+        enc_defs = (f"#define ENC_BOX 1\n#define ENC_POPULATION {int(enc.features == 'population')}\n"
+                    f"#define ENC_FIELDS {enc.n_fields if enc.features == 'population' else 1}\n"
+                    f"#define ENC_INV_WIDTH {_lit(enc._inv_width if enc.features == 'population' else 0.0)}\n")
+    else:
+        n_obs = 1
+        parts.append(_ints("int32_t", "enc_tile_of", enc.tile_of))
+        flash += 4 * enc.tile_of.size
+        enc_defs = (f"#define ENC_BOX 0\n#define ENC_POPULATION 0\n#define ENC_FIELDS 1\n#define ENC_INV_WIDTH 0.0\n"
+                    f"#define ENC_N_STATES {enc.n_states}\n#define ENC_START {enc.start}\n")
+    enc_defs += (f"#define ENC_TIME_CODE {int(enc.code == 'time')}\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
+                 f"#define ENC_F_MIN {_lit(enc.f_min)}\n")
+    # ---- network ------------------------------------------------------------------
+    parts.append(_ints("int32_t", "pre_ptr", topo.pre_ptr))
+    parts.append(_ints("int32_t", "qpost", qpost))
+    flash += 4 * (topo.pre_ptr.size + qpost.size)
+    macros = []
+    if ff_decay >= 0.0:  # recursive: one weight times a(0) per synapse, in pre-synaptic order
+        src, mac, nb = _tensor("net_wq", params.w[pre_syn, 0] * a[0, 0], weights)
+    else:
+        src, mac, nb = _tensor("net_w", params.w[pre_syn].ravel(), weights)
+        parts.append(_array("spk_real", "net_a", a))
+        flash += 8 * a.size
+    parts.append(src)
+    macros.append(mac)
+    flash += nb
+    for tname, values in (("net_v", params.v), ("net_gamma", params.gamma)):
+        src, mac, nb = _tensor(tname, values, weights)
+        parts.append(src)
+        macros.append(mac)
+        flash += nb
+    if fb_decay < 0.0:
+        parts.append(_array("spk_real", "net_b", b))
+        flash += 8 * b.size
+    parts.append(_array("double", "action_values", av.astype(np.float64)))
+    flash += 8 * av.size
+    net_defs = (f"#define FF_GEOMETRIC {int(ff_decay >= 0.0)}\n#define FF_DECAY {_lit(max(ff_decay, 0.0))}\n"
+                f"#define FB_GEOMETRIC {int(fb_decay >= 0.0)}\n#define FB_DECAY {_lit(max(fb_decay, 0.0))}\n"
+                f"#define B00 {_lit(b[0, 0])}\n#define PUSHED {int(ff_decay < 0.0 or fb_decay < 0.0)}\n"
+                f"#define KA {K}\n#define MA {a.shape[1]}\n#define KB {Kb}\n#define MB {b.shape[1]}\n"
+                f"#define RATE_DECODER {int(policy.decoder == 'rate')}\n")
+    header = HEADER.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").format(U=U, name=name, n_obs=n_obs, n_in=n_in, n_hid=n_hid, n_out=n_out, N=N, T=T, S=S,
+                           act_dim=act_dim, vote=int(cfg.vote_samples), det=det_mode,
+                           det_code={"vote": 0, "threshold": 1, True: 1, "median": 2}[det_mode],
+                           weights=weights, env=getattr(model, "env_id", None) or "?")
+    source = SOURCE.replace("@TABLES@", "".join(parts)).replace("@DEFS@", enc_defs + net_defs + "".join(macros))
+    source = source.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").replace("@NAME@", name)
+    return header, source, flash
+
+
+def operations_per_decision(policy: SpikingPolicy, *, latency=None, spikes=None, sops=None) -> dict:
+    """Operations of one decision by kind. Worst case: every neuron spikes at every step of
+    ``T``; with measured ``latency``/``spikes``/``sops`` (arrays over decisions), their mean."""
+    topo, enc, T, a, b, ff_decay, fb_decay = _layout(policy)
+    n_sampled = topo.n_neurons - topo.n_in
+    if latency is None:
+        steps = T
+        spk = topo.n_neurons * (T - 1)
+        sop = topo.n_synapses * a.shape[0] * (T - 1)
+    else:
+        steps = float(np.mean(latency))
+        spk = float(np.mean(np.asarray(spikes).sum(-1)))
+        sop = float(np.mean(sops))
+    enc_exps = enc.n_inputs if enc.features == "population" else 0
+    return {
+        "synaptic_accumulates": sop,
+        "neuron_updates": steps * n_sampled,  # u = currents + bias, one sigmoid or comparison each
+        "nonlinearities": steps * n_sampled,
+        "random_draws": topo.n_neurons * T + 1,  # drawn per decision (the stream's layout)
+        "encoder_exps": enc_exps,
+        "spikes": spk,
+        "steps": steps,
+    }
+
+
+def footprint(model, *, weights: str = "float", flash_tables: int | None = None, decisions=None,
+              ppo=None) -> dict:
+    """Flash (weights + tables), RAM (state struct) and operations per decision; with
+    ``ppo`` (an SB3 PPO model) the same for its actor in float32."""
+    policy = _check_exportable(model)
+    topo, enc, T, a, b, ff_decay, fb_decay = _layout(policy)
+    N = topo.n_neurons
+    real = 8
+    ram = (8 * 4 + 8 * N * T  # rng + the decision's uniforms (double)
+           + real * (2 * N + enc.n_inputs + 2 * topo.n_out)  # currents, input probabilities, hazard, peak
+           + (real * N * T if (ff_decay < 0 or fb_decay < 0) else 0)  # pushed drive
+           + N + 4 * enc.n_inputs + 4 * topo.n_out)  # spikes of a step, spike steps, output counts
+    rep = {
+        "weights": weights,
+        "n_parameters": int(policy.learnable.sum()),
+        "flash_bytes": int(flash_tables) if flash_tables is not None else None,
+        "ram_bytes_estimate": int(ram),
+        "worst_case": operations_per_decision(policy),
+    }
+    if decisions is not None:
+        rep["mean"] = operations_per_decision(policy, **decisions)
+    if ppo is not None:
+        from .baselines import macs_per_forward
+
+        actor = [p for n, p in ppo.policy.named_parameters() if not n.startswith(("value_net", "mlp_extractor.value"))]
+        n_actor = int(sum(p.numel() for p in actor))
+        macs = int(macs_per_forward(ppo))
+        hidden = [m.out_features for n, m in ppo.policy.mlp_extractor.policy_net.named_modules()
+                  if hasattr(m, "out_features")]
+        rep["ppo_actor_float32"] = {"n_parameters": n_actor, "flash_bytes": 4 * n_actor,
+                                    "ram_bytes_estimate": 4 * (sum(hidden) + ppo.action_space.n + enc.obs_dim),
+                                    "macs": macs, "activations": int(sum(hidden)), "random_draws": 1}
+    return rep
+
+
+def footprint_markdown(rep: dict) -> str:
+    w, m = rep["worst_case"], rep.get("mean")
+    rows = [("flash (weights + tables), bytes", rep["flash_bytes"], None, "ppo:flash_bytes"),
+            ("RAM (state), bytes", rep["ram_bytes_estimate"], None, "ppo:ram_bytes_estimate")]
+    lines = [f"| {rep['weights']} weights | spiking (worst case) | spiking (mean) | PPO actor float32 |", "|---|---|---|---|"]
+    ppo = rep.get("ppo_actor_float32", {})
+    for label, val, _, key in rows:
+        lines.append(f"| {label} | {val} | | {ppo.get(key.split(':')[1], '')} |")
+    names = {"synaptic_accumulates": ("synaptic accumulates / decision", "macs"),
+             "neuron_updates": ("neuron updates / decision", "activations"),
+             "nonlinearities": ("sigmoids or comparisons / decision", "activations"),
+             "random_draws": ("random draws / decision", "random_draws"),
+             "encoder_exps": ("encoder exponentials / decision", None),
+             "steps": ("steps / decision", None)}
+    for k, (label, pk) in names.items():
+        mv = "" if m is None else f"{m[k]:.1f}"
+        lines.append(f"| {label} | {w[k]:g} | {mv} | {ppo.get(pk, '') if pk else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+HEADER = """\
+/* {name}.h: a spiking policy exported by spikerl (env {env}); C99, no dependency beyond
+ * the C standard library, no malloc. Weights: {weights}. Compile with -DSPK_FLOAT32 for
+ * float arithmetic (default double).
+ *
+ *   {name}_state st;                       // all state (static or on the stack)
+ *   {name}_init(&st, hi, lo, inc_hi, inc_lo); // PCG64 state (numpy's default generator)
+ *   int a = {name}_decide(&st, obs, SPK_SAMPLED, &res);  // index into action values
+ */
+#ifndef SPK_{U}_H
+#define SPK_{U}_H
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef SPK_FLOAT32
+typedef float spk_real;
+#else
+typedef double spk_real;
+#endif
+
+#define SPK_N_OBS {n_obs}      /* observation values (a Discrete state: 1) */
+#define SPK_N_IN {n_in}        /* input neurons */
+#define SPK_N_HID {n_hid}
+#define SPK_N_OUT {n_out}      /* output neurons = actions */
+#define SPK_N {N}
+#define SPK_T {T}              /* steps per decision (at most) */
+#define SPK_S {S}              /* synapses */
+#define SPK_ACT_DIM {act_dim}  /* values per env action */
+#define SPK_VOTE {vote}        /* samples of a vote */
+#define SPK_DET_MODE {det_code} /* the agent's deterministic mode: 0 vote, 1 threshold, 2 median ({det}) */
+
+enum {{ SPK_SAMPLED = 0, SPK_DETERMINISTIC = 1, SPK_THRESHOLD = 2, SPK_MEDIAN = 3 }};
+
+typedef struct {{ uint64_t hi, lo; }} spk_u128;
+typedef struct {{ spk_u128 state, inc; }} spk_pcg64;
+
+typedef struct {{
+    spk_pcg64 rng;
+    double uniforms[SPK_N * SPK_T];
+    spk_real cur_ff[SPK_N], cur_fb[SPK_N], drive[SPK_N * SPK_T], p_in[SPK_N_IN];
+    spk_real hazard[SPK_N_OUT], peak[SPK_N_OUT], phase[SPK_N_IN];
+    int32_t spike_step[SPK_N_IN], counts[SPK_N_OUT];
+    uint8_t spike[SPK_N];
+}} spk_state;
+
+typedef struct {{
+    int32_t action;     /* index of the chosen output (see spk_action_value) */
+    int32_t latency;    /* steps until the decision (t* + 1; a vote: its slowest sample) */
+    int32_t no_spike;   /* 1 when no output spiked (a uniform draw, or the highest potential, chose) */
+    int32_t spikes[3];  /* input, hidden, output spikes of the decision */
+    int32_t sops;       /* synaptic operations */
+}} spk_result;
+
+void spk_init(spk_state *st, uint64_t state_hi, uint64_t state_lo, uint64_t inc_hi, uint64_t inc_lo);
+void spk_pcg64_set(spk_pcg64 *r, uint64_t state_hi, uint64_t state_lo, uint64_t inc_hi, uint64_t inc_lo);
+uint64_t spk_pcg64_next(spk_pcg64 *r);
+double spk_uniform(spk_pcg64 *r);            /* (next >> 11) * 2^-53, as numpy's Generator.random */
+void spk_pcg64_advance(spk_pcg64 *r, uint64_t delta);
+/* Decide for one observation (SPK_N_OBS doubles; a Discrete state as its integer value).
+ * Returns the action index, or -1 for an observation that is not finite / out of the space. */
+int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res);
+const double *spk_action_value(int action);  /* SPK_ACT_DIM values of the env action */
+size_t spk_state_size(void);
+
+#endif
+"""
+
+SOURCE = r"""/* @NAME@.c: generated by spikerl export; see @NAME@.h. */
+#include "@NAME@.h"
+#include <math.h>
+
+@DEFS@
+#define OUT0 (SPK_N_IN + SPK_N_HID)
+#define LN2 0x1.62e42fefa39efp-1
+
+@TABLES@
+/* ---- PCG64: state = state * M + inc (mod 2^128); output XSL-RR of the new state ---- */
+#define MUL_HI UINT64_C(0x2360ED051FC65DA4)
+#define MUL_LO UINT64_C(0x4385DF649FCCF645)
+
+static spk_u128 u128_mul(spk_u128 a, spk_u128 b)
+{
+    spk_u128 r;
+    uint64_t a0 = a.lo & 0xffffffffu, a1 = a.lo >> 32, b0 = b.lo & 0xffffffffu, b1 = b.lo >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+    r.lo = (p00 & 0xffffffffu) | (mid << 32);
+    r.hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32) + a.hi * b.lo + a.lo * b.hi;
+    return r;
+}
+
+static spk_u128 u128_add(spk_u128 a, spk_u128 b)
+{
+    spk_u128 r;
+    r.lo = a.lo + b.lo;
+    r.hi = a.hi + b.hi + (r.lo < a.lo);
+    return r;
+}
+
+void spk_pcg64_set(spk_pcg64 *r, uint64_t state_hi, uint64_t state_lo, uint64_t inc_hi, uint64_t inc_lo)
+{
+    r->state.hi = state_hi;
+    r->state.lo = state_lo;
+    r->inc.hi = inc_hi;
+    r->inc.lo = inc_lo;
+}
+
+uint64_t spk_pcg64_next(spk_pcg64 *r)
+{
+    spk_u128 m;
+    uint64_t x;
+    unsigned rot;
+    m.hi = MUL_HI;
+    m.lo = MUL_LO;
+    r->state = u128_add(u128_mul(r->state, m), r->inc);
+    x = r->state.hi ^ r->state.lo;
+    rot = (unsigned)(r->state.hi >> 58);
+    return (x >> rot) | (x << ((64u - rot) & 63u));
+}
+
+double spk_uniform(spk_pcg64 *r)
+{
+    return (double)(spk_pcg64_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void spk_pcg64_advance(spk_pcg64 *r, uint64_t delta)
+{
+    spk_u128 cur_mult, cur_plus = r->inc, acc_mult, acc_plus, one;
+    cur_mult.hi = MUL_HI;
+    cur_mult.lo = MUL_LO;
+    acc_mult.hi = 0; acc_mult.lo = 1;
+    acc_plus.hi = 0; acc_plus.lo = 0;
+    one.hi = 0; one.lo = 1;
+    while (delta > 0) {
+        if (delta & 1u) {
+            acc_mult = u128_mul(acc_mult, cur_mult);
+            acc_plus = u128_add(u128_mul(acc_plus, cur_mult), cur_plus);
+        }
+        cur_plus = u128_mul(u128_add(cur_mult, one), cur_plus);
+        cur_mult = u128_mul(cur_mult, cur_mult);
+        delta >>= 1;
+    }
+    r->state = u128_add(u128_mul(acc_mult, r->state), acc_plus);
+}
+
+void spk_init(spk_state *st, uint64_t state_hi, uint64_t state_lo, uint64_t inc_hi, uint64_t inc_lo)
+{
+    spk_pcg64_set(&st->rng, state_hi, state_lo, inc_hi, inc_lo);
+}
+
+size_t spk_state_size(void) { return sizeof(spk_state); }
+
+const double *spk_action_value(int action) { return &action_values[action * SPK_ACT_DIM]; }
+
+/* ---- encoder: observation -> input spike probability (rate) or spike step (time) ---- */
+static int encode(spk_state *st, const double *obs)
+{
+    int j;
+#if ENC_BOX
+    int d, m;
+    for (d = 0; d < SPK_N_OBS; d++) {
+        double x = obs[d], z;
+        if (!isfinite(x))
+            return -1;
+        x = x > enc_low[d] ? x : enc_low[d];
+        x = x < enc_high[d] ? x : enc_high[d];
+        z = (x - enc_low[d]) / (enc_high[d] - enc_low[d]);
+        for (m = 0; m < ENC_FIELDS; m++) {
+#if ENC_POPULATION
+            double e = (z - enc_centres[m]) * ENC_INV_WIDTH;
+            double f = exp(-0.5 * e * e);
+#else
+            double f = z;
+#endif
+            j = d * ENC_FIELDS + m;
+#if ENC_TIME_CODE
+            st->spike_step[j] = f >= ENC_F_MIN ? (int32_t)rint((1.0 - f) * (SPK_T - 1)) : -1;
+#else
+            st->p_in[j] = (spk_real)(ENC_P_MAX * f);
+#endif
+        }
+    }
+#else
+    double x = obs[0];
+    long s;
+    if (!isfinite(x) || x != floor(x) || x < ENC_START || x >= ENC_START + ENC_N_STATES)
+        return -1;
+    s = (long)x - ENC_START;
+    for (j = 0; j < SPK_N_IN; j++) {
+#if ENC_TIME_CODE
+        st->spike_step[j] = j == enc_tile_of[s] ? 0 : (0.0 >= ENC_F_MIN ? SPK_T - 1 : -1);
+#else
+        st->p_in[j] = (spk_real)(j == enc_tile_of[s] ? ENC_P_MAX * 1.0 : 0.0);
+#endif
+    }
+#endif
+    (void)j;
+    return 0;
+}
+
+static double input_p(const spk_state *st, int j, int t)
+{
+#if ENC_TIME_CODE
+    return t == st->spike_step[j] ? 1.0 : 0.0;
+#else
+    (void)t;
+    return (double)st->p_in[j];
+#endif
+}
+
+static spk_real sigmoid(spk_real x)
+{
+    if (x >= 0)
+        return (spk_real)(1.0 / (1.0 + exp(-(double)x)));
+    {
+        double z = exp((double)x);
+        return (spk_real)(z / (1.0 + z));
+    }
+}
+
+static double softplus(double x)
+{
+    if (x > 0.0)
+        return x + log1p(exp(-x));
+    return log1p(exp(x));
+}
+
+#if PUSHED
+static void push(spk_real *drive, int i, int t, int horizon, int K, int M, spk_real (*wk)(int), int base,
+                 const spk_real *bank)
+{
+    int k, d;
+    for (k = 0; k < K; k++) {
+        spk_real w = wk(base + k);
+        for (d = 0; d < (M < horizon ? M : horizon); d++)
+            drive[i * SPK_T + t + 1 + d] += w * bank[k * M + d];
+    }
+}
+#endif
+#if PUSHED && !FF_GEOMETRIC
+static spk_real w_at(int i) { return NET_W(i); }
+#endif
+#if PUSHED && !FB_GEOMETRIC
+static spk_real v_at(int i) { return NET_V(i); }
+#endif
+
+/* One network run (DESIGN.md section 2); det: 0 sampled, 1 threshold, 2 median outputs. */
+static void run(spk_state *st, int det, double tie, spk_result *res)
+{
+    int t, i, j, o, q, last = SPK_T - 1, n_first = 0, best = -1;
+    int32_t c_in = 0, c_hid = 0, c_out = 0, sops = 0;
+    spk_real best_u = -INFINITY;
+    for (i = 0; i < SPK_N; i++) {
+        st->cur_ff[i] = 0;
+        st->cur_fb[i] = 0;
+    }
+#if PUSHED
+    for (i = 0; i < SPK_N * SPK_T; i++)
+        st->drive[i] = 0;
+#endif
+    for (j = 0; j < SPK_N_IN; j++)
+        st->phase[j] = (spk_real)0.5;
+    for (o = 0; o < SPK_N_OUT; o++) {
+        st->hazard[o] = 0;
+        st->peak[o] = -INFINITY;
+        st->counts[o] = 0;
+    }
+    for (t = 0; t < SPK_T; t++) {
+        int any_out = 0;
+        for (j = 0; j < SPK_N_IN; j++) {
+            double p = input_p(st, j, t);
+            int s;
+            if (det) {
+                st->phase[j] += (spk_real)p;
+                s = st->phase[j] >= 1;
+                if (s)
+                    st->phase[j] -= 1;
+            } else {
+                s = st->uniforms[j * SPK_T + t] < p;
+            }
+            st->spike[j] = (uint8_t)s;
+            c_in += s;
+        }
+        for (i = SPK_N_IN; i < SPK_N; i++) {
+            spk_real u = st->cur_ff[i] + st->cur_fb[i] + NET_GAMMA(i);
+            int s;
+#if PUSHED
+            u += st->drive[i * SPK_T + t];
+#endif
+            if (det == 2 && i >= OUT0) {
+                st->hazard[i - OUT0] += (spk_real)softplus((double)u);
+                s = st->hazard[i - OUT0] >= LN2;
+                if (s)
+                    st->hazard[i - OUT0] = 0;
+            } else if (det) {
+                s = u > 0;
+            } else {
+                s = st->uniforms[i * SPK_T + t] < (double)sigmoid(u);
+            }
+            st->spike[i] = (uint8_t)s;
+            if (i < OUT0) {
+                c_hid += s;
+            } else {
+                c_out += s;
+                st->counts[i - OUT0] += s;
+                if (u > st->peak[i - OUT0])
+                    st->peak[i - OUT0] = u;
+                if (s)
+                    any_out = 1;
+            }
+        }
+        if ((!RATE_DECODER && any_out) || t == SPK_T - 1) {
+            last = t;
+            break;
+        }
+#if FF_GEOMETRIC
+        for (i = SPK_N_IN; i < SPK_N; i++)
+            st->cur_ff[i] *= (spk_real)FF_DECAY;
+#endif
+#if FB_GEOMETRIC
+        for (i = SPK_N_IN; i < SPK_N; i++)
+            st->cur_fb[i] *= (spk_real)FB_DECAY;
+#endif
+        for (j = 0; j < SPK_N; j++) {
+            if (!st->spike[j])
+                continue;
+            sops += (pre_ptr[j + 1] - pre_ptr[j]) * KA;
+            for (q = pre_ptr[j]; q < pre_ptr[j + 1]; q++) {
+#if FF_GEOMETRIC
+                st->cur_ff[qpost[q]] += NET_WQ(q);
+#else
+                push(st->drive, qpost[q], t, SPK_T - 1 - t, KA, MA, w_at, q * KA, net_a);
+#endif
+            }
+            if (j >= SPK_N_IN) {
+#if FB_GEOMETRIC
+                st->cur_fb[j] += NET_V(j) * (spk_real)B00;
+#else
+                push(st->drive, j, t, SPK_T - 1 - t, KB, MB, v_at, j * KB, net_b);
+#endif
+            }
+        }
+    }
+    /* decode */
+    {
+        int32_t top = 0;
+        for (o = 0; o < SPK_N_OUT; o++) {
+#if RATE_DECODER
+            if (st->counts[o] > top) {
+                top = st->counts[o];
+                n_first = 1;
+            } else if (st->counts[o] == top && top > 0) {
+                n_first++;
+            }
+#else
+            n_first += st->spike[OUT0 + o];
+#endif
+        }
+        if (n_first > 0) {
+            int pick = (int)(tie * n_first), seen = 0;
+            if (pick > n_first - 1)
+                pick = n_first - 1;
+            for (o = 0; o < SPK_N_OUT; o++) {
+#if RATE_DECODER
+                int hit = st->counts[o] == top;
+#else
+                int hit = st->spike[OUT0 + o];
+#endif
+                if (!hit)
+                    continue;
+                if (det) {
+                    if (st->peak[o] > best_u) {
+                        best_u = st->peak[o];
+                        best = o;
+                    }
+                } else if (seen == pick) {
+                    best = o;
+                }
+                seen++;
+            }
+            res->no_spike = 0;
+        } else {
+            res->no_spike = 1;
+            if (det) {
+                for (o = 0; o < SPK_N_OUT; o++)
+                    if (st->peak[o] > best_u) {
+                        best_u = st->peak[o];
+                        best = o;
+                    }
+            } else {
+                best = (int)(tie * SPK_N_OUT);
+                if (best > SPK_N_OUT - 1)
+                    best = SPK_N_OUT - 1;
+            }
+        }
+        (void)top;
+    }
+    res->action = best;
+    res->latency = last + 1;
+    res->spikes[0] = c_in;
+    res->spikes[1] = c_hid;
+    res->spikes[2] = c_out;
+    res->sops = sops;
+}
+
+static void draw_block(spk_state *st)
+{
+    int k;
+    for (k = 0; k < SPK_N * SPK_T; k++)
+        st->uniforms[k] = spk_uniform(&st->rng);
+}
+
+int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res)
+{
+    int det;
+    if (encode(st, obs) != 0)
+        return -1;
+    if (mode == SPK_DETERMINISTIC)
+        mode = SPK_DET_MODE == 0 ? -1 : SPK_DET_MODE == 1 ? SPK_THRESHOLD : SPK_MEDIAN;
+    if (mode == -1) { /* vote: K sampled runs; K blocks of uniforms, then K ties */
+        spk_pcg64 ties = st->rng;
+        int votes[SPK_N_OUT], k, o, best = 0;
+        spk_result one;
+        spk_pcg64_advance(&ties, (uint64_t)SPK_VOTE * SPK_N * SPK_T);
+        for (o = 0; o < SPK_N_OUT; o++)
+            votes[o] = 0;
+        res->latency = 0;
+        res->no_spike = 1;
+        res->spikes[0] = res->spikes[1] = res->spikes[2] = 0;
+        res->sops = 0;
+        for (k = 0; k < SPK_VOTE; k++) {
+            draw_block(st);
+            run(st, 0, spk_uniform(&ties), &one);
+            votes[one.action]++;
+            if (one.latency > res->latency)
+                res->latency = one.latency;
+            res->no_spike = res->no_spike && one.no_spike;
+            res->spikes[0] += one.spikes[0];
+            res->spikes[1] += one.spikes[1];
+            res->spikes[2] += one.spikes[2];
+            res->sops += one.sops;
+        }
+        st->rng = ties;
+        for (o = 1; o < SPK_N_OUT; o++)
+            if (votes[o] > votes[best])
+                best = o;
+        res->action = best;
+        return best;
+    }
+    if (mode < SPK_SAMPLED || mode > SPK_MEDIAN)
+        return -1;
+    det = mode == SPK_SAMPLED ? 0 : mode == SPK_THRESHOLD ? 1 : 2;
+    draw_block(st); /* drawn in every mode: the stream stays in step with Python's */
+    run(st, det, spk_uniform(&st->rng), res);
+    return res->action;
+}
+"""
+
+__all__ = ["export_c", "footprint", "footprint_markdown", "operations_per_decision", "ExportError", "MODES"]
