@@ -1,8 +1,9 @@
-"""The ``spikerl`` command: train, eval, show, list, bench, report.
+"""The ``spikerl`` command: train, eval, show, export, list, bench, report.
 
     spikerl train --agent fts-snn --env CartPole-v1 --steps 100000 --seed 0
     spikerl eval runs/CartPole-v1__fts-snn__s0__.../ --episodes 20
     spikerl show runs/CartPole-v1__fts-snn__s0__.../ --out show/
+    spikerl export runs/CartPole-v1__fts-snn__s0__.../ --format c --out policy_c/
     spikerl list
     spikerl bench --agents fts-snn,ppo --envs CartPole-v1 --seeds 3 --out runs/bench
     spikerl report runs/bench
@@ -107,6 +108,18 @@ def _show(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_c, footprint_markdown
+
+    if args.format != "c":
+        raise ConfigError(f"--format {args.format!r}: only 'c' is supported")
+    model, _ = _load_for_eval(Path(args.target), None, args.best)
+    report = export_c(model, args.out, name=args.name, weights=args.weights)
+    print(footprint_markdown(report))
+    print(f"wrote {', '.join(report['files'])}, footprint.md and footprint.json to {args.out}")
+    return 0
+
+
 def _list(args) -> int:
     print("agents:")
     for name, path in list_agents().items():
@@ -194,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--max-frames", type=int, default=300, help="frames kept for the video")
     sh.add_argument("--best", action="store_true", help="the run's best model instead of its final one")
     sh.set_defaults(fn=_show)
+
+    xp = sub.add_parser("export", help="write a trained spiking policy as a dependency-free C99 module")
+    xp.add_argument("target", metavar="RUN_OR_MODEL")
+    xp.add_argument("--format", default="c", help="c (the only one so far)")
+    xp.add_argument("--out", required=True, help="folder for NAME.h, NAME.c and the footprint report")
+    xp.add_argument("--name", default="spk_policy", help="file and symbol prefix")
+    xp.add_argument("--weights", default="float", choices=["float", "int16", "int8"],
+                    help="parameter storage: float, or integers with one stated scale per tensor")
+    xp.add_argument("--best", action="store_true", help="the run's best model instead of its final one")
+    xp.set_defaults(fn=_export)
 
     ls = sub.add_parser("list", help="the agents and envs spikerl knows")
     ls.set_defaults(fn=_list)

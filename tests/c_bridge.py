@@ -61,6 +61,11 @@ class CPolicy:
         m = (1 << 64) - 1
         self._init(self.state, s >> 64, s & m, inc >> 64, inc & m)
 
+    def rng_state(self) -> tuple[int, int]:
+        """``(state, inc)`` of the module's PCG64, as numpy's ``bit_generator.state`` has them."""
+        hi, lo, ihi, ilo = np.frombuffer(self.state.raw[:32], dtype=np.uint64).tolist()
+        return (hi << 64) | lo, (ihi << 64) | ilo
+
     def decide(self, obs, mode=0):
         x = np.ascontiguousarray(np.asarray(obs, dtype=np.float64).ravel())
         a = self._decide(self.state, x.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), mode, ctypes.byref(self.res))

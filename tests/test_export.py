@@ -1,0 +1,166 @@
+"""spikerl export --format c: the compiled module decides as the Python agent does.
+
+The module is compiled at -std=c99 -Wall -Wextra -Werror -pedantic and driven through a
+ctypes bridge (tests/c_bridge.py). With the C state seeded from the agent's numpy
+generator, every decision (action, latency, spikes per population, synaptic operations) on
+thousands of observations of a trained CartPole agent equals ``decide``/``predict``, in
+the sampled and the deterministic (vote) mode, and the two streams stay in step.
+"""
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from c_bridge import CPolicy, compile_module
+from spikerl import SpikingAgent
+from spikerl.cli import main
+from spikerl.export import ExportError, export_c
+from spikerl.serialization import load_model
+
+TRAINED = Path(__file__).resolve().parents[1] / "results" / "show" / "cartpole-fts-snn-s100.spk"
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return load_model(TRAINED)
+
+
+@pytest.fixture(scope="module")
+def cartpole_obs(trained):
+    """Observations the trained agent meets (two episodes) and random ones over its bounds."""
+    env = gym.make("CartPole-v1")
+    obs = []
+    for ep in range(2):
+        o, _ = env.reset(seed=100 + ep)
+        done = False
+        while not done:
+            obs.append(o)
+            a, _ = trained.predict(o, deterministic=True)
+            o, _, term, trunc, _ = env.step(a)
+            done = term or trunc
+    low, high = trained.policy.encoder.bounds()
+    rng = np.random.default_rng(0)
+    span = high - low
+    obs += list(rng.uniform(low - 0.2 * span, high + 0.2 * span, size=(1500, 4)))  # clipped ones too
+    return np.asarray(obs, dtype=np.float64)
+
+
+def _build(model, tmp_path, **kw):
+    export_c(model, tmp_path, **kw)
+    return CPolicy(compile_module(tmp_path, kw.get("name", "spk_policy")), kw.get("name", "spk_policy"))
+
+
+def _compare(model, c, obs, deterministic, mode, seed=7):
+    model.predict_rng = np.random.default_rng(seed)
+    c.seed_from(np.random.default_rng(seed))
+    for o in obs:
+        out = model.decide(o[None], deterministic)
+        a, r = c.decide(o, mode)
+        assert (a, r.latency, tuple(r.spikes), r.sops, bool(r.no_spike)) == (
+            out.action[0], out.latency[0], tuple(out.spikes[0]), out.sops[0], bool(out.no_spike[0])), o
+    # the streams are still in step
+    st = model.predict_rng.bit_generator.state["state"]
+    assert c.rng_state() == (st["state"], st["inc"])
+
+
+def test_trained_cartpole_decisions_identical_in_both_modes(trained, cartpole_obs, tmp_path):
+    assert len(cartpole_obs) >= 2000
+    c = _build(trained, tmp_path)
+    assert trained.config.deterministic_outputs == "vote"
+    _compare(trained, c, cartpole_obs, False, c.SAMPLED)
+    _compare(trained, c, cartpole_obs[:1000], True, c.DETERMINISTIC)
+    # predict(deterministic=True) itself, env actions included
+    trained.predict_rng = np.random.default_rng(3)
+    c.seed_from(np.random.default_rng(3))
+    for o in cartpole_obs[:300]:
+        a, _ = c.decide(o, c.DETERMINISTIC)
+        assert trained.predict(o, deterministic=True)[0] == trained.action_values[a]
+
+
+def test_threshold_and_median_modes_identical(trained, cartpole_obs, tmp_path):
+    c = _build(trained, tmp_path)
+    for name, mode in (("threshold", c.THRESHOLD), ("median", c.MEDIAN)):
+        rng = np.random.default_rng(1)
+        c.seed_from(np.random.default_rng(1))
+        for o in cartpole_obs[:500]:
+            out = trained.policy.act(o[None], rng, deterministic=name)
+            a, r = c.decide(o, mode)
+            assert (a, r.latency, tuple(r.spikes)) == (out.action[0], out.latency[0], tuple(out.spikes[0]))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"kernel": "raised_cosine", "n_basis": 3, "memory": 6},  # the pushed (bank) path
+    {"decoder": "rate"},
+    {"code": "time", "features": "normalized"},
+    {"feedback": False, "n_hidden": 0},
+])
+def test_other_networks_identical(overrides, tmp_path):
+    agent = SpikingAgent("CartPole-v1", seed=2, **overrides)
+    agent.learn(1_000)
+    obs = np.random.default_rng(2).normal(size=(400, 4)) * [1.0, 1.0, 0.1, 1.0]
+    c = _build(agent, tmp_path)
+    _compare(agent, c, obs, False, c.SAMPLED)
+    _compare(agent, c, obs[:100], True, c.DETERMINISTIC)
+
+
+def test_discrete_observations_identical(tmp_path):
+    agent = SpikingAgent("spikerl/WindyGridWorld-v0", seed=1)
+    agent.learn(2_000)
+    c = _build(agent, tmp_path, name="windy")
+    obs = np.arange(70, dtype=np.float64).repeat(5)[:, None]
+    _compare(agent, c, obs, False, c.SAMPLED)
+    assert c.decide([70.0], 0)[0] == -1 and c.decide([3.5], 0)[0] == -1  # out of the space
+
+
+def test_pcg64_matches_numpy_and_jumps(tmp_path, trained):
+    import ctypes
+
+    export_c(trained, tmp_path)
+    lib = ctypes.CDLL(str(compile_module(tmp_path)))
+    rng_t = ctypes.c_uint64 * 4
+    lib.spk_policy_uniform.restype = ctypes.c_double
+    lib.spk_policy_pcg64_advance.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+    gen = np.random.default_rng(123)
+    s, inc = gen.bit_generator.state["state"]["state"], gen.bit_generator.state["state"]["inc"]
+    m = (1 << 64) - 1
+    r = rng_t(s >> 64, s & m, inc >> 64, inc & m)
+    assert [lib.spk_policy_uniform(ctypes.byref(r)) for _ in range(1000)] == gen.random(1000).tolist()
+    lib.spk_policy_pcg64_advance(ctypes.byref(r), 12345)
+    gen.bit_generator.advance(12345)
+    assert lib.spk_policy_uniform(ctypes.byref(r)) == gen.random()
+
+
+def test_float32_and_quantised_builds_compile_and_mostly_agree(trained, cartpole_obs, tmp_path):
+    (tmp_path / "f").mkdir()
+    export_c(trained, tmp_path / "f")
+    c32 = CPolicy(compile_module(tmp_path / "f", float32=True))
+    for weights, need in (("int16", 0.97), ("int8", 0.8)):
+        out = tmp_path / weights
+        rep = export_c(trained, out, weights=weights)
+        assert rep["flash_bytes"] < export_c(trained, tmp_path / "f")["flash_bytes"]
+        cq = CPolicy(compile_module(out))
+        same = np.mean([cq.decide(o, cq.THRESHOLD)[0] == trained.policy.act(o[None], np.random.default_rng(0),
+                                                                              deterministic="threshold").action[0]
+                        for o in cartpole_obs[:400]])
+        assert same >= need, (weights, same)
+    same32 = np.mean([c32.decide(o, c32.THRESHOLD)[0] == trained.policy.act(o[None], np.random.default_rng(0),
+                                                                            deterministic="threshold").action[0]
+                      for o in cartpole_obs[:400]])
+    assert same32 >= 0.99
+
+
+def test_export_command_and_bad_input(trained, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["export", str(TRAINED), "--format", "c", "--out", str(out), "--weights", "int16"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"spk_policy.h", "spk_policy.c", "footprint.md", "footprint.json"}
+    assert "flash" in capsys.readouterr().out
+    compile_module(out)
+    assert main(["export", str(TRAINED), "--out", str(out), "--format", "onnx"]) == 2
+    assert main(["export", str(TRAINED), "--out", str(out), "--name", "not a name"]) == 2
+    c = _build(trained, tmp_path / "d")
+    assert c.decide([np.nan, 0, 0, 0], 0)[0] == -1
+    mlp = SpikingAgent.__new__(SpikingAgent)
+    mlp.policy = object()
+    with pytest.raises(ExportError, match="only spiking agents"):
+        export_c(mlp, tmp_path / "e")
