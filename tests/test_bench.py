@@ -1,6 +1,7 @@
 """The benchmark harness: a tiny two-agent, two-seed grid in parallel, its report, and resumption."""
 import json
 
+import numpy as np
 import pytest
 
 from spikerl.bench import cell_dir, run_bench
@@ -22,11 +23,32 @@ def test_bench_runs_every_cell_in_parallel(bench):
             assert summary["status"] == "finished" and summary["steps"] >= 1500 and summary["seed"] == seed
 
 
-def test_report_has_both_agents_statistics_and_figures(bench):
+def _row(text, agent):
+    """The cells of ``agent``'s row in the first table of the report."""
+    header = next(line for line in text.splitlines() if line.startswith("| agent | final return"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| {agent} |"))
+    return dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+
+
+def test_report_rows_are_the_runs_figures(bench):
+    """Each row's numbers are computed from that agent's run summaries (recomputed here)."""
+    from scipy.stats import trim_mean
+
     path = write_report(bench)
     text = path.read_text()
-    assert "| fts-snn |" in text and "| ppo |" in text
-    assert "IQM" in text and "95%" in text and "Horowitz" in text
+    for agent in ("fts-snn", "ppo"):
+        sums = [json.loads((cell_dir(bench, "CartPole-v1", agent, s) / "summary.json").read_text()) for s in (0, 1)]
+        cells = _row(text, agent)
+        final = [x["final_mean_return"] for x in sums]
+        assert cells["final return IQM [95% CI]"].startswith(f"{trim_mean(final, 0.25):,.1f} [")
+        solved = sum(x["first_solved_step"] is not None for x in sums)
+        assert cells["solved (seeds)"] == f"{solved}/2"
+        sops = np.mean([x.get("sops_per_decision") or 0.0 for x in sums])
+        macs = np.mean([x.get("macs_per_decision") or 0.0 for x in sums])
+        assert cells["energy / decision (nJ)"] == f"{(sops * 0.9 + macs * 4.6) / 1000:,.2f}"
+        assert cells["latency (steps)"] == f"{np.mean([x['latency'] for x in sums]):,.2f}"
+        assert cells["parameters"] == f"{int(np.mean([x['n_parameters'] for x in sums])):,}"
+        assert (cells["MACs / decision"] == "-") == (agent == "fts-snn")
     png = path.parent / "CartPole-v1_curves.png"
     assert png.is_file() and png.stat().st_size > 1000
 

@@ -74,13 +74,21 @@ def test_eval_and_list_commands(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     run = _train(tmp_path, "fts-snn", extra=["--no-wandb"])
     capsys.readouterr()
+    from spikerl.evaluation import evaluate_model
+    from spikerl.serialization import load_model
+
+    def expected(model_file, n, deterministic=True):  # the one protocol, on a fresh load
+        res = evaluate_model(load_model(run / model_file), "CartPole-v1", n_episodes=n, deterministic=deterministic)
+        return round(res["mean_return"], 3), round(res["latency"], 3)
+
     assert main(["eval", str(run), "--episodes", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["env"] == "CartPole-v1" and out["mean_return"] > 0 and out["latency"] >= 1
-    assert main(["eval", str(run / "model.spk"), "--episodes", "1", "--no-deterministic"]) == 0
-    capsys.readouterr()
+    assert out["env"] == "CartPole-v1" and (out["mean_return"], out["latency"]) == expected("model.spk", 2)
+    assert main(["eval", str(run / "model.spk"), "--episodes", "3", "--no-deterministic"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["mean_return"], out["latency"]) == expected("model.spk", 3, deterministic=False)
     assert main(["eval", str(run), "--best", "--episodes", "2"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] > 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == expected("best_model.spk", 2)[0]
     assert main(["eval", str(run / "model.spk"), "--best"]) == 2
     assert "--best needs a run folder" in capsys.readouterr().err
     assert main(["list"]) == 0
