@@ -114,7 +114,7 @@ def _export(args) -> int:
     if args.format != "c":
         raise ConfigError(f"--format {args.format!r}: only 'c' is supported")
     model, _ = _load_for_eval(Path(args.target), None, args.best)
-    report = export_c(model, args.out, name=args.name, weights=args.weights)
+    report = export_c(model, args.out, name=args.name, weights=args.weights, learn=args.learn)
     print(footprint_markdown(report))
     print(f"wrote {', '.join(report['files'])}, footprint.md and footprint.json to {args.out}")
     return 0
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--name", default="spk_policy", help="file and symbol prefix")
     xp.add_argument("--weights", default="float", choices=["float", "int16", "int8"],
                     help="parameter storage: float, or integers with one stated scale per tensor")
+    xp.add_argument("--learn", action="store_true",
+                    help="also carry the online actor-critic rule, so the device keeps learning from its reward")
     xp.add_argument("--best", action="store_true", help="the run's best model instead of its final one")
     xp.set_defaults(fn=_export)
 

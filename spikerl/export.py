@@ -43,10 +43,13 @@ class ExportError(ValueError):
 
 
 def _lit(x: float) -> str:
-    """An exact C99 literal of a double (hexadecimal floating constant)."""
+    """An exact C99 literal of a double (hexadecimal floating constant; infinities as
+    ``INFINITY``)."""
     x = float(x)
-    if not np.isfinite(x):
-        raise ExportError(f"cannot export the non-finite value {x}")
+    if np.isinf(x):
+        return "INFINITY" if x > 0 else "-INFINITY"
+    if np.isnan(x):
+        raise ExportError("cannot export a NaN")
     return x.hex()
 
 
@@ -92,9 +95,11 @@ def _check_exportable(model) -> SpikingPolicy:
     return policy
 
 
-def export_c(model, out, *, name: str = "spk_policy", weights: str = "float") -> dict:
+def export_c(model, out, *, name: str = "spk_policy", weights: str = "float", learn: bool = False) -> dict:
     """Write ``NAME.h`` and ``NAME.c`` (and ``footprint.json``/``.md``) into ``out``; returns
-    the footprint report (:func:`footprint`)."""
+    the footprint report (:func:`footprint`). With ``learn``, the module also carries the
+    online actor-critic rule (``NAME_learn_act`` / ``NAME_learn_update``), starting from the
+    agent's current parameters, critic, optimiser moments and observation statistics."""
     if weights not in WEIGHT_FORMATS:
         raise ExportError(f"weights must be one of {sorted(WEIGHT_FORMATS)}, got {weights!r}")
     if not name.isidentifier():
@@ -102,10 +107,10 @@ def export_c(model, out, *, name: str = "spk_policy", weights: str = "float") ->
     policy = _check_exportable(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    header, source, flash = _generate(model, policy, name, weights)
+    header, source, flash = _generate(model, policy, name, weights, learn)
     (out / f"{name}.h").write_text(header)
     (out / f"{name}.c").write_text(source)
-    report = footprint(model, weights=weights, flash_tables=flash)
+    report = footprint(model, weights=weights, flash_tables=flash, learn=learn)
     report["files"] = [f"{name}.h", f"{name}.c"]
     (out / "footprint.json").write_text(json.dumps(report, indent=2))
     (out / "footprint.md").write_text(footprint_markdown(report))
@@ -119,9 +124,55 @@ def _layout(policy: SpikingPolicy):
     return topo, enc, T, a, b, geometric_decay(a, T), geometric_decay(b, T)
 
 
-def _generate(model, policy: SpikingPolicy, name: str, weights: str):
+def _check_learnable(model, policy, weights):
+    cfg = model.config
+    if weights != "float":
+        raise ExportError("--learn needs float weights (the rule updates them)")
+    if cfg.lr_schedule != "constant":
+        raise ExportError(f"--learn: lr_schedule {cfg.lr_schedule!r} needs a known budget; a device learns with a "
+                          "constant rate (set lr_schedule: constant)")
+    if cfg.rate_reg != 0:
+        raise ExportError("--learn: the firing-rate regulariser (rate_reg) does not export yet")
+    if policy.estimator is not None:
+        raise ExportError(f"--learn: hidden_rule {cfg.hidden_rule!r} does not export (joint does)")
+
+
+def _learn_parts(model, policy):
+    """C tables and defines of the online actor-critic: initial state of every learnt array."""
+    cfg, topo, enc, critic = model.config, policy.topo, policy.encoder, model.critic
+    P, R = policy.n_params, critic.b.size
+    C = critic.c.size
+    parts = [_array("spk_real", "theta0", policy.theta), _ints("uint8_t", "learnable", policy.learnable),
+             _ints("int32_t", "pre_syn", topo.pre_syn), _array("spk_real", "adam_m0", model.optimizer.m),
+             _array("spk_real", "adam_v0", model.optimizer.v), _array("spk_real", "critic_W", critic.W),
+             _array("spk_real", "critic_b", critic.b), _array("spk_real", "critic_c0", critic.c),
+             _array("spk_real", "cadam_m0", critic.opt.m), _array("spk_real", "cadam_v0", critic.opt.v)]
+    flash = 8 * (P * 3 + critic.W.size + R + 3 * C) + P + 4 * topo.n_synapses
+    defs = (f"#define GAMMA {_lit(cfg.gamma)}\n#define LAM {_lit(cfg.lam)}\n#define LR {_lit(cfg.learning_rate)}\n"
+            f"#define CRITIC_LR {_lit(critic.lr)}\n#define W_CLIP {_lit(cfg.w_clip)}\n"
+            f"#define OUT_BIAS_CAP {int(cfg.out_bias_max is not None)}\n"
+            f"#define OUT_BIAS_MAX {_lit(cfg.out_bias_max if cfg.out_bias_max is not None else 0.0)}\n"
+            f"#define ADAM_T0 {int(model.optimizer.t)}\n#define CADAM_T0 {int(critic.opt.t)}\n"
+            f"#define N_RANDOM {R}\n")
+    if enc.features in ("normalized", "population"):
+        st = enc.stats
+        parts += [_array("double", "space_low", enc.space_low), _array("double", "space_high", enc.space_high),
+                  _array("double", "fixed_low", enc.fixed_low), _array("double", "fixed_high", enc.fixed_high),
+                  _ints("uint8_t", "fixed", enc.fixed), _array("double", "stats_mean0", st.mean),
+                  _array("double", "stats_m20", st.m2)]
+        defs += (f"#define RUNNING {int(not enc.fixed.all())}\n#define N_STD {_lit(enc.n_std)}\n"
+                 f"#define STATS_COUNT0 {_lit(st.count)}\n")
+        flash += 8 * 6 * enc.obs_dim
+    else:
+        defs += "#define RUNNING 0\n"
+    return parts, defs, flash
+
+
+def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool = False):
     topo, enc, T, a, b, ff_decay, fb_decay = _layout(policy)
     cfg = model.config
+    if learn:
+        _check_learnable(model, policy, weights)
     N, n_in, n_hid, n_out, S = topo.n_neurons, topo.n_in, topo.n_hid, topo.n_out, topo.n_synapses
     K, Kb = a.shape[0], b.shape[0]
     pre_syn = np.asarray(topo.pre_syn, np.int64)
@@ -139,8 +190,9 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str):
     if enc.features in ("normalized", "population"):
         low, high = enc.bounds()
         n_obs = enc.obs_dim
-        parts += [_array("double", "enc_low", low), _array("double", "enc_high", high)]
-        flash += 16 * n_obs
+        if not (learn and not enc.fixed.all()):  # learning with running bounds computes them
+            parts += [_array("double", "enc_low", low), _array("double", "enc_high", high)]
+            flash += 16 * n_obs
         if enc.features == "population":
             parts.append(_array("double", "enc_centres", enc._centres))
             flash += 8 * enc.n_fields
@@ -160,20 +212,22 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str):
     parts.append(_ints("int32_t", "qpost", qpost))
     flash += 4 * (topo.pre_ptr.size + qpost.size)
     macros = []
-    if ff_decay >= 0.0:  # recursive: one weight times a(0) per synapse, in pre-synaptic order
-        src, mac, nb = _tensor("net_wq", params.w[pre_syn, 0] * a[0, 0], weights)
-    else:
-        src, mac, nb = _tensor("net_w", params.w[pre_syn].ravel(), weights)
-        parts.append(_array("spk_real", "net_a", a))
-        flash += 8 * a.size
-    parts.append(src)
-    macros.append(mac)
-    flash += nb
-    for tname, values in (("net_v", params.v), ("net_gamma", params.gamma)):
-        src, mac, nb = _tensor(tname, values, weights)
+    if not learn:  # learning keeps the parameters in the state (theta), not in tables
+        if ff_decay >= 0.0:  # recursive: one weight times a(0) per synapse, in pre-synaptic order
+            src, mac, nb = _tensor("net_wq", params.w[pre_syn, 0] * a[0, 0], weights)
+        else:
+            src, mac, nb = _tensor("net_w", params.w[pre_syn].ravel(), weights)
         parts.append(src)
         macros.append(mac)
         flash += nb
+        for tname, values in (("net_v", params.v), ("net_gamma", params.gamma)):
+            src, mac, nb = _tensor(tname, values, weights)
+            parts.append(src)
+            macros.append(mac)
+            flash += nb
+    if ff_decay < 0.0:
+        parts.append(_array("spk_real", "net_a", a))
+        flash += 8 * a.size
     if fb_decay < 0.0:
         parts.append(_array("spk_real", "net_b", b))
         flash += 8 * b.size
@@ -181,14 +235,25 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str):
     flash += 8 * av.size
     net_defs = (f"#define FF_GEOMETRIC {int(ff_decay >= 0.0)}\n#define FF_DECAY {_lit(max(ff_decay, 0.0))}\n"
                 f"#define FB_GEOMETRIC {int(fb_decay >= 0.0)}\n#define FB_DECAY {_lit(max(fb_decay, 0.0))}\n"
-                f"#define B00 {_lit(b[0, 0])}\n#define PUSHED {int(ff_decay < 0.0 or fb_decay < 0.0)}\n"
+                f"#define B00 {_lit(b[0, 0])}\n#define A00 {_lit(a[0, 0])}\n#define PUSHED {int(ff_decay < 0.0 or fb_decay < 0.0)}\n"
                 f"#define KA {K}\n#define MA {a.shape[1]}\n#define KB {Kb}\n#define MB {b.shape[1]}\n"
                 f"#define RATE_DECODER {int(policy.decoder == 'rate')}\n")
+    learn_defs = "#define SPK_LEARN 0\n"
+    n_critic = 1
+    if learn:
+        lparts, ldefs, lflash = _learn_parts(model, policy)
+        parts += lparts
+        enc_defs += ldefs
+        flash += lflash
+        n_critic = model.critic.c.size
+        learn_defs = "#define SPK_LEARN 1\n"
     header = HEADER.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").format(U=U, name=name, n_obs=n_obs, n_in=n_in, n_hid=n_hid, n_out=n_out, N=N, T=T, S=S,
-                           act_dim=act_dim, vote=int(cfg.vote_samples), det=det_mode,
+                           act_dim=act_dim, learn_defs=learn_defs.replace("SPK_", f"{U}_"), KA=K, KB=Kb,
+                           P=policy.n_params, C=n_critic, vote=int(cfg.vote_samples), det=det_mode,
                            det_code={"vote": 0, "threshold": 1, True: 1, "median": 2}[det_mode],
                            weights=weights, env=getattr(model, "env_id", None) or "?")
-    source = SOURCE.replace("@TABLES@", "".join(parts)).replace("@DEFS@", enc_defs + net_defs + "".join(macros))
+    source = SOURCE.replace("@TABLES@", "".join(parts)).replace(
+        "@DEFS@", enc_defs + net_defs + "".join(macros))
     source = source.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").replace("@NAME@", name)
     return header, source, flash
 
@@ -219,7 +284,7 @@ def operations_per_decision(policy: SpikingPolicy, *, latency=None, spikes=None,
 
 
 def footprint(model, *, weights: str = "float", flash_tables: int | None = None, decisions=None,
-              ppo=None) -> dict:
+              ppo=None, learn: bool = False) -> dict:
     """Flash (weights + tables), RAM (state struct) and operations per decision; with
     ``ppo`` (an SB3 PPO model) the same for its actor in float32."""
     policy = _check_exportable(model)
@@ -230,8 +295,12 @@ def footprint(model, *, weights: str = "float", flash_tables: int | None = None,
            + real * (2 * N + enc.n_inputs + 2 * topo.n_out)  # currents, input probabilities, hazard, peak
            + (real * N * T if (ff_decay < 0 or fb_decay < 0) else 0)  # pushed drive
            + N + 4 * enc.n_inputs + 4 * topo.n_out)  # spikes of a step, spike steps, output counts
+    if learn:  # theta, Adam moments, eligibility and trace per parameter; critic likewise; raster, errors
+        P, C = policy.n_params, model.critic.c.size
+        ram += real * (5 * P + 6 * C + enc.n_inputs + 2 * N * T + N * T * (a.shape[0] + b.shape[0])) + N * T + 16
     rep = {
         "weights": weights,
+        "learn": learn,
         "n_parameters": int(policy.learnable.sum()),
         "flash_bytes": int(flash_tables) if flash_tables is not None else None,
         "ram_bytes_estimate": int(ram),
@@ -278,9 +347,14 @@ HEADER = """\
  * the C standard library, no malloc. Weights: {weights}. Compile with -DSPK_FLOAT32 for
  * float arithmetic (default double).
  *
- *   {name}_state st;                       // all state (static or on the stack)
- *   {name}_init(&st, hi, lo, inc_hi, inc_lo); // PCG64 state (numpy's default generator)
- *   int a = {name}_decide(&st, obs, SPK_SAMPLED, &res);  // index into action values
+ *   {name}_state st;                           // all state (static or on the stack)
+ *   {name}_init(&st, hi, lo, inc_hi, inc_lo);   // PCG64 state (numpy's default generator)
+ *   int a = {name}_decide(&st, obs, SPK_SAMPLED, &res);  // index into the action values
+ *
+ * With SPK_LEARN (spikerl export --learn), the online actor-critic keeps learning:
+ *   a = {name}_learn_act(&st, obs, &res);       // a sampled decision, eligibilities kept
+ *   ... apply action values[a] to the plant, observe reward and the next observation ...
+ *   {name}_learn_update(&st, reward, next_obs, terminated, truncated);
  */
 #ifndef SPK_{U}_H
 #define SPK_{U}_H
@@ -293,13 +367,17 @@ typedef float spk_real;
 typedef double spk_real;
 #endif
 
-#define SPK_N_OBS {n_obs}      /* observation values (a Discrete state: 1) */
+{learn_defs}#define SPK_N_OBS {n_obs}      /* observation values (a Discrete state: 1) */
 #define SPK_N_IN {n_in}        /* input neurons */
 #define SPK_N_HID {n_hid}
 #define SPK_N_OUT {n_out}      /* output neurons = actions */
 #define SPK_N {N}
 #define SPK_T {T}              /* steps per decision (at most) */
 #define SPK_S {S}              /* synapses */
+#define SPK_KA {KA}            /* feedforward kernel bases */
+#define SPK_KB {KB}            /* feedback kernel bases */
+#define SPK_P {P}              /* parameters: S*KA weights, N*KB feedback weights, N biases */
+#define SPK_C {C}              /* critic weights (learning) */
 #define SPK_ACT_DIM {act_dim}  /* values per env action */
 #define SPK_VOTE {vote}        /* samples of a vote */
 #define SPK_DET_MODE {det_code} /* the agent's deterministic mode: 0 vote, 1 threshold, 2 median ({det}) */
@@ -316,6 +394,16 @@ typedef struct {{
     spk_real hazard[SPK_N_OUT], peak[SPK_N_OUT], phase[SPK_N_IN];
     int32_t spike_step[SPK_N_IN], counts[SPK_N_OUT];
     uint8_t spike[SPK_N];
+#if SPK_LEARN
+    spk_real theta[SPK_P], adam_m[SPK_P], adam_v[SPK_P], elig[SPK_P], trace[SPK_P];
+    spk_real c[SPK_C], cadam_m[SPK_C], cadam_v[SPK_C], ctrace[SPK_C], fa[SPK_C], fa_next[SPK_C];
+    spk_real feat[SPK_N_IN];
+    double stats_count, stats_mean[SPK_N_OBS], stats_m2[SPK_N_OBS];
+    long adam_t, cadam_t;
+    uint8_t raster[SPK_T * SPK_N];
+    spk_real prob[SPK_T * SPK_N], err[SPK_N * SPK_T];
+    spk_real filt_a[SPK_T * SPK_N * SPK_KA], filt_b[SPK_T * SPK_N * SPK_KB];
+#endif
 }} spk_state;
 
 typedef struct {{
@@ -336,6 +424,17 @@ void spk_pcg64_advance(spk_pcg64 *r, uint64_t delta);
 int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res);
 const double *spk_action_value(int action);  /* SPK_ACT_DIM values of the env action */
 size_t spk_state_size(void);
+#if SPK_LEARN
+/* The online actor-critic (the rule of spikerl's reward_factor="td"): update the observation
+ * statistics, decide (sampled) and keep the decision's eligibilities. -1 on a bad observation. */
+int spk_learn_act(spk_state *st, const double *obs, spk_result *res);
+/* After the env step: TD error delta = r + gamma V(s') - V(s) (V(s') = 0 when terminated),
+ * traces z = gamma lambda z + e, one Adam step each for the critic and the policy; traces
+ * cleared at an episode end (terminated or truncated). -1 on a bad next observation. */
+int spk_learn_update(spk_state *st, double reward, const double *next_obs, int terminated, int truncated);
+const spk_real *spk_parameters(const spk_state *st);  /* SPK_P values, in spikerl's theta order */
+const spk_real *spk_critic_weights(const spk_state *st);  /* SPK_C values */
+#endif
 
 #endif
 """
@@ -347,6 +446,18 @@ SOURCE = r"""/* @NAME@.c: generated by spikerl export; see @NAME@.h. */
 @DEFS@
 #define OUT0 (SPK_N_IN + SPK_N_HID)
 #define LN2 0x1.62e42fefa39efp-1
+
+#if SPK_LEARN
+#define W_AT(q, k) (st->theta[pre_syn[q] * KA + (k)])
+#define WQ_AT(q) (st->theta[pre_syn[q] * KA] * (spk_real)A00)
+#define V_AT(j, k) (st->theta[SPK_S * KA + (j) * KB + (k)])
+#define GAMMA_AT(i) (st->theta[SPK_S * KA + SPK_N * KB + (i)])
+#else
+#define W_AT(q, k) NET_W((q) * KA + (k))
+#define WQ_AT(q) NET_WQ(q)
+#define V_AT(j, k) NET_V((j) * KB + (k))
+#define GAMMA_AT(i) NET_GAMMA(i)
+#endif
 
 @TABLES@
 /* ---- PCG64: state = state * M + inc (mod 2^128); output XSL-RR of the new state ---- */
@@ -421,56 +532,115 @@ void spk_pcg64_advance(spk_pcg64 *r, uint64_t delta)
 void spk_init(spk_state *st, uint64_t state_hi, uint64_t state_lo, uint64_t inc_hi, uint64_t inc_lo)
 {
     spk_pcg64_set(&st->rng, state_hi, state_lo, inc_hi, inc_lo);
+#if SPK_LEARN
+    {
+        int p, d;
+        for (p = 0; p < SPK_P; p++) {
+            st->theta[p] = theta0[p];
+            st->adam_m[p] = adam_m0[p];
+            st->adam_v[p] = adam_v0[p];
+            st->trace[p] = 0;
+        }
+        for (p = 0; p < SPK_C; p++) {
+            st->c[p] = critic_c0[p];
+            st->cadam_m[p] = cadam_m0[p];
+            st->cadam_v[p] = cadam_v0[p];
+            st->ctrace[p] = 0;
+        }
+        st->adam_t = ADAM_T0;
+        st->cadam_t = CADAM_T0;
+#if RUNNING
+        st->stats_count = STATS_COUNT0;
+        for (d = 0; d < SPK_N_OBS; d++) {
+            st->stats_mean[d] = stats_mean0[d];
+            st->stats_m2[d] = stats_m20[d];
+        }
+#else
+        (void)d;
+#endif
+    }
+#endif
 }
 
 size_t spk_state_size(void) { return sizeof(spk_state); }
 
 const double *spk_action_value(int action) { return &action_values[action * SPK_ACT_DIM]; }
 
-/* ---- encoder: observation -> input spike probability (rate) or spike step (time) ---- */
-static int encode(spk_state *st, const double *obs)
+/* ---- encoder: observation -> features in [0, 1] -> input spike probability (rate) or step (time) ---- */
+#if ENC_BOX
+static void bounds(const spk_state *st, int d, double *lo, double *hi)
 {
-    int j;
+#if SPK_LEARN && RUNNING
+    if (!fixed[d]) {
+        double sd = sqrt(st->stats_m2[d] / (st->stats_count > 1.0 ? st->stats_count : 1.0)) + 1e-8;
+        double spread = N_STD * sd, l, h;
+        spread = spread > 1e-3 ? spread : 1e-3;
+        l = st->stats_mean[d] - spread;
+        l = l > space_low[d] ? l : space_low[d];
+        l = l < space_high[d] - 1e-3 ? l : space_high[d] - 1e-3;
+        h = st->stats_mean[d] + spread;
+        h = h > l + 1e-3 ? h : l + 1e-3;
+        h = h < space_high[d] ? h : space_high[d];
+        *lo = l;
+        *hi = h;
+        return;
+    }
+    *lo = fixed_low[d];
+    *hi = fixed_high[d];
+#else
+    (void)st;
+    *lo = enc_low[d];
+    *hi = enc_high[d];
+#endif
+}
+#endif
+
+static int features(const spk_state *st, const double *obs, spk_real *f)
+{
 #if ENC_BOX
     int d, m;
-    for (d = 0; d < SPK_N_OBS; d++) {
-        double x = obs[d], z;
-        if (!isfinite(x))
+    for (d = 0; d < SPK_N_OBS; d++)
+        if (!isfinite(obs[d]))
             return -1;
-        x = x > enc_low[d] ? x : enc_low[d];
-        x = x < enc_high[d] ? x : enc_high[d];
-        z = (x - enc_low[d]) / (enc_high[d] - enc_low[d]);
+    for (d = 0; d < SPK_N_OBS; d++) {
+        double x = obs[d], z, lo, hi;
+        bounds(st, d, &lo, &hi);
+        x = x > lo ? x : lo;
+        x = x < hi ? x : hi;
+        z = (x - lo) / (hi - lo);
         for (m = 0; m < ENC_FIELDS; m++) {
 #if ENC_POPULATION
             double e = (z - enc_centres[m]) * ENC_INV_WIDTH;
-            double f = exp(-0.5 * e * e);
+            f[d * ENC_FIELDS + m] = (spk_real)exp(-0.5 * e * e);
 #else
-            double f = z;
-#endif
-            j = d * ENC_FIELDS + m;
-#if ENC_TIME_CODE
-            st->spike_step[j] = f >= ENC_F_MIN ? (int32_t)rint((1.0 - f) * (SPK_T - 1)) : -1;
-#else
-            st->p_in[j] = (spk_real)(ENC_P_MAX * f);
+            f[d * ENC_FIELDS + m] = (spk_real)z;
 #endif
         }
     }
 #else
     double x = obs[0];
     long s;
+    int j;
+    (void)st;
     if (!isfinite(x) || x != floor(x) || x < ENC_START || x >= ENC_START + ENC_N_STATES)
         return -1;
     s = (long)x - ENC_START;
+    for (j = 0; j < SPK_N_IN; j++)
+        f[j] = (spk_real)(j == enc_tile_of[s] ? 1.0 : 0.0);
+#endif
+    return 0;
+}
+
+static void temporal(spk_state *st, const spk_real *f)
+{
+    int j;
     for (j = 0; j < SPK_N_IN; j++) {
 #if ENC_TIME_CODE
-        st->spike_step[j] = j == enc_tile_of[s] ? 0 : (0.0 >= ENC_F_MIN ? SPK_T - 1 : -1);
+        st->spike_step[j] = f[j] >= ENC_F_MIN ? (int32_t)rint((1.0 - f[j]) * (SPK_T - 1)) : -1;
 #else
-        st->p_in[j] = (spk_real)(j == enc_tile_of[s] ? ENC_P_MAX * 1.0 : 0.0);
+        st->p_in[j] = (spk_real)(ENC_P_MAX * f[j]);
 #endif
     }
-#endif
-    (void)j;
-    return 0;
 }
 
 static double input_p(const spk_state *st, int j, int t)
@@ -501,30 +671,38 @@ static double softplus(double x)
 }
 
 #if PUSHED
-static void push(spk_real *drive, int i, int t, int horizon, int K, int M, spk_real (*wk)(int), int base,
-                 const spk_real *bank)
+/* drive[i, t+1+d] += sum_k weight_k bank[k, d] (kind 0: synapse q, feedforward; 1: neuron q, feedback) */
+static void push(spk_state *st, int i, int t, int kind, int q)
 {
-    int k, d;
+    int k, d, horizon = SPK_T - 1 - t;
+    int K = kind ? KB : KA, M = kind ? MB : MA;
     for (k = 0; k < K; k++) {
-        spk_real w = wk(base + k);
+        spk_real w;
+        const spk_real *bank;
+#if FF_GEOMETRIC
+        w = V_AT(q, k);
+        bank = net_b;
+#elif FB_GEOMETRIC
+        w = W_AT(q, k);
+        bank = net_a;
+#else
+        w = kind ? V_AT(q, k) : W_AT(q, k);
+        bank = kind ? net_b : net_a;
+#endif
         for (d = 0; d < (M < horizon ? M : horizon); d++)
-            drive[i * SPK_T + t + 1 + d] += w * bank[k * M + d];
+            st->drive[i * SPK_T + t + 1 + d] += w * bank[k * M + d];
     }
 }
 #endif
-#if PUSHED && !FF_GEOMETRIC
-static spk_real w_at(int i) { return NET_W(i); }
-#endif
-#if PUSHED && !FB_GEOMETRIC
-static spk_real v_at(int i) { return NET_V(i); }
-#endif
 
-/* One network run (DESIGN.md section 2); det: 0 sampled, 1 threshold, 2 median outputs. */
-static void run(spk_state *st, int det, double tie, spk_result *res)
+/* One network run (DESIGN.md section 2); det: 0 sampled, 1 threshold, 2 median outputs.
+ * With learn, the raster and spike probabilities are kept for the eligibilities. */
+static void run(spk_state *st, int det, double tie, int learn, spk_result *res)
 {
     int t, i, j, o, q, last = SPK_T - 1, n_first = 0, best = -1;
     int32_t c_in = 0, c_hid = 0, c_out = 0, sops = 0;
     spk_real best_u = -INFINITY;
+    (void)learn;
     for (i = 0; i < SPK_N; i++) {
         st->cur_ff[i] = 0;
         st->cur_fb[i] = 0;
@@ -557,11 +735,12 @@ static void run(spk_state *st, int det, double tie, spk_result *res)
             c_in += s;
         }
         for (i = SPK_N_IN; i < SPK_N; i++) {
-            spk_real u = st->cur_ff[i] + st->cur_fb[i] + NET_GAMMA(i);
+            spk_real u = st->cur_ff[i] + st->cur_fb[i] + GAMMA_AT(i), pi;
             int s;
 #if PUSHED
             u += st->drive[i * SPK_T + t];
 #endif
+            pi = sigmoid(u);
             if (det == 2 && i >= OUT0) {
                 st->hazard[i - OUT0] += (spk_real)softplus((double)u);
                 s = st->hazard[i - OUT0] >= LN2;
@@ -570,9 +749,12 @@ static void run(spk_state *st, int det, double tie, spk_result *res)
             } else if (det) {
                 s = u > 0;
             } else {
-                s = st->uniforms[i * SPK_T + t] < (double)sigmoid(u);
+                s = st->uniforms[i * SPK_T + t] < (double)pi;
             }
             st->spike[i] = (uint8_t)s;
+#if SPK_LEARN
+            st->prob[t * SPK_N + i] = pi;
+#endif
             if (i < OUT0) {
                 c_hid += s;
             } else {
@@ -584,6 +766,10 @@ static void run(spk_state *st, int det, double tie, spk_result *res)
                     any_out = 1;
             }
         }
+#if SPK_LEARN
+        for (i = 0; i < SPK_N; i++)
+            st->raster[t * SPK_N + i] = st->spike[i];
+#endif
         if ((!RATE_DECODER && any_out) || t == SPK_T - 1) {
             last = t;
             break;
@@ -602,16 +788,16 @@ static void run(spk_state *st, int det, double tie, spk_result *res)
             sops += (pre_ptr[j + 1] - pre_ptr[j]) * KA;
             for (q = pre_ptr[j]; q < pre_ptr[j + 1]; q++) {
 #if FF_GEOMETRIC
-                st->cur_ff[qpost[q]] += NET_WQ(q);
+                st->cur_ff[qpost[q]] += WQ_AT(q);
 #else
-                push(st->drive, qpost[q], t, SPK_T - 1 - t, KA, MA, w_at, q * KA, net_a);
+                push(st, qpost[q], t, 0, q);
 #endif
             }
             if (j >= SPK_N_IN) {
 #if FB_GEOMETRIC
-                st->cur_fb[j] += NET_V(j) * (spk_real)B00;
+                st->cur_fb[j] += V_AT(j, 0) * (spk_real)B00;
 #else
-                push(st->drive, j, t, SPK_T - 1 - t, KB, MB, v_at, j * KB, net_b);
+                push(st, j, t, 1, j);
 #endif
             }
         }
@@ -676,6 +862,74 @@ static void run(spk_state *st, int det, double tie, spk_result *res)
     res->spikes[1] = c_hid;
     res->spikes[2] = c_out;
     res->sops = sops;
+#if SPK_LEARN
+    if (learn) { /* eligibilities, in theta order (DESIGN.md section 5) */
+        int k, tp, m, ns, times[SPK_T];
+        for (i = 0; i < SPK_P; i++)
+            st->elig[i] = 0;
+        for (i = SPK_N_IN; i < SPK_N; i++) {
+            spk_real acc = 0;
+            for (t = 0; t <= last; t++) {
+                spk_real e = (spk_real)st->raster[t * SPK_N + i] - st->prob[t * SPK_N + i];
+                st->err[i * SPK_T + t] = e;
+                acc += e;
+            }
+            st->elig[SPK_S * KA + SPK_N * KB + i] = acc;
+        }
+        /* F[t', i, k] = sum_d bank[k, d] err[i, t'+1+d], for t' < t* (recursive for one geometric basis) */
+        for (i = SPK_N_IN; i < SPK_N; i++) {
+            int kind;
+            for (kind = 0; kind < 2; kind++) {
+                spk_real *filt = kind ? st->filt_b : st->filt_a;
+                int K = kind ? KB : KA, geometric = kind ? FB_GEOMETRIC : FF_GEOMETRIC;
+                spk_real decay = (spk_real)(kind ? FB_DECAY : FF_DECAY), first = (spk_real)(kind ? B00 : A00);
+                if (geometric) {
+                    spk_real acc = 0;
+                    for (tp = last - 1; tp >= 0; tp--) {
+                        acc = first * st->err[i * SPK_T + tp + 1] + decay * acc;
+                        filt[(tp * SPK_N + i) * K] = acc;
+                    }
+                } else {
+#if PUSHED
+                    const spk_real *bank = kind ? net_b : net_a;
+                    int M = kind ? MB : MA, d;
+                    for (tp = 0; tp < last; tp++)
+                        for (k = 0; k < K; k++) {
+                            spk_real acc = 0;
+                            for (d = 0; d < (M < last - tp ? M : last - tp); d++)
+                                acc += bank[k * M + d] * st->err[i * SPK_T + tp + 1 + d];
+                            filt[(tp * SPK_N + i) * K + k] = acc;
+                        }
+#endif
+                }
+            }
+        }
+        for (j = 0; j < SPK_N; j++) {
+            ns = 0;
+            for (tp = 0; tp < last; tp++)
+                if (st->raster[tp * SPK_N + j])
+                    times[ns++] = tp;
+            if (ns == 0)
+                continue;
+            for (q = pre_ptr[j]; q < pre_ptr[j + 1]; q++) {
+                i = qpost[q];
+                for (k = 0; k < KA; k++) {
+                    spk_real acc = 0;
+                    for (m = 0; m < ns; m++)
+                        acc += st->filt_a[(times[m] * SPK_N + i) * KA + k];
+                    st->elig[pre_syn[q] * KA + k] = acc;
+                }
+            }
+            if (j >= SPK_N_IN)
+                for (k = 0; k < KB; k++) {
+                    spk_real acc = 0;
+                    for (m = 0; m < ns; m++)
+                        acc += st->filt_b[(times[m] * SPK_N + j) * KB + k];
+                    st->elig[SPK_S * KA + j * KB + k] = acc;
+                }
+        }
+    }
+#endif
 }
 
 static void draw_block(spk_state *st)
@@ -688,8 +942,10 @@ static void draw_block(spk_state *st)
 int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res)
 {
     int det;
-    if (encode(st, obs) != 0)
+    spk_real f[SPK_N_IN];
+    if (features(st, obs, f) != 0)
         return -1;
+    temporal(st, f);
     if (mode == SPK_DETERMINISTIC)
         mode = SPK_DET_MODE == 0 ? -1 : SPK_DET_MODE == 1 ? SPK_THRESHOLD : SPK_MEDIAN;
     if (mode == -1) { /* vote: K sampled runs; K blocks of uniforms, then K ties */
@@ -705,7 +961,7 @@ int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res)
         res->sops = 0;
         for (k = 0; k < SPK_VOTE; k++) {
             draw_block(st);
-            run(st, 0, spk_uniform(&ties), &one);
+            run(st, 0, spk_uniform(&ties), 0, &one);
             votes[one.action]++;
             if (one.latency > res->latency)
                 res->latency = one.latency;
@@ -726,9 +982,124 @@ int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res)
         return -1;
     det = mode == SPK_SAMPLED ? 0 : mode == SPK_THRESHOLD ? 1 : 2;
     draw_block(st); /* drawn in every mode: the stream stays in step with Python's */
-    run(st, det, spk_uniform(&st->rng), res);
+    run(st, det, spk_uniform(&st->rng), 0, res);
     return res->action;
 }
+
+#if SPK_LEARN
+const spk_real *spk_parameters(const spk_state *st) { return st->theta; }
+const spk_real *spk_critic_weights(const spk_state *st) { return st->c; }
+
+/* [f, cos(W f + b), 1] */
+static void augment(const spk_real *f, spk_real *fa)
+{
+    int r, j;
+    for (j = 0; j < SPK_N_IN; j++)
+        fa[j] = f[j];
+    for (r = 0; r < N_RANDOM; r++) {
+        spk_real acc = 0;
+        for (j = 0; j < SPK_N_IN; j++)
+            acc += f[j] * critic_W[r * SPK_N_IN + j];
+        fa[SPK_N_IN + r] = (spk_real)cos((double)(acc + critic_b[r]));
+    }
+    fa[SPK_N_IN + N_RANDOM] = 1;
+}
+
+static spk_real dot(const spk_real *a, const spk_real *b, int n)
+{
+    spk_real acc = 0;
+    int k;
+    for (k = 0; k < n; k++)
+        acc += a[k] * b[k];
+    return acc;
+}
+
+/* Adam ascent, per parameter: x += lr m_hat / (sqrt(v_hat) + eps) */
+static void adam(spk_real *x, spk_real *m, spk_real *v, long *t, const spk_real *grad, int n, double lr,
+                 const uint8_t *mask)
+{
+    int k;
+    double c1, c2;
+    *t += 1;
+    c1 = 1.0 - pow(0.9, (double)*t);
+    c2 = 1.0 - pow(0.999, (double)*t);
+    for (k = 0; k < n; k++) {
+        spk_real g = mask == NULL || mask[k] ? grad[k] : 0;
+        m[k] *= (spk_real)0.9;
+        m[k] += (spk_real)(1.0 - 0.9) * g;
+        v[k] *= (spk_real)0.999;
+        v[k] += (spk_real)(1.0 - 0.999) * g * g;
+        x[k] = x[k] + (spk_real)lr * (m[k] / (spk_real)c1) / ((spk_real)sqrt((double)(v[k] / (spk_real)c2)) + (spk_real)1e-8);
+    }
+}
+
+int spk_learn_act(spk_state *st, const double *obs, spk_result *res)
+{
+#if ENC_BOX && RUNNING
+    int d;
+    for (d = 0; d < SPK_N_OBS; d++)
+        if (!isfinite(obs[d]))
+            return -1;
+    { /* running statistics of the observations (Chan et al., one sample) */
+        double total = st->stats_count + 1.0;
+        for (d = 0; d < SPK_N_OBS; d++) {
+            double delta = obs[d] - st->stats_mean[d];
+            st->stats_mean[d] = st->stats_mean[d] + delta * 1.0 / total;
+            st->stats_m2[d] = st->stats_m2[d] + 0.0 + delta * delta * st->stats_count * 1.0 / total;
+        }
+        st->stats_count = total;
+    }
+#endif
+    if (features(st, obs, st->feat) != 0)
+        return -1;
+    temporal(st, st->feat);
+    draw_block(st);
+    run(st, 0, spk_uniform(&st->rng), 1, res);
+    return res->action;
+}
+
+int spk_learn_update(spk_state *st, double reward, const double *next_obs, int terminated, int truncated)
+{
+    spk_real f_next[SPK_N_IN], v, v_next, delta, grad[SPK_P > SPK_C ? SPK_P : SPK_C];
+    spk_real decay = (spk_real)(GAMMA * LAM);
+    int k;
+    if (features(st, next_obs, f_next) != 0)
+        return -1;
+    augment(f_next, st->fa_next);
+    v_next = dot(st->fa_next, st->c, SPK_C);
+    augment(st->feat, st->fa);
+    v = dot(st->fa, st->c, SPK_C);
+    delta = (spk_real)reward + (spk_real)GAMMA * (terminated ? (spk_real)0 : v_next) - v;
+    for (k = 0; k < SPK_P; k++)
+        st->trace[k] = st->trace[k] * decay + st->elig[k];
+    for (k = 0; k < SPK_C; k++) {
+        st->ctrace[k] = st->ctrace[k] * decay + st->fa[k];
+        grad[k] = delta * st->ctrace[k];
+    }
+    adam(st->c, st->cadam_m, st->cadam_v, &st->cadam_t, grad, SPK_C, CRITIC_LR, NULL);
+    for (k = 0; k < SPK_P; k++)
+        grad[k] = delta * st->trace[k];
+    if (terminated || truncated) {
+        for (k = 0; k < SPK_P; k++)
+            st->trace[k] = 0;
+        for (k = 0; k < SPK_C; k++)
+            st->ctrace[k] = 0;
+    }
+    adam(st->theta, st->adam_m, st->adam_v, &st->adam_t, grad, SPK_P, LR, learnable);
+    for (k = 0; k < SPK_P; k++) {
+        spk_real x = st->theta[k];
+        x = x > (spk_real)-W_CLIP ? x : (spk_real)-W_CLIP;
+        st->theta[k] = x < (spk_real)W_CLIP ? x : (spk_real)W_CLIP;
+    }
+#if OUT_BIAS_CAP
+    for (k = OUT0; k < SPK_N; k++) {
+        spk_real *g = &st->theta[SPK_S * KA + SPK_N * KB + k];
+        *g = *g < (spk_real)OUT_BIAS_MAX ? *g : (spk_real)OUT_BIAS_MAX;
+    }
+#endif
+    return 0;
+}
+#endif
 """
 
 __all__ = ["export_c", "footprint", "footprint_markdown", "operations_per_decision", "ExportError", "MODES"]

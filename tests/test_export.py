@@ -156,6 +156,10 @@ def test_export_command_and_bad_input(trained, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} >= {"spk_policy.h", "spk_policy.c", "footprint.md", "footprint.json"}
     assert "flash" in capsys.readouterr().out
     compile_module(out)
+    learn = tmp_path / "learn"
+    assert main(["export", str(TRAINED), "--format", "c", "--out", str(learn), "--learn"]) == 0
+    assert "SPK_POLICY_LEARN 1" in (learn / "spk_policy.h").read_text()
+    compile_module(learn)
     assert main(["export", str(TRAINED), "--out", str(out), "--format", "onnx"]) == 2
     assert main(["export", str(TRAINED), "--out", str(out), "--name", "not a name"]) == 2
     c = _build(trained, tmp_path / "d")
@@ -164,3 +168,72 @@ def test_export_command_and_bad_input(trained, tmp_path, capsys):
     mlp.policy = object()
     with pytest.raises(ExportError, match="only spiking agents"):
         export_c(mlp, tmp_path / "e")
+
+
+def _learner(model, tmp_path, name="spk_policy"):
+    import ctypes
+
+    from c_bridge import Result
+
+    export_c(model, tmp_path, name=name, learn=True)
+    c = CPolicy(compile_module(tmp_path, name), name)
+    f = lambda s: getattr(c.lib, f"{name}_{s}")  # noqa: E731
+    f("learn_act").argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(Result)]
+    f("learn_update").argtypes = [ctypes.c_void_p, ctypes.c_double, ctypes.POINTER(ctypes.c_double), ctypes.c_int,
+                                  ctypes.c_int]
+    for g in ("parameters", "critic_weights"):
+        f(g).restype = ctypes.POINTER(ctypes.c_double)
+    res = Result()
+
+    def act(obs):
+        x = np.ascontiguousarray(np.asarray(obs, np.float64).ravel())
+        return f("learn_act")(c.state, x.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), ctypes.byref(res))
+
+    def update(r, next_obs, term, trunc):
+        x = np.ascontiguousarray(np.asarray(next_obs, np.float64).ravel())
+        return f("learn_update")(c.state, float(r), x.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), int(term),
+                                 int(trunc))
+
+    theta = lambda: np.ctypeslib.as_array(f("parameters")(c.state), (model.policy.n_params,)).copy()  # noqa: E731
+    critic = lambda: np.ctypeslib.as_array(f("critic_weights")(c.state), (model.critic.c.size,)).copy()  # noqa: E731
+    return c, act, update, theta, critic
+
+
+@pytest.mark.parametrize("env_id,steps", [("CartPole-v1", 5_000), ("spikerl/WindyGridWorld-v0", 3_000)])
+def test_learn_module_trains_as_the_python_online_actor_critic(env_id, steps, tmp_path):
+    """The --learn module, fed the env through the bridge, ends with the parameters and critic
+    of SpikingAgent(reward_factor="td") trained from the same seed on the same stream."""
+    env = gym.make(env_id)  # one env, reset in the step that ends an episode: what a device sees
+    agent = SpikingAgent(env, seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05)
+    c, act, update, theta, critic = _learner(agent, tmp_path)
+    c.seed_from(agent.rng)
+    theta0 = theta()
+    np.testing.assert_array_equal(theta0, agent.policy.theta)
+    agent.learn(steps)
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=3)
+    episodes = 0
+    for _ in range(steps):
+        a = act(obs)
+        assert a >= 0
+        nobs, r, term, trunc, _ = env.step(agent.action_values[a])
+        assert update(r, nobs, term, trunc) == 0
+        obs = nobs
+        if term or trunc:
+            obs, _ = env.reset()
+            episodes += 1
+    assert episodes >= 10 and np.abs(agent.policy.theta - theta0).max() > 0.1  # it did learn
+    np.testing.assert_allclose(theta(), agent.policy.theta, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(critic(), agent.critic.c, rtol=0, atol=1e-9)
+    st = agent.rng.bit_generator.state["state"]
+    assert c.rng_state() == (st["state"], st["inc"])
+
+
+def test_learn_export_refuses_what_it_cannot_run(tmp_path):
+    agent = SpikingAgent("CartPole-v1", seed=0, reward_factor="td")
+    with pytest.raises(ExportError, match="float weights"):
+        export_c(agent, tmp_path, learn=True, weights="int16")
+    with pytest.raises(ExportError, match="lr_schedule"):
+        export_c(SpikingAgent("CartPole-v1", seed=0, lr_schedule="linear"), tmp_path, learn=True)
+    with pytest.raises(ExportError, match="hidden_rule"):
+        export_c(SpikingAgent("CartPole-v1", seed=0, hidden_rule="learning_signal"), tmp_path, learn=True)
