@@ -283,6 +283,26 @@ def operations_per_decision(policy: SpikingPolicy, *, latency=None, spikes=None,
     }
 
 
+def state_bytes(model, *, learn: bool = False, real: int = 8) -> int:
+    """``sizeof(spk_state)`` of the module (``real`` = 8 for double, 4 with SPK_FLOAT32): its
+    fields in order, each aligned to its element size, as a C compiler lays them out."""
+    policy = _check_exportable(model)
+    topo, enc, T, a, b, _, _ = _layout(policy)
+    N, n_in, n_out = topo.n_neurons, topo.n_in, topo.n_out
+    n_obs = enc.obs_dim if enc.features in ("normalized", "population") else 1
+    fields = [(8, 4), (8, N * T), (real, N), (real, N), (real, N * T), (real, n_in), (real, n_out), (real, n_out),
+              (real, n_in), (4, n_in), (4, n_out), (1, N)]
+    if learn:
+        P, C = policy.n_params, model.critic.c.size
+        fields += [(real, P)] * 5 + [(real, C)] * 6 + [(real, n_in), (8, 1), (8, n_obs), (8, n_obs), (8, 2),
+                                                       (1, T * N), (real, T * N), (real, N * T),
+                                                       (real, T * N * a.shape[0]), (real, T * N * b.shape[0])]
+    size = 0
+    for align, count in fields:
+        size = -(-size // align) * align + align * count
+    return -(-size // 8) * 8
+
+
 def footprint(model, *, weights: str = "float", flash_tables: int | None = None, decisions=None,
               ppo=None, learn: bool = False) -> dict:
     """Flash (weights + tables), RAM (state struct) and operations per decision; with
@@ -290,20 +310,13 @@ def footprint(model, *, weights: str = "float", flash_tables: int | None = None,
     policy = _check_exportable(model)
     topo, enc, T, a, b, ff_decay, fb_decay = _layout(policy)
     N = topo.n_neurons
-    real = 8
-    ram = (8 * 4 + 8 * N * T  # rng + the decision's uniforms (double)
-           + real * (2 * N + enc.n_inputs + 2 * topo.n_out)  # currents, input probabilities, hazard, peak
-           + (real * N * T if (ff_decay < 0 or fb_decay < 0) else 0)  # pushed drive
-           + N + 4 * enc.n_inputs + 4 * topo.n_out)  # spikes of a step, spike steps, output counts
-    if learn:  # theta, Adam moments, eligibility and trace per parameter; critic likewise; raster, errors
-        P, C = policy.n_params, model.critic.c.size
-        ram += real * (5 * P + 6 * C + enc.n_inputs + 2 * N * T + N * T * (a.shape[0] + b.shape[0])) + N * T + 16
+    ram = state_bytes(model, learn=learn)
     rep = {
         "weights": weights,
         "learn": learn,
         "n_parameters": int(policy.learnable.sum()),
         "flash_bytes": int(flash_tables) if flash_tables is not None else None,
-        "ram_bytes_estimate": int(ram),
+        "ram_bytes": int(ram),
         "worst_case": operations_per_decision(policy),
     }
     if decisions is not None:
@@ -325,7 +338,7 @@ def footprint(model, *, weights: str = "float", flash_tables: int | None = None,
 def footprint_markdown(rep: dict) -> str:
     w, m = rep["worst_case"], rep.get("mean")
     rows = [("flash (weights + tables), bytes", rep["flash_bytes"], None, "ppo:flash_bytes"),
-            ("RAM (state), bytes", rep["ram_bytes_estimate"], None, "ppo:ram_bytes_estimate")]
+            ("RAM (state), bytes", rep["ram_bytes"], None, "ppo:ram_bytes_estimate")]
     lines = [f"| {rep['weights']} weights | spiking (worst case) | spiking (mean) | PPO actor float32 |", "|---|---|---|---|"]
     ppo = rep.get("ppo_actor_float32", {})
     for label, val, _, key in rows:

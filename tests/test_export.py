@@ -237,3 +237,16 @@ def test_learn_export_refuses_what_it_cannot_run(tmp_path):
         export_c(SpikingAgent("CartPole-v1", seed=0, lr_schedule="linear"), tmp_path, learn=True)
     with pytest.raises(ExportError, match="hidden_rule"):
         export_c(SpikingAgent("CartPole-v1", seed=0, hidden_rule="learning_signal"), tmp_path, learn=True)
+
+
+def test_footprint_ram_is_the_compiled_state_size(trained, tmp_path):
+    from spikerl.export import state_bytes
+
+    for learn, float32 in ((False, False), (False, True), (True, False), (True, True)):
+        out = tmp_path / f"{learn}{float32}"
+        rep = export_c(trained, out, learn=learn)
+        c = CPolicy(compile_module(out, float32=float32))
+        size = c.lib.spk_policy_state_size()
+        assert size == state_bytes(trained, learn=learn, real=4 if float32 else 8)
+        if not float32:
+            assert rep["ram_bytes"] == size
