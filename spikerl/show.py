@@ -17,9 +17,11 @@ mode) a decision is ``vote_samples`` runs; the raster shows the first of them, w
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from .coding import obs_array
@@ -93,7 +95,14 @@ def run_episode(model, env_id: str, *, seed: int = 0, deterministic: bool = Fals
     render = video and "rgb_array" in env.metadata.get("render_modes", [])
     if render:
         env.close()
-        env = make_env(env_id, make_kwargs, render_mode="rgb_array")
+        try:
+            env = make_env(env_id, make_kwargs, render_mode="rgb_array")
+            env.reset(seed=seed)
+            env.render()
+        except gym.error.DependencyNotInstalled as exc:  # e.g. pygame for the classic-control envs
+            warnings.warn(f"{env_id}: no video ({exc})", stacklevel=2)
+            render = False
+            env = make_env(env_id, make_kwargs)
     mode = "sampled" if not deterministic else (model.config.deterministic_outputs if is_spiking(model) else "deterministic")
     ep = Episode(env_id, mode, seed)
     obs, _ = env.reset(seed=seed)

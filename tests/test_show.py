@@ -96,3 +96,21 @@ def test_show_rejects_bad_counts(tmp_path):
         show(agent, "CartPole-v1", tmp_path, episodes=0)
     with pytest.raises(ValueError, match="n_rasters"):
         show(agent, "CartPole-v1", tmp_path, n_rasters=0)
+
+
+def test_show_without_a_renderer_warns_and_keeps_the_figures(tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    import spikerl.show as show_mod
+
+    real = show_mod.make_env
+
+    def no_pygame(env_id, make_kwargs=None, render_mode=None):
+        if render_mode is not None:
+            raise gym.error.DependencyNotInstalled("pygame is not installed")
+        return real(env_id, make_kwargs)
+
+    monkeypatch.setattr(show_mod, "make_env", no_pygame)
+    with pytest.warns(UserWarning, match="no video.*pygame"):
+        files = show(SpikingAgent("CartPole-v1", seed=0), "CartPole-v1", tmp_path)
+    assert set(files) == {"raster", "decisions", "summary"}
