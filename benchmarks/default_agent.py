@@ -128,14 +128,67 @@ def iqm(x) -> float:
     return float(x[lo:hi].mean()) if hi > lo else float(x.mean())
 
 
+_FACTS: dict = {}
+
+
+def network_facts(env_id: str, agent: str, overrides: dict) -> dict:
+    """What the energy model needs of an agent's network (built untrained, not learnt)."""
+    key = (env_id, agent, json.dumps(overrides, sort_keys=True))
+    if key not in _FACTS:
+        from spikerl.config import load_agent_file, load_env_file, resolve_hyperparameters
+        from spikerl.train import build_model
+
+        _, agent_file, _ = load_agent_file(agent)
+        env_file, _ = load_env_file(env_id)
+        own = overrides if agent_file.kind != "sb3" else {}
+        model = build_model(agent_file.kind, agent_file, env_file, resolve_hyperparameters(agent_file, env_file, own), 0)
+        if agent_file.kind == "sb3":
+            import torch.nn as nn
+
+            from spikerl.baselines import macs_per_forward
+
+            hidden = sum(m.out_features for m in model.policy.mlp_extractor.policy_net.modules() if isinstance(m, nn.Linear))
+            _FACTS[key] = {"kind": "ann", "macs": macs_per_forward(model), "activations": hidden,
+                           "n_actions": int(model.action_space.n)}
+        else:
+            topo, enc = model.policy.topo, model.policy.encoder
+            _FACTS[key] = {"kind": "spiking", "n_neurons": topo.n_neurons, "n_inputs": topo.n_in,
+                           "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
+                           "vote_samples": model.config.vote_samples}
+    return _FACTS[key]
+
+
+def mode_energy(facts: dict, mode: str, fig: dict) -> tuple[dict, dict]:
+    """Operations and energy (both tables) of one decision in ``mode`` from a cell's figures."""
+    from spikerl.energy import TABLES, ann_ops, energy, spiking_ops
+
+    if facts["kind"] == "ann":
+        ops = ann_ops(macs=facts["macs"], activations=facts["activations"], n_actions=facts["n_actions"],
+                      deterministic=mode != "sampled")
+        exps = 0
+    else:
+        m = {"sampled": "sampled", "deterministic": "vote", "threshold_net": "threshold"}[mode]
+        exps = facts["encoder_exps"]
+        ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
+                          latency=fig["latency"], spikes=fig["spikes_per_decision"], sops=fig["sops_per_decision"],
+                          mode=m, vote_samples=facts["vote_samples"])
+    return ops, {t.name: energy(ops, t, encoder_exps=exps) for t in TABLES}
+
+
 def report(out: Path) -> str:
+    from spikerl.energy import breakdown_markdown, sources_markdown
+
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    lines = []
+    lines = ["Every row: one mode, its return, latency, spikes, operations and energy from the same 100 episodes "
+             "per seed (final policies). Energy per decision counts every operation (see the breakdown and sources "
+             "below); Loihi prices spiking agents only.", ""]
+    breakdown = []
     for env in sorted({r["env"] for r in rows}):
         lines += [f"### {env}", "",
                   "| agent | seeds | steps | mode | final return IQM | seeds >= threshold | per seed (100 episodes each) "
-                  "| latency (steps) | spikes / decision | syn. ops / decision | MACs / decision | train steps/s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| latency (steps) | spikes / decision | syn. ops / decision | MACs / decision "
+                  "| energy / decision, 45 nm CMOS (nJ) | energy / decision, Loihi (nJ) | train steps/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         groups: dict = {}
         for r in rows:
             if r["env"] == env:
@@ -144,6 +197,7 @@ def report(out: Path) -> str:
             rs.sort(key=lambda r: r["seed"])
             thr = rs[0]["threshold"]
             name = agent + (f" [{tag}]" if tag else "")
+            facts = network_facts(env, agent, rs[0]["overrides"])
             for mode in ("sampled", "deterministic", "threshold_net"):
                 if not all(mode in r for r in rs):
                     continue
@@ -151,12 +205,19 @@ def report(out: Path) -> str:
                 ok = sum(m >= thr for m in means) if thr is not None else "-"
                 e = {k: np.mean([r[mode].get(k, 0.0) for r in rs]) for k in
                      ("latency", "spikes_per_decision", "sops_per_decision", "macs_per_decision")}
+                ops, en = mode_energy(facts, mode, e)
+                nj = {k: ("-" if v is None else f"{v['total'] / 1000:.3f}") for k, v in en.items()}
                 lines.append(
                     f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} | {mode} | {iqm(means):.1f} "
                     f"| {ok}/{len(rs)} | {', '.join(f'{m:.0f}' for m in means)} | {e['latency']:.2f} "
                     f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {e['macs_per_decision']:.0f} "
-                    f"| {np.mean([r['steps_per_second'] for r in rs]):.0f} |")
+                    f"| {nj['45 nm CMOS']} | {nj['Loihi']} | {np.mean([r['steps_per_second'] for r in rs]):.0f} |")
+                if env == "CartPole-v1" and not tag and agent in ("fts-snn", "ppo") and mode != "threshold_net":
+                    breakdown.append((f"{agent}, {mode}", ops, en))
         lines.append("")
+    if breakdown:
+        lines += ["### Energy per decision by operation (CartPole-v1, means over the rows above)", "",
+                  breakdown_markdown(breakdown), "Per-operation figures:", "", sources_markdown()]
     return "\n".join(lines)
 
 

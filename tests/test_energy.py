@@ -1,0 +1,39 @@
+"""The energy model: every operation kind counted, priced per table, sources stated."""
+import pytest
+
+from spikerl.energy import CMOS_45NM, KINDS, LOIHI, ann_ops, breakdown_markdown, energy, spiking_ops
+
+
+def test_spiking_counts_follow_the_network_and_the_mode():
+    kw = dict(n_neurons=66, n_inputs=32, encoder_exps=32, latency=5.0, spikes=90.0, sops=1200.0)
+    s = spiking_ops(mode="sampled", **kw)
+    assert s["neuron_updates"] == 5 * 34 and s["comparisons"] == 5 * 66
+    assert s["random_draws"] == 5 * 66 + 1 and s["nonlinearities"] == 5 * 34 + 32
+    t = spiking_ops(mode="threshold", **kw)
+    assert t["random_draws"] == 0 and t["nonlinearities"] == 32 and t["neuron_updates"] == s["neuron_updates"]
+    v = spiking_ops(mode="vote", vote_samples=15, **kw)
+    assert v["neuron_updates"] == 15 * s["neuron_updates"] and v["random_draws"] == 15 * (5 * 66 + 1)
+    assert v["synaptic_accumulates"] == 1200.0  # already the sum over the samples
+
+
+def test_pricing_is_count_times_cost_and_loihi_has_no_macs():
+    ops = spiking_ops(mode="sampled", n_neurons=10, n_inputs=4, encoder_exps=4, latency=2.0, spikes=7.0, sops=30.0)
+    cm = energy(ops, CMOS_45NM)
+    assert cm["total"] == pytest.approx(sum(ops[k] * CMOS_45NM.pj[k] for k in KINDS))
+    assert cm["synaptic_accumulates"] == pytest.approx(30 * 0.9)
+    lo = energy(ops, LOIHI, encoder_exps=4)
+    expected = 30 * 23.6 + 2 * 6 * 52.0 + 7 * 1.7 + 4 * CMOS_45NM.pj["nonlinearities"]  # encoder on the host
+    assert lo["total"] == pytest.approx(expected)
+    a = ann_ops(macs=4480, activations=128, n_actions=2, deterministic=False)
+    assert energy(a, LOIHI) is None
+    assert energy(a, CMOS_45NM)["total"] == pytest.approx(4480 * 4.6 + 128 * 10 + 2 * 10 + 2 * 0.9 + 0.6)
+    d = ann_ops(macs=4480, activations=128, n_actions=2, deterministic=True)
+    assert d["random_draws"] == 0 and d["nonlinearities"] == 0
+
+
+def test_breakdown_lists_every_counted_kind_with_both_tables():
+    ops = spiking_ops(mode="sampled", n_neurons=10, n_inputs=4, encoder_exps=0, latency=2.0, spikes=7.0, sops=30.0)
+    text = breakdown_markdown([("snn", ops, {"45 nm CMOS": energy(ops, CMOS_45NM), "Loihi": energy(ops, LOIHI)})])
+    for kind in ("synaptic accumulates", "neuron updates", "nonlinearities", "comparisons", "random draws", "spikes"):
+        assert f"| snn | {kind} |" in text
+    assert "27.0" in text and "708.0" in text  # 30 accumulates: 0.9 and 23.6 pJ each
