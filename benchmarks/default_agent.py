@@ -221,6 +221,51 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def rliable_report(cells: Path, out: Path, envs=("CartPole-v1", "Acrobot-v1"),
+                   agents=(("fts-snn", "sampled"), ("fts-snn", "deterministic"), ("ppo", "sampled"),
+                           ("ppo", "deterministic"))) -> str:
+    """rliable's aggregate IQM / optimality gap, performance profile and probability of
+    improvement over ``envs`` (normalised: 0 random policy, 1 solved threshold), written to
+    ``out`` (rliable.md and two figures)."""
+    from spikerl.stats import aggregate, improvement_figure, normalise, performance_profile, probability_of_improvement
+
+    rows = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json")) if not json.loads(p.read_text())["tag"]]
+    name = lambda a, m: f"{a} {'vote' if a.startswith('fts') and m == 'deterministic' else m}"  # noqa: E731
+    scores, seeds = {}, {}
+    for agent, mode in agents:
+        cols = []
+        for env in envs:
+            rs = sorted((r for r in rows if r["env"] == env and r["agent"] == agent), key=lambda r: r["seed"])
+            seeds.setdefault(env, [r["seed"] for r in rs])
+            if [r["seed"] for r in rs] != seeds[env]:
+                raise ValueError(f"{agent} on {env} has seeds {[r['seed'] for r in rs]}, others {seeds[env]}")
+            cols.append(normalise([r[mode]["mean_return"] for r in rs], env, rs[0]["threshold"]))
+        scores[name(agent, mode)] = np.stack(cols, axis=1)
+    agg = aggregate(scores)
+    pairs = [(name("fts-snn", "sampled"), name("ppo", "sampled")), (name("fts-snn", "deterministic"), name("ppo", "deterministic")),
+             (name("fts-snn", "sampled"), name("ppo", "deterministic"))]
+    poi = probability_of_improvement(scores, pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    performance_profile(scores, out / "performance_profile.png", f"{', '.join(envs)}: final policies, seeds "
+                        f"{min(min(v) for v in seeds.values())}-{max(max(v) for v in seeds.values())}")
+    improvement_figure(poi, out / "probability_of_improvement.png")
+    f = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa: E731
+    lines = [f"Tasks: {', '.join(envs)}; runs: seeds {', '.join(f'{e} {v[0]}-{v[-1]}' for e, v in seeds.items())}; "
+             "score = (final return - random policy) / (solved threshold - random policy), random policy measured "
+             "over 100 seeded episodes (spikerl.stats.random_score). 95% stratified-bootstrap intervals (rliable, "
+             f"{2000} resamples).", "",
+             "| agent, mode | IQM | median | mean | optimality gap |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {f(v['iqm'])} | {f(v['median'])} | {f(v['mean'])} | {f(v['optimality_gap'])} |"
+              for a, v in agg.items()]
+    lines += ["", "| X | Y | P(X > Y) |", "|---|---|---|"]
+    lines += [f"| {k.split(',')[0]} | {k.split(',')[1]} | {f(v)} |" for k, v in poi.items()]
+    lines += ["", "![performance profile](performance_profile.png)", "",
+              "![probability of improvement](probability_of_improvement.png)", ""]
+    text = "\n".join(lines)
+    (out / "rliable.md").write_text(text)
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envs", default="CartPole-v1")
@@ -234,6 +279,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--report", metavar="DIR", help="print the table of a finished run folder")
     ap.add_argument("--md", help="with --report: also write the table to this file")
+    ap.add_argument("--rliable", metavar="DIR", help="with --report: rliable statistics and figures into DIR")
     ap.add_argument("--reevaluate", metavar="DIR", help="score saved spiking models again in the vote and "
                     "threshold deterministic modes (cells trained before vote became the default)")
     args = ap.parse_args()
@@ -247,6 +293,8 @@ def main() -> None:
         if args.md:
             Path(args.md).parent.mkdir(parents=True, exist_ok=True)
             Path(args.md).write_text(text + "\n")
+        if args.rliable:
+            print(rliable_report(Path(args.report), Path(args.rliable)))
         return
     overrides = {}
     for item in args.set:

@@ -5,7 +5,8 @@ bootstrap confidence band); a table of final return (interquartile mean over see
 95% bootstrap CI), steps to the solved threshold, wall time, env steps per second,
 parameters; energy per decision (spiking: spikes and synaptic accumulate operations; ANN:
 multiply-accumulates) converted to energy with published per-operation figures; decision
-latency. Statistics use scipy (``scipy.stats.bootstrap``, ``trim_mean``), plots matplotlib.
+latency. The IQM intervals are rliable's (:mod:`spikerl.stats`); the curve bands scipy's
+bootstrap; plots matplotlib.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .runs import read_config, read_metrics
+from .stats import iqm_ci
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
 # 32-bit float add 0.9 pJ, 32-bit float multiply 3.7 pJ.
@@ -138,7 +140,7 @@ def table_rows(env_id: str, by_agent: dict) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for agent, runs in by_agent.items():
         final = [r["summary"]["final_mean_return"] for r in runs]
-        lo, hi = bootstrap_ci(final, stat=lambda x, axis=-1: iqm(x))
+        _, lo, hi = iqm_ci(final)
         solved = [r["summary"].get("first_solved_step") for r in runs]
         solved_steps = [s for s in solved if s is not None]
         sm = lambda k: float(np.mean([r["summary"].get(k) or 0.0 for r in runs]))  # noqa: E731
@@ -167,7 +169,7 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
              "Every agent trains with the same step budget and seeds (a note under an env says when some seeds "
              "did not finish) and is evaluated with the same protocol "
              "(SB3 `evaluate_policy`, deterministic actions, the same evaluation seeds). Final return: the last "
-             "evaluation of each seed; the IQM and its 95% bootstrap CI are over seeds.", ""]
+             "evaluation of each seed; the IQM and its 95% bootstrap CI (rliable) are over seeds.", ""]
     for env_id, by_agent in envs.items():
         fig = out / f"{env_id.replace('/', '-')}_curves.png"
         plot_env(env_id, by_agent, fig)
@@ -190,7 +192,7 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
             for agent, rs in spiking.items():
                 sm = [r["summary"]["sampled"] for r in rs]
                 ret = [x["mean_return"] for x in sm]
-                lo, hi = bootstrap_ci(ret, stat=lambda x, axis=-1: iqm(x))
+                _, lo, hi = iqm_ci(ret)
                 avg = lambda k: float(np.mean([x[k] for x in sm]))  # noqa: E731
                 lines.append(f"| {agent} | {_fmt(iqm(ret))} [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(avg('spikes_per_decision'))} | "
                              f"{_fmt(avg('hidden_spikes_per_decision'))} | {_fmt(avg('sops_per_decision'), 0)} | "
