@@ -1,9 +1,10 @@
-"""The ``spikerl`` command: train, eval, show, export, list, bench, report.
+"""The ``spikerl`` command: train, eval, show, export, tune, list, bench, report.
 
     spikerl train --agent fts-snn --env CartPole-v1 --steps 100000 --seed 0
     spikerl eval runs/CartPole-v1__fts-snn__s0__.../ --episodes 20
     spikerl show runs/CartPole-v1__fts-snn__s0__.../ --out show/
     spikerl export runs/CartPole-v1__fts-snn__s0__.../ --format c --out policy_c/
+    spikerl tune --agent fts-snn --env CartPole-v1 --trials 20 --steps 50000 --seeds 0,1
     spikerl list
     spikerl bench --agents fts-snn,ppo --envs CartPole-v1 --seeds 3 --out runs/bench
     spikerl report runs/bench
@@ -120,6 +121,16 @@ def _export(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from .tune import tune
+
+    res = tune(args.agent, args.env, trials=args.trials, steps=args.steps,
+               seeds=[int(x) for x in args.seeds.split(",")], storage=args.storage, study_name=args.study,
+               space=args.space, out=args.out, eval_episodes=args.eval_episodes, use_wandb=args.wandb)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def _list(args) -> int:
     print("agents:")
     for name, path in list_agents().items():
@@ -219,6 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also carry the online actor-critic rule, so the device keeps learning from its reward")
     xp.add_argument("--best", action="store_true", help="the run's best model instead of its final one")
     xp.set_defaults(fn=_export)
+
+    tu = sub.add_parser("tune", help="Optuna search with the same budget for every agent; writes the best as agent YAML")
+    tu.add_argument("--agent", required=True)
+    tu.add_argument("--env", required=True)
+    tu.add_argument("--trials", type=int, default=20, help="trials in the study (a continued study counts its own)")
+    tu.add_argument("--steps", type=int, required=True, help="training steps per trial and seed")
+    tu.add_argument("--seeds", default="0,1", help="tuning seeds, comma-separated (below 100: reporting seeds never tune)")
+    tu.add_argument("--storage", help="Optuna storage URL shared by processes (default sqlite:///OUT/tune.db)")
+    tu.add_argument("--study", help="study name (default AGENT-ENV-STEPSxSEEDS)")
+    tu.add_argument("--space", help="search-space YAML (default spaces/AGENT.yaml)")
+    tu.add_argument("--out", default="agents/tuned", help="folder for the tuned agent YAML and the trial log")
+    tu.add_argument("--eval-episodes", type=int, default=20)
+    tu.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True)
+    tu.set_defaults(fn=_tune)
 
     ls = sub.add_parser("list", help="the agents and envs spikerl knows")
     ls.set_defaults(fn=_list)

@@ -1,0 +1,47 @@
+"""spikerl tune: one Optuna study per agent and env, equal budgets, the best as agent YAML."""
+import json
+
+import pytest
+
+from spikerl.cli import main
+from spikerl.config import ConfigError, load_agent_file, resolve_hyperparameters, load_env_file
+from spikerl.tune import load_space, tune
+from wandb_reader import history
+
+
+@pytest.mark.parametrize("agent", ["fts-snn", "ppo"])
+def test_tune_writes_the_best_trial_as_an_agent_file(agent, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    res = tune(agent, "CartPole-v1", trials=2, steps=600, seeds=[0], out=tmp_path, eval_episodes=2,
+               use_wandb=agent == "fts-snn")
+    rows = [json.loads(line) for line in (tmp_path / f"{agent}-CartPole-v1.trials.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and res["trials"] == 2
+    best = max(rows, key=lambda r: r["value"])
+    assert res["best_value"] == best["value"] and res["best_params"] == best["params"]
+    space = load_space(agent)
+    assert set(best["params"]) == set(space)
+    for name, v in best["params"].items():  # sampled inside the space
+        spec = space[name]
+        assert v in spec["choices"] if spec["type"] == "categorical" else spec["low"] <= v <= spec["high"]
+    name, af, _ = load_agent_file(res["yaml"])  # usable as --agent PATH
+    hp = resolve_hyperparameters(af, load_env_file("CartPole-v1")[0], {})
+    assert all(hp[k] == v for k, v in best["params"].items())
+    assert "spikerl tune" in af.hyperparameter_source
+    if agent == "fts-snn":
+        hist, config = history(tmp_path)
+        assert sorted(h["trial"] for h in hist if "trial" in h) == [0, 1] and config["steps"] == 600
+    # the same storage continues the study: more trials, not a new study
+    assert tune(agent, "CartPole-v1", trials=3, steps=600, seeds=[0], out=tmp_path, eval_episodes=2,
+                use_wandb=False)["trials"] == 3
+
+
+def test_tune_refuses_reporting_seeds_and_bad_spaces(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="reporting seeds never tune"):
+        tune("fts-snn", "CartPole-v1", trials=1, steps=10, seeds=[0, 100], out=tmp_path, use_wandb=False)
+    bad = tmp_path / "space.yaml"
+    bad.write_text("learning_rate: {type: float, low: 0.1, high: 0.01}\n")
+    with pytest.raises(ConfigError, match="learning_rate.*low < high"):
+        load_space("fts-snn", bad)
+    assert main(["tune", "--agent", "fts-snn", "--env", "CartPole-v1", "--steps", "10", "--seeds", "101",
+                 "--out", str(tmp_path), "--no-wandb"]) == 2
+    assert "reporting seeds" in capsys.readouterr().err
