@@ -13,9 +13,7 @@ yields (none while a rollout fills, one per minibatch when it trains).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections import deque
-from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -24,176 +22,12 @@ from gymnasium.vector import AutoresetMode
 
 from .callbacks import BaseCallback, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
+from .config import load_agent_file, load_env_file, resolve_hyperparameters
+from .hyperparams import SpikingConfig
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
-
-
-@dataclass
-class SpikingConfig:
-    """Hyperparameters of a :class:`SpikingAgent` (every field has a default)."""
-
-    n_envs: int = 8
-    """Environments stepped together when the agent makes its own (from an env id)."""
-    T: int = 8
-    """Presentation length: time steps per decision at most."""
-    n_hidden: int = 32
-    """Hidden (latent) neurons; 0 for an input -> output network."""
-    skip: bool = True
-    """Input -> output synapses besides the hidden path."""
-    recurrent: bool = False
-    """Hidden -> hidden synapses."""
-    feedback: bool = False
-    """Output -> hidden synapses."""
-    p_connect: float = 1.0
-    """Probability that each allowed synapse exists."""
-    kernel: str = "exponential"
-    """Feedforward kernel: 'exponential' (one basis) or 'raised_cosine'."""
-    n_basis: int = 1
-    """Feedforward bases K (1 for the exponential kernel)."""
-    tau: float = 2.0
-    """Decay time (steps) of the exponential kernel."""
-    memory: int = 8
-    """Kernel memory in steps."""
-    fb_tau: float = 1.0
-    """Decay time (steps) of the self-feedback (refractory) kernel."""
-    features: str = "auto"
-    """Encoder feature map: auto (population for a Box observation space, onehot for a
-    Discrete, MultiDiscrete or Tuple-of-Discrete one), normalized, population, onehot, tile."""
-    code: str = "rate"
-    """Temporal code of the inputs: rate or time."""
-    n_fields: int = 8
-    """Gaussian receptive fields per observation dimension (population)."""
-    field_width: float = 1.0
-    """Receptive-field width in units of the spacing between centres."""
-    p_max: float = 0.9
-    """Spike probability of a fully active input neuron (rate code)."""
-    obs_low: list | None = None
-    """Lower bounds replacing infinite observation-space bounds (None: running statistics)."""
-    obs_high: list | None = None
-    """Upper bounds replacing infinite observation-space bounds."""
-    grid_shape: list | None = None
-    """(rows, cols) of a Discrete grid observation (tile features)."""
-    tile: list = field(default_factory=lambda: [1, 1])
-    """Tile size (h, w) for tile features."""
-    decoder: str = "first_to_spike"
-    """first_to_spike or rate."""
-    deterministic_outputs: str = "vote"
-    """What predict(deterministic=True) does: threshold (every neuron fires iff u > 0: the
-    deterministic limit, a network of its own), median (hidden neurons as threshold; an
-    output fires when the probability of no spike yet drops to 1/2: the sampled network's
-    median first-spike time) or vote (the most frequent action of vote_samples sampled
-    decisions: an estimate of the stochastic policy's own mode, costing that many decisions)."""
-    vote_samples: int = 15
-    """Sampled decisions per action in the vote mode (ties go to the lowest action index)."""
-    action_bins: int | None = None
-    """For a Box action space: values per action dimension, evenly spaced from low to high;
-    one output neuron per combination (at most 256). None: Box actions are refused."""
-    reward_factor: str = "proximal"
-    """proximal (batched, PPO's clipped surrogate as the global factor, decisions replayed
-    through the kernel), td (online actor-critic with traces: the on-chip rule) or mc
-    (REINFORCE, return-to-go minus the critic's baseline)."""
-    hidden_rule: str = "joint"
-    """Hidden-neuron estimator: joint (the hidden spikes' own score x the reward factor:
-    unbiased) or learning_signal (the seed rule: per-step kappa-filtered output
-    log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
-    of learning_signal (deprecated)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    lam: float = 0.95
-    """lambda of the lambda-return: GAE (proximal) or the trace decay (td)."""
-    learning_rate: float = 0.01
-    """Actor step size (Adam)."""
-    critic_lr: float = 0.01
-    """Critic step size (Adam)."""
-    lr_schedule: str = "constant"
-    """constant or linear (decays to 0 at the end of learn)."""
-    n_steps: int = 64
-    """Vector steps per rollout (proximal): a rollout holds n_steps x n_envs decisions."""
-    n_epochs: int = 10
-    """Passes over a rollout (proximal)."""
-    batch_size: int = 128
-    """Decisions per gradient step (proximal: a minibatch; mc: finished decisions per update)."""
-    clip_range: float = 0.2
-    """epsilon of the clipped surrogate (proximal)."""
-    ratio: str = "neuron"
-    """What the proximal ratio covers: joint (hidden and output spikes, the decision's whole
-    trajectory), output (the output spikes given the hidden ones; hidden synapses gated by
-    it too) or neuron (each neuron's own spikes: every synapse is gated by the ratio of its
-    post-synaptic neuron, which that neuron computes locally)."""
-    ent_coef: float = 0.0
-    """Entropy bonus (proximal): adds -ent_coef (log p - mean log p) to each modulator."""
-    target_kl: float | None = None
-    """Stop a rollout's epochs once the approximate KL exceeds 1.5 x this (None: never)."""
-    scale_rewards: bool = True
-    """Divide rewards by the running std of the discounted return (proximal)."""
-    normalize_advantage: bool = True
-    """Standardise the reward factor within a batch (proximal, mc)."""
-    control_variate: bool = False
-    """Per-parameter optimal baselines (mc)."""
-    kappa: float = 0.5
-    """Filter of the per-step learning signal (learning_signal rule)."""
-    ll_baseline_decay: float = 0.99
-    """Decay of the per-step running baseline of the learning signal (learning_signal rule)."""
-    critic_features: int = 256
-    """Random Fourier features of the encoder features in the critic (0: linear critic). Box
-    observations only: one-hot and tile features are a complete basis, and their critic is
-    linear (tabular), which keeps unvisited states' values at 0 (optimism under -1 rewards)."""
-    critic_scale: float = 1.0
-    """Spread of the random Fourier projection (larger: more local features)."""
-    obs_norm: str = "running"
-    """Bounds of Box observations: running (mean +- 3 std of the observations seen, within
-    the space's finite bounds) or space (the space's finite bounds, running statistics only
-    where a bound is infinite). obs_low/obs_high override either."""
-    rate_reg: float = 0.0
-    """Strength of the firing-rate regulariser pulling hidden rates to target_rate."""
-    target_rate: float = 0.1
-    """Target hidden firing probability per step."""
-    w_clip: float = 20.0
-    """Parameters are clipped to [-w_clip, w_clip]."""
-    out_bias_max: float | None = -2.0
-    """Output biases are kept <= this (None: no cap), so an output cannot learn to fire
-    before the input has reached it, which would make the decision ignore the input."""
-    w_scale: float = 2.0
-    """Initial weight spread (see network.init_params)."""
-    gamma_hidden: float = -1.0
-    """Initial hidden bias."""
-    gamma_out: float = -2.0
-    """Initial output bias."""
-    stats_window: int = 100
-    """Episodes kept for the rolling statistics."""
-
-    def validate(self) -> "SpikingConfig":
-        if self.hidden_rule == "seed":
-            warnings.warn("hidden_rule 'seed' is now called 'learning_signal' (and follows the seed's per-step "
-                          "learning signal); the old name goes in the next release", DeprecationWarning, stacklevel=3)
-            self.hidden_rule = "learning_signal"
-        checks = {
-            "T": self.T >= 1, "n_envs": self.n_envs >= 1, "n_hidden": self.n_hidden >= 0,
-            "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr > 0,
-            "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
-            "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
-            "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
-            "kappa": 0 <= self.kappa < 1, "critic_features": self.critic_features >= 0,
-            "vote_samples": self.vote_samples >= 1,
-            "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
-            "p_connect": 0 < self.p_connect <= 1, "w_clip": self.w_clip > 0, "rate_reg": self.rate_reg >= 0,
-            "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
-                                                        and isinstance(self.action_bins, int) and self.action_bins >= 2),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}")
-        choices = {
-            "decoder": ("first_to_spike", "rate"), "reward_factor": ("proximal", "mc", "td"),
-            "hidden_rule": ("joint", "learning_signal"), "ratio": ("joint", "output", "neuron"), "obs_norm": ("running", "space"),
-            "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
-            "deterministic_outputs": ("threshold", "median", "vote"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}; expected one of {allowed}")
-        return self
+from .serialization import describe_space, load_agent, save_agent
 
 
 MAX_ACTIONS = 256
@@ -292,8 +126,6 @@ class SpikingAgent:
     def from_config(cls, env_id: str, agent: str = "fts-snn", *, seed: int | None = None, **overrides) -> "SpikingAgent":
         """An agent with the tuned hyperparameters of ``agents/{agent}.yaml`` and the encoding
         of ``envs/{env_id}.yaml`` (what ``spikerl train`` uses), plus ``overrides``."""
-        from .config import load_agent_file, load_env_file, resolve_hyperparameters
-
         _, agent_file, _ = load_agent_file(agent)
         env_file, _ = load_env_file(env_id)
         return cls(env_id, seed=seed, **resolve_hyperparameters(agent_file, env_file, overrides))
@@ -362,8 +194,6 @@ class SpikingAgent:
 
     def set_env(self, env) -> None:
         vec = _make_vec_env(env, self.config.n_envs)
-        from .serialization import describe_space
-
         for name, mine, theirs in (("observation", self.observation_space, vec.single_observation_space),
                                    ("action", self.action_space, vec.single_action_space)):
             if describe_space(mine) != describe_space(theirs):
@@ -498,13 +328,9 @@ class SpikingAgent:
     # -- files --------------------------------------------------------------------------
     def save(self, path, *, training_state: bool = True) -> None:
         """Write the agent to ``path`` (no pickle: arrays + JSON; atomic)."""
-        from .serialization import save_agent
-
         save_agent(self, path, training_state=training_state)
 
     @classmethod
     def load(cls, path, env=None, **overrides) -> "SpikingAgent":
         """Read an agent written by :meth:`save`; ``env`` must match the saved spaces."""
-        from .serialization import load_agent
-
         return load_agent(cls, path, env=env, **overrides)

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import yaml
 
+from .hyperparams import MLPConfig, SpikingConfig
+
 CONFIG_ROOT = Path(__file__).parent / "configs"
 AGENT_KINDS = ("spiking", "sb3", "pg-mlp")
 
@@ -177,14 +179,10 @@ def load_agent_file(name_or_path) -> tuple[str, AgentFile, Path]:
         if not isinstance(hp, dict):
             raise ConfigError(f"{path}: envs.{env_id} must be a mapping of hyperparameters")
     if af.kind == "spiking":
-        from .agent import SpikingConfig
-
         validate_fields(SpikingConfig, af.hyperparameters, f"{path}: hyperparameters")
         for env_id, hp in af.envs.items():
             validate_fields(SpikingConfig, hp, f"{path}: envs.{env_id}")
     elif af.kind == "pg-mlp":
-        from .pg_mlp import MLPConfig
-
         validate_fields(MLPConfig, af.hyperparameters, f"{path}: hyperparameters")
         for env_id, hp in af.envs.items():
             validate_fields(MLPConfig, hp, f"{path}: envs.{env_id}")
@@ -212,8 +210,6 @@ def load_env_file(env_id: str) -> tuple[EnvFile, Path | None]:
     if "id" not in data:
         raise ConfigError(f"{path}: missing key 'id'")
     ef = EnvFile(**data)
-    from .agent import SpikingConfig
-
     validate_fields(SpikingConfig, ef.encoder, f"{path}: encoder")
     return ef, path
 
@@ -260,11 +256,7 @@ def resolve_hyperparameters(agent: AgentFile, env: EnvFile, overrides: dict, whe
     hp.update(agent.envs.get(env.id, {}))
     hp.update(overrides)
     if agent.kind == "spiking":
-        from .agent import SpikingConfig
-
         validate_fields(SpikingConfig, overrides, where)
     elif agent.kind == "pg-mlp":
-        from .pg_mlp import MLPConfig
-
         validate_fields(MLPConfig, overrides, where)
     return hp

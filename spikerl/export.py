@@ -308,8 +308,7 @@ def footprint(model, *, weights: str = "float", flash_tables: int | None = None,
     """Flash (weights + tables), RAM (state struct) and operations per decision; with
     ``ppo`` (an SB3 PPO model) the same for its actor in float32."""
     policy = _check_exportable(model)
-    topo, enc, T, a, b, ff_decay, fb_decay = _layout(policy)
-    N = topo.n_neurons
+    enc = policy.encoder
     ram = state_bytes(model, learn=learn)
     rep = {
         "weights": weights,

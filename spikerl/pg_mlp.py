@@ -11,32 +11,11 @@ forward pass costs ``n_in*H + H*A`` multiply-accumulates.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .agent import SpikingAgent, SpikingConfig
+from .agent import SpikingAgent
+from .hyperparams import MLPConfig
 from .policy import PolicyOutput, Replayed
-
-
-@dataclass
-class MLPConfig(SpikingConfig):
-    """:class:`SpikingConfig` plus the perceptron's shape (spiking-only fields are unused)."""
-
-    mlp_hidden: int = 16
-    """Hidden units (0: a linear softmax policy)."""
-    activation: str = "relu"
-    """relu or tanh (relu networks convert to rate-coded spiking networks)."""
-    hidden_rule: str = "joint"
-    """Fixed: every parameter is modulated by the reward factor."""
-
-    def validate(self) -> "MLPConfig":
-        super().validate()
-        if self.activation not in ("relu", "tanh"):
-            raise ValueError(f"invalid hyperparameter activation={self.activation!r}; expected relu or tanh")
-        if self.mlp_hidden < 0:
-            raise ValueError(f"invalid hyperparameter mlp_hidden={self.mlp_hidden!r}")
-        return self
 
 
 class MLPPolicy:

@@ -17,6 +17,8 @@ import zipfile
 import numpy as np
 from gymnasium import spaces
 
+from .registry import AGENT_CLASSES, agent_class
+
 FORMAT = "spikerl-agent"
 FORMAT_VERSION = 1
 
@@ -172,14 +174,10 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
 
 def load_model(path, env=None, **overrides):
     """Load any spikerl agent file (SpikingAgent or PGMLPAgent), dispatching on its class."""
-    from .agent import SpikingAgent
-    from .pg_mlp import PGMLPAgent
-
     meta, _ = read_arrays(path)
-    classes = {c.__name__: c for c in (SpikingAgent, PGMLPAgent)}
-    if meta.get("class") not in classes:
+    if meta.get("class") not in AGENT_CLASSES:
         raise ModelFileError(f"{path}: unknown agent class {meta.get('class')!r}")
-    return load_agent(classes[meta["class"]], path, env=env, **overrides)
+    return load_agent(agent_class(meta["class"]), path, env=env, **overrides)
 
 
 def _need(arrays: dict, name: str, path) -> np.ndarray:

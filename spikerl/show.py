@@ -169,7 +169,7 @@ def plot_rasters(model, episode: Episode, path, indices: list[int] | None = None
     plt = _plt()
     indices = pick_decisions(episode, 4) if indices is None else list(indices)
     topo = model.policy.topo
-    n_in, n_hid, out0 = topo.n_in, topo.n_hid, topo.n_in + topo.n_hid
+    n_in, out0 = topo.n_in, topo.n_in + topo.n_hid
     fig, axes = plt.subplots(1, len(indices), figsize=(3.2 * len(indices) + 1.5, 0.055 * topo.n_neurons + 2.4),
                              squeeze=False, sharey=True)
     ticks, labels = _neuron_labels(model)
