@@ -69,7 +69,7 @@ def test_trained_cartpole_decisions_identical_in_both_modes(trained, cartpole_ob
     c = _build(trained, tmp_path)
     assert trained.config.deterministic_outputs == "vote"
     _compare(trained, c, cartpole_obs, False, c.SAMPLED)
-    _compare(trained, c, cartpole_obs[:1000], True, c.DETERMINISTIC)
+    _compare(trained, c, cartpole_obs, True, c.DETERMINISTIC)
     # predict(deterministic=True) itself, env actions included
     trained.predict_rng = np.random.default_rng(3)
     c.seed_from(np.random.default_rng(3))
