@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .coding import obs_array
+from .protocol import run_episodes
 
 
 class BaseCallback:
@@ -74,29 +74,16 @@ def make_callback(callback, progress_bar: bool = False) -> BaseCallback:
 
 
 def evaluate(agent, env, n_episodes: int = 10, *, deterministic: bool = True, seed: int | None = None) -> dict:
-    """Play ``n_episodes`` on a single (non-vector) env; return mean/std return and length,
-    and the per-decision energy figures of the spiking policy."""
-    returns, lengths = [], []
-    spikes = sops = latency = decisions = 0.0
-    for ep in range(n_episodes):
-        obs, _ = env.reset(seed=None if seed is None else seed + ep)
-        done, ret, length = False, 0.0, 0
-        while not done:
-            out = agent.decide(obs_array(agent.observation_space, obs)[None], deterministic)
-            obs, r, term, trunc, _ = env.step(agent.action_values[out.action[0]])
-            ret += float(r)
-            length += 1
-            spikes += out.spikes.sum()
-            sops += out.sops.sum()
-            latency += out.latency.sum()
-            decisions += 1
-            done = term or trunc
-        returns.append(ret)
-        lengths.append(length)
-    d = max(decisions, 1.0)
+    """Play ``n_episodes`` on a single (non-vector) env by the one protocol
+    (:func:`spikerl.protocol.run_episodes`: reset with ``seed``, then unseeded); return mean/std
+    return and length, and the per-decision energy figures of the spiking policy."""
+    agent.predict_stats[:] = 0.0
+    returns, lengths = run_episodes(agent, env, n_episodes, seed, deterministic)
+    e = agent.energy_summary("predict")
     return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns,
-            "mean_length": float(np.mean(lengths)), "spikes_per_decision": spikes / d, "sops_per_decision": sops / d,
-            "latency": latency / d}
+            "mean_length": float(np.mean(lengths)),
+            "spikes_per_decision": e["input_spikes"] + e["hidden_spikes"] + e["output_spikes"],
+            "sops_per_decision": e["sops"], "latency": e["latency"]}
 
 
 class EvalCallback(BaseCallback):

@@ -1,13 +1,17 @@
-"""One evaluation protocol for every agent (spiking and ANN): ``n`` episodes on a fresh
-``DummyVecEnv`` seeded with ``seed``, scored by Stable-Baselines3's ``evaluate_policy``
-(when SB3 is installed; an equivalent loop otherwise), plus the energy figures of the
-decisions made during the evaluation."""
+"""One evaluation protocol for every agent (spiking and ANN), written once
+(:func:`spikerl.protocol.run_episodes`): ``n`` episodes on one env, reset with ``seed`` before the first and
+unseeded between episodes, one ``predict`` per step, plus the energy figures of the decisions
+made. It is Stable-Baselines3's ``evaluate_policy`` on a seeded one-env ``DummyVecEnv``
+(``tests/test_evaluation.py`` checks that both give the same returns), without needing SB3.
+:func:`evaluate_model`, the callbacks' :func:`spikerl.callbacks.evaluate`, ``spikerl eval``,
+the bench and the benchmarks all score through it."""
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 
 from . import envs  # noqa: F401  (registers spikerl's envs)
+from .protocol import run_episodes
 
 
 EVAL_MAX_EPISODE_STEPS = 1_000
@@ -49,30 +53,10 @@ def evaluate_model(model, env_id: str, *, n_episodes: int = 10, seed: int = 10_0
 
     if isinstance(model, SpikingAgent):
         model.predict_stats[:] = 0.0
-    from .baselines import sb3_available, sb3_evaluate
-
-    if sb3_available():
-        returns, lengths = sb3_evaluate(model, lambda: make_env(env_id, make_kwargs), n_episodes, seed, deterministic)
-    else:
-        returns, lengths = _evaluate_loop(model, env_id, n_episodes, seed, deterministic, make_kwargs)
-    returns = [float(r) for r in returns]
+    env = make_env(env_id, make_kwargs)
+    try:
+        returns, lengths = run_episodes(model, env, n_episodes, seed, deterministic)
+    finally:
+        env.close()
     return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns,
             "mean_length": float(np.mean(lengths)), **energy_of(model)}
-
-
-def _evaluate_loop(model, env_id, n_episodes, seed, deterministic, make_kwargs):
-    env = make_env(env_id, make_kwargs)
-    returns, lengths = [], []
-    for ep in range(n_episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done, ret, n = False, 0.0, 0
-        while not done:
-            action, _ = model.predict(obs, deterministic=deterministic)
-            obs, r, term, trunc, _ = env.step(action)
-            ret += float(r)
-            n += 1
-            done = term or trunc
-        returns.append(ret)
-        lengths.append(n)
-    env.close()
-    return returns, lengths
