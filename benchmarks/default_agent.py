@@ -45,8 +45,13 @@ def parse_value(text: str):
     return yaml.safe_load(text)
 
 
+def agent_label(agent: str) -> str:
+    """An agent name, or the stem of an agent YAML path (a tuned agent: runs/tune/fts-snn-CartPole-v1.yaml)."""
+    return Path(agent).stem if agent.endswith((".yaml", ".yml")) else agent
+
+
 def cell_path(out: Path, env_id: str, agent: str, tag: str, seed: int) -> Path:
-    return out / f"{env_id.replace('/', '-')}__{agent}{'__' + tag if tag else ''}__s{seed}.json"
+    return out / f"{env_id.replace('/', '-')}__{agent_label(agent)}{'__' + tag if tag else ''}__s{seed}.json"
 
 
 def run_cell(cell: dict) -> dict:
@@ -67,7 +72,8 @@ def run_cell(cell: dict) -> dict:
     wall = time.time() - t0
     path = Path(cell["path"])
     save_model(model, agent_file.kind, path.with_suffix(".zip" if agent_file.kind == "sb3" else ".spk"))
-    res = {"env": cell["env"], "agent": cell["agent"], "tag": cell["tag"], "seed": cell["seed"], "steps": steps,
+    res = {"env": cell["env"], "agent": agent_label(cell["agent"]), "agent_file": cell["agent"], "tag": cell["tag"],
+           "seed": cell["seed"], "steps": steps,
            "overrides": own, "wall_time": wall, "steps_per_second": steps / wall,
            "n_parameters": n_parameters(model, agent_file.kind), "threshold": env_file.solved_threshold}
     modes = [("sampled", False, None), ("deterministic", True, None)]
@@ -197,7 +203,7 @@ def report(out: Path) -> str:
             rs.sort(key=lambda r: r["seed"])
             thr = rs[0]["threshold"]
             name = agent + (f" [{tag}]" if tag else "")
-            facts = network_facts(env, agent, rs[0]["overrides"])
+            facts = network_facts(env, rs[0].get("agent_file", agent), rs[0]["overrides"])
             for mode in ("sampled", "deterministic", "threshold_net"):
                 if not all(mode in r for r in rs):
                     continue
