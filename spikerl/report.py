@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .runs import read_config, read_metrics
+from .energy import TABLES, ann_ops, breakdown_markdown, energy, sources_markdown, spiking_ops
 from .stats import iqm_ci
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
@@ -134,24 +135,94 @@ def _fmt(x, nd=1) -> str:
     return f"{x:,.{nd}f}"
 
 
+def energy_facts(run: dict) -> dict:
+    """What the energy model needs of a run's network (read from its saved model)."""
+    if "facts" not in run:
+        cfg, d = run["cfg"], run["dir"]
+        if cfg["kind"] == "sb3":
+            import torch.nn as nn
+
+            from .baselines import load_sb3
+
+            m = load_sb3(cfg["algo"], d / "model.zip")
+            net = m.policy.q_net if hasattr(m.policy, "q_net") else m.policy.mlp_extractor.policy_net
+            hidden = [x.out_features for x in net.modules() if isinstance(x, nn.Linear)]
+            if hasattr(m.policy, "q_net"):
+                hidden = hidden[:-1]  # the last layer gives the Q-values
+            run["facts"] = {"kind": "ann", "activations": sum(hidden), "n_actions": int(m.action_space.n)}
+        else:
+            from .serialization import load_model
+
+            m = load_model(d / "model.spk")
+            if getattr(m.policy, "topo", None) is None:  # pg-mlp
+                run["facts"] = {"kind": "ann", "activations": m.policy.hidden, "n_actions": m.policy.n_actions}
+            else:
+                enc = m.policy.encoder
+                run["facts"] = {"kind": "spiking", "n_neurons": m.policy.topo.n_neurons, "n_inputs": m.policy.topo.n_in,
+                                "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
+                                "vote_samples": m.config.vote_samples,
+                                "det_mode": m.config.deterministic_outputs}
+    return run["facts"]
+
+
+def mode_figures(run: dict, mode: str) -> dict | None:
+    """Return, latency, spikes, operations and energy (both tables) of a run's final policy in
+    ``mode`` (deterministic: the final evaluation; sampled: the sampled one), all from the same
+    episodes; ``None`` when the run has no such evaluation."""
+    s = run["summary"]
+    if mode == "deterministic":
+        fig = {k: s.get(k) for k in ("spikes_per_decision", "sops_per_decision", "macs_per_decision", "latency")}
+        fig["mean_return"] = s["final_mean_return"]
+    else:
+        if not s.get("sampled"):
+            return None
+        fig = dict(s["sampled"])
+    facts = energy_facts(run)
+    if facts["kind"] == "ann":
+        ops = ann_ops(macs=fig.get("macs_per_decision") or s.get("macs_per_decision") or 0.0,
+                      activations=facts["activations"], n_actions=facts["n_actions"],
+                      deterministic=mode == "deterministic")
+        exps = 0
+    else:
+        m = "sampled" if mode == "sampled" else {"vote": "vote", "median": "threshold", "threshold": "threshold",
+                                                 True: "threshold"}[facts["det_mode"]]
+        exps = facts["encoder_exps"]
+        ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
+                          latency=fig.get("latency") or 0.0, spikes=fig.get("spikes_per_decision") or 0.0,
+                          sops=fig.get("sops_per_decision") or 0.0, mode=m, vote_samples=facts["vote_samples"])
+    fig["ops"] = ops
+    fig["energy"] = {t.name: energy(ops, t, encoder_exps=exps) for t in TABLES}
+    return fig
+
+
 def table_rows(env_id: str, by_agent: dict) -> list[str]:
-    rows = ["| agent | final return IQM [95% CI] | solved (seeds) | median steps to solve | wall time s | env steps/s (with evaluations) | "
-            "parameters | spikes / decision | synaptic ops / decision | MACs / decision | energy / decision (nJ) | latency (steps) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """One row per agent and mode; a row's return, latency, spikes, operations and energy come
+    from the same evaluation episodes."""
+    rows = ["| agent | mode | final return IQM [95% CI] | solved (seeds) | median steps to solve | wall time s | "
+            "env steps/s (with evaluations) | parameters | spikes / decision | synaptic ops / decision | "
+            "MACs / decision | energy / decision, 45 nm CMOS (nJ) | energy / decision, Loihi (nJ) | latency (steps) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for agent, runs in by_agent.items():
-        final = [r["summary"]["final_mean_return"] for r in runs]
-        _, lo, hi = iqm_ci(final)
         solved = [r["summary"].get("first_solved_step") for r in runs]
         solved_steps = [s for s in solved if s is not None]
         sm = lambda k: float(np.mean([r["summary"].get(k) or 0.0 for r in runs]))  # noqa: E731
-        spikes, sops, macs = sm("spikes_per_decision"), sm("sops_per_decision"), sm("macs_per_decision")
-        energy = (sops * E_AC_PJ + macs * E_MAC_PJ) / 1000.0
-        rows.append(
-            f"| {agent} | {_fmt(iqm(final))} [{_fmt(lo)}, {_fmt(hi)}] | {len(solved_steps)}/{len(runs)} | "
-            f"{_fmt(float(np.median(solved_steps)) if solved_steps else None, 0)} | {_fmt(sm('wall_time'))} | "
-            f"{_fmt(sm('steps_per_second'), 0)} | {int(sm('n_parameters')):,} | {_fmt(spikes) if spikes else '-'} | "
-            f"{_fmt(sops, 0) if sops else '-'} | {_fmt(macs, 0) if macs else '-'} | {_fmt(energy, 2)} | {_fmt(sm('latency'), 2)} |"
-        )
+        for mode in ("deterministic", "sampled"):
+            figs = [mode_figures(r, mode) for r in runs]
+            if any(f is None for f in figs):
+                continue
+            final = [f["mean_return"] for f in figs]
+            _, lo, hi = iqm_ci(final)
+            fm = lambda k: float(np.mean([f.get(k) or 0.0 for f in figs]))  # noqa: E731
+            spikes, sops, macs = fm("spikes_per_decision"), fm("sops_per_decision"), fm("macs_per_decision")
+            en = {t.name: (None if any(f["energy"][t.name] is None for f in figs)
+                           else float(np.mean([f["energy"][t.name]["total"] for f in figs])) / 1000.0) for t in TABLES}
+            rows.append(
+                f"| {agent} | {mode} | {_fmt(iqm(final))} [{_fmt(lo)}, {_fmt(hi)}] | "
+                f"{f'{len(solved_steps)}/{len(runs)}' if mode == 'deterministic' else '-'} | "
+                f"{_fmt(float(np.median(solved_steps)) if solved_steps and mode == 'deterministic' else None, 0)} | "
+                f"{_fmt(sm('wall_time'))} | {_fmt(sm('steps_per_second'), 0)} | {int(sm('n_parameters')):,} | "
+                f"{_fmt(spikes) if spikes else '-'} | {_fmt(sops, 0) if sops else '-'} | {_fmt(macs, 0) if macs else '-'} | "
+                f"{_fmt(en['45 nm CMOS'], 3)} | {_fmt(en['Loihi'], 3)} | {_fmt(fm('latency'), 2)} |")
     return rows
 
 
@@ -183,33 +254,34 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
         lines += [f"![learning curves]({fig.name})", ""]
         lines += table_rows(env_id, by_agent)
         lines.append("")
-        spiking = {a: rs for a, rs in by_agent.items() if rs[0]["cfg"]["kind"] == "spiking"}
-        if spiking:
-            lines += ["Spiking agents in sampling mode (stochastic first-to-spike decisions, same episodes):", "",
-                      "| agent | return IQM [95% CI] | spikes / decision | hidden spikes / decision | "
-                      "synaptic ops / decision | energy / decision (nJ) | latency (steps) |",
-                      "|---|---|---|---|---|---|---|"]
-            for agent, rs in spiking.items():
-                sm = [r["summary"]["sampled"] for r in rs]
-                ret = [x["mean_return"] for x in sm]
-                _, lo, hi = iqm_ci(ret)
-                avg = lambda k: float(np.mean([x[k] for x in sm]))  # noqa: E731
-                lines.append(f"| {agent} | {_fmt(iqm(ret))} [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(avg('spikes_per_decision'))} | "
-                             f"{_fmt(avg('hidden_spikes_per_decision'))} | {_fmt(avg('sops_per_decision'), 0)} | "
-                             f"{_fmt(avg('sops_per_decision') * E_AC_PJ / 1000, 2)} | {_fmt(avg('latency'), 2)} |")
-            lines.append("")
         sources = {r["cfg"]["agent"]: r["cfg"].get("hyperparameter_source") for rs in by_agent.values() for r in rs}
         for agent, src in sources.items():
             if src:
                 lines.append(f"- {agent} hyperparameters: {src}")
         lines.append("")
+    breakdown = []
+    for kind in ("spiking", "ann"):  # one agent of each kind, both modes, mean over its seeds
+        pick = next(((env_id, agent, rs) for env_id, by_agent in envs.items() for agent, rs in by_agent.items()
+                     if energy_facts(rs[0])["kind"] == kind), None)
+        if pick is None:
+            continue
+        env_id, agent, rs = pick
+        for mode in ("deterministic", "sampled"):
+            figs = [mode_figures(r, mode) for r in rs]
+            if any(f is None for f in figs):
+                continue
+            ops = {k: float(np.mean([f["ops"][k] for f in figs])) for k in figs[0]["ops"]}
+            en = {t.name: (None if figs[0]["energy"][t.name] is None else
+                           {k: float(np.mean([f["energy"][t.name][k] for f in figs])) for k in figs[0]["energy"][t.name]})
+                  for t in TABLES}
+            breakdown.append((f"{agent} on {env_id}, {mode}", ops, en))
     lines += ["## Energy model", "",
-              f"Energy per decision = synaptic accumulate operations x {E_AC_PJ:.1f} pJ (spiking) + multiply-accumulates "
-              f"x {E_MAC_PJ:.1f} pJ (ANN). Source: {ENERGY_SOURCE}. In the main tables spiking figures are measured "
-              "on the evaluation decisions in deterministic mode (the threshold network, spike iff u > 0; when no "
-              "output crosses 0 the decision waits for T steps); the 'sampling mode' tables give the "
-              "same trained networks making stochastic first-to-spike decisions, the mode the model is built and "
-              "trained for. ANN MACs count the layers one `predict` runs.", ""]
+              "Every operation of a decision is counted on both sides (spiking: synaptic accumulates, neuron updates, "
+              "sigmoids, comparisons, random draws, spikes and the encoder's exponentials; ANN: MACs, activations, the "
+              "softmax and its draw; `spikerl/energy.py` says how each is counted) and priced with two published "
+              "per-operation tables; a row's energy is that of its own mode. The spiking agent's deterministic mode "
+              "is its `deterministic_outputs` (the vote of several sampled decisions by default, each counted).", "",
+              breakdown_markdown(breakdown) if breakdown else "", "Per-operation figures:", "", sources_markdown()]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -265,8 +265,7 @@ def train(agent: str, env_id: str | None = None, *, steps: int | None = None, se
         "best": loop.best,
         "solved_threshold": env_file.solved_threshold,
     }
-    if kind == "spiking":
-        summary["sampled"] = sampled_evaluation(model, env_file, eval_episodes)
+    summary["sampled"] = sampled_evaluation(model, env_file, eval_episodes)  # every agent, both modes
     if media:
         summary["media"] = write_media(model, env_file, run_dir, logger)
     logger.finish(summary, model_path)
@@ -291,12 +290,14 @@ def write_media(model, env_file, run_dir: Path, logger) -> dict:
 
 
 def sampled_evaluation(model, env_file, n_episodes: int) -> dict:
-    """A spiking agent in its sampling mode (stochastic first-to-spike decisions, the mode a
-    neuromorphic chip runs): return and energy figures over the evaluation episodes."""
+    """The final policy in its sampling mode (a spiking agent's stochastic first-to-spike
+    decisions, the mode a chip runs; an ANN's sampled actions): return and energy figures over
+    the evaluation episodes, the same protocol and seeds as the deterministic evaluation."""
     res = evaluate_model(model, env_file.id, n_episodes=n_episodes, seed=10_000, deterministic=False,
                          make_kwargs=env_file.make_kwargs)
-    return {k: res[k] for k in ("mean_return", "std_return", "spikes_per_decision", "hidden_spikes_per_decision",
-                                "sops_per_decision", "latency")}
+    return {k: res[k] for k in ("mean_return", "std_return", "returns", "spikes_per_decision",
+                                "hidden_spikes_per_decision", "sops_per_decision", "macs_per_decision", "latency")
+            if k in res}
 
 
 def first_solved(evals: list[dict], threshold, confirm_episodes: int | None = None) -> int | None:

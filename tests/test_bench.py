@@ -23,32 +23,39 @@ def test_bench_runs_every_cell_in_parallel(bench):
             assert summary["status"] == "finished" and summary["steps"] >= 1500 and summary["seed"] == seed
 
 
-def _row(text, agent):
-    """The cells of ``agent``'s row in the first table of the report."""
-    header = next(line for line in text.splitlines() if line.startswith("| agent | final return"))
-    row = next(line for line in text.splitlines() if line.startswith(f"| {agent} |"))
+def _row(text, agent, mode):
+    """The cells of ``agent``'s row in ``mode`` in the first table of the report."""
+    header = next(line for line in text.splitlines() if line.startswith("| agent | mode | final return"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| {agent} | {mode} |"))
     return dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
 
 
-def test_report_rows_are_the_runs_figures(bench):
-    """Each row's numbers are computed from that agent's run summaries (recomputed here)."""
+def test_report_rows_are_the_runs_figures_in_their_own_mode(bench):
+    """Each row's numbers come from that agent's summaries in that row's mode (recomputed here)."""
     from scipy.stats import trim_mean
 
     path = write_report(bench)
     text = path.read_text()
     for agent in ("fts-snn", "ppo"):
         sums = [json.loads((cell_dir(bench, "CartPole-v1", agent, s) / "summary.json").read_text()) for s in (0, 1)]
-        cells = _row(text, agent)
-        final = [x["final_mean_return"] for x in sums]
-        assert cells["final return IQM [95% CI]"].startswith(f"{trim_mean(final, 0.25):,.1f} [")
-        solved = sum(x["first_solved_step"] is not None for x in sums)
-        assert cells["solved (seeds)"] == f"{solved}/2"
-        sops = np.mean([x.get("sops_per_decision") or 0.0 for x in sums])
-        macs = np.mean([x.get("macs_per_decision") or 0.0 for x in sums])
-        assert cells["energy / decision (nJ)"] == f"{(sops * 0.9 + macs * 4.6) / 1000:,.2f}"
-        assert cells["latency (steps)"] == f"{np.mean([x['latency'] for x in sums]):,.2f}"
-        assert cells["parameters"] == f"{int(np.mean([x['n_parameters'] for x in sums])):,}"
-        assert (cells["MACs / decision"] == "-") == (agent == "fts-snn")
+        for mode in ("deterministic", "sampled"):
+            cells = _row(text, agent, mode)
+            figs = sums if mode == "deterministic" else [x["sampled"] for x in sums]
+            final = [x["final_mean_return"] if mode == "deterministic" else x["mean_return"] for x in figs]
+            assert cells["final return IQM [95% CI]"].startswith(f"{trim_mean(final, 0.25):,.1f} [")
+            assert cells["latency (steps)"] == f"{np.mean([x['latency'] for x in figs]):,.2f}"
+            cmos = float(cells["energy / decision, 45 nm CMOS (nJ)"])
+            if agent == "ppo":  # 4,480 MACs (4.6 pJ) + 128 tanh (10 pJ) + argmax or softmax-and-draw
+                action = 0.9 if mode == "deterministic" else 2 * 10 + 2 * 0.9 + 0.6
+                assert cmos == pytest.approx((4480 * 4.6 + 128 * 10 + action) / 1000, abs=1e-3)
+                assert cells["energy / decision, Loihi (nJ)"] == "-" and cells["MACs / decision"] == "4,480"
+            else:  # more than its accumulates alone: every operation is counted
+                sops = np.mean([x["sops_per_decision"] for x in figs])
+                assert cmos > sops * 0.9 / 1000 and float(cells["energy / decision, Loihi (nJ)"]) > sops * 23.6 / 1000
+        assert _row(text, agent, "deterministic")["solved (seeds)"] == f"{sum(x['first_solved_step'] is not None for x in sums)}/2"
+        assert _row(text, agent, "deterministic")["parameters"] == f"{int(np.mean([x['n_parameters'] for x in sums])):,}"
+    assert "| fts-snn on CartPole-v1, sampled | synaptic accumulates |" in text
+    assert "| ppo on CartPole-v1, deterministic | macs |" in text and "Davies" in text and "Horowitz" in text
     png = path.parent / "CartPole-v1_curves.png"
     assert png.is_file() and png.stat().st_size > 1000
 
