@@ -128,9 +128,6 @@ def _check_learnable(model, policy, weights):
     cfg = model.config
     if weights != "float":
         raise ExportError("--learn needs float weights (the rule updates them)")
-    if cfg.lr_schedule != "constant":
-        raise ExportError(f"--learn: lr_schedule {cfg.lr_schedule!r} needs a known budget; a device learns with a "
-                          "constant rate (set lr_schedule: constant)")
     if cfg.rate_reg != 0:
         raise ExportError("--learn: the firing-rate regulariser (rate_reg) does not export yet")
     if policy.estimator is not None:
@@ -138,7 +135,9 @@ def _check_learnable(model, policy, weights):
 
 
 def _learn_parts(model, policy):
-    """C tables and defines of the online actor-critic: initial state of every learnt array."""
+    """C tables and defines of the online actor-critic: initial state of every learnt array.
+    A device learns without end, so it uses the constant ``learning_rate`` (a linear schedule
+    needs a known budget)."""
     cfg, topo, enc, critic = model.config, policy.topo, policy.encoder, model.critic
     P, R = policy.n_params, critic.b.size
     C = critic.c.size
