@@ -86,8 +86,9 @@ class SpikingConfig:
     """Actor step size (Adam)."""
     critic_lr: float = 0.01
     """Critic step size (Adam)."""
-    lr_schedule: str = "constant"
-    """constant or linear (decays to 0 at the end of learn)."""
+    lr_schedule: str = "linear"
+    """linear (decays to 0 at the end of each ``learn`` call, as SB3's schedules follow its
+    progress) or constant."""
     n_steps: int = 64
     """Vector steps per rollout (proximal): a rollout holds n_steps x n_envs decisions."""
     n_epochs: int = 10
