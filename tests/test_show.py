@@ -41,9 +41,12 @@ def test_raster_drawn_is_the_kernels_spike_array(tmp_path, env_id):
         drawn, t_line = _drawn(fig, k)
         np.testing.assert_array_equal(drawn, ep.decisions[i].raster)
         assert t_line == ep.decisions[i].t_star
-        # the decision step holds the winning output's first spike (first-to-spike)
+        # the decision step holds the winning output's first spike (first-to-spike), unless
+        # no output spiked within T steps and the fallback chose
         out0 = agent.policy.topo.n_in + agent.policy.topo.n_hid
-        assert drawn[out0 + ep.decisions[i].output, ep.decisions[i].t_star] == 1 or agent.policy.topo.n_out == 0
+        d = ep.decisions[i]
+        assert drawn[out0 + d.output, d.t_star] == (0 if d.no_spike else 1)
+        assert d.no_spike == (drawn[out0:].sum() == 0)
 
 
 def test_vote_mode_shows_the_first_sample_with_its_own_decision_step(tmp_path):

@@ -86,7 +86,8 @@ def test_box_actions_learn_through_action_bins(tmp_path):
 def test_discrete_observations_learn_frozen_lake():
     env = gym.make_vec("FrozenLake-v1", num_envs=8, vectorization_mode="sync", is_slippery=False,
                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
-    agent = SpikingAgent(env, seed=0, n_hidden=0, reward_factor="td", learning_rate=0.03, critic_lr=0.1)
+    agent = SpikingAgent(env, seed=0, n_hidden=0, reward_factor="td", learning_rate=0.03, critic_lr=0.1,
+                         lr_schedule="constant")
     assert agent.encoder.features == "onehot" and agent.encoder.n_inputs == 16
     agent.learn(10_000)
     res = evaluate(agent, gym.make("FrozenLake-v1", is_slippery=False), 20, deterministic=False, seed=0)
