@@ -120,13 +120,20 @@ def macs_per_forward(model) -> int:
     (features -> policy MLP -> action head) or DQN's Q-network."""
     import torch.nn as nn
 
+    return int(sum(m.in_features * m.out_features for mod in actor_modules(model) for m in mod.modules()
+                   if isinstance(m, nn.Linear)))
+
+
+def actor_modules(model) -> list:
+    """The layers one ``predict`` runs: PPO/A2C's policy MLP and action head, DQN's Q-network
+    (a critic or target network never acts)."""
     policy = model.policy
     if hasattr(policy, "q_net"):
-        modules = [policy.q_net]
-    else:
-        modules = [policy.mlp_extractor.policy_net, policy.action_net]
-    return int(sum(m.in_features * m.out_features for mod in modules for m in mod.modules() if isinstance(m, nn.Linear)))
+        return [policy.q_net]
+    return [policy.mlp_extractor.policy_net, policy.action_net]
 
 
 def n_parameters(model) -> int:
-    return int(sum(p.numel() for p in model.policy.parameters()))
+    """Parameters of the acting network (as the spiking agents count theirs: the policy, not
+    its critic), so the parameter column compares like with like and matches the MACs."""
+    return int(sum(p.numel() for m in actor_modules(model) for p in m.parameters()))

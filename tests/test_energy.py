@@ -37,3 +37,13 @@ def test_breakdown_lists_every_counted_kind_with_both_tables():
     for kind in ("synaptic accumulates", "neuron updates", "nonlinearities", "comparisons", "random draws", "spikes"):
         assert f"| snn | {kind} |" in text
     assert "27.0" in text and "708.0" in text  # 30 accumulates: 0.9 and 23.6 pJ each
+
+
+def test_ann_parameters_and_macs_count_the_acting_network_only():
+    from stable_baselines3 import DQN, PPO
+
+    from spikerl.baselines import macs_per_forward, n_parameters
+
+    for algo in (PPO, DQN):  # 4-64-64-2: weights 4*64 + 64*64 + 64*2 = 4,480, biases 130
+        model = algo("MlpPolicy", "CartPole-v1", device="cpu")
+        assert macs_per_forward(model) == 4480 and n_parameters(model) == 4480 + 130
