@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikerl.export import MODES
+
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 
 
@@ -36,7 +38,7 @@ class Result(ctypes.Structure):
 class CPolicy:
     """The compiled module: ``decide(obs, mode)`` -> (action index, :class:`Result`)."""
 
-    SAMPLED, DETERMINISTIC, THRESHOLD, MEDIAN = 0, 1, 2, 3
+    SAMPLED, DETERMINISTIC, THRESHOLD, MEDIAN = (MODES[k] for k in ("sampled", "deterministic", "threshold", "median"))
 
     def __init__(self, lib_path, name="spk_policy", n_obs=None):
         self.lib = ctypes.CDLL(str(lib_path))
