@@ -137,30 +137,19 @@ def iqm(x) -> float:
 _FACTS: dict = {}
 
 
-def network_facts(env_id: str, agent: str, overrides: dict) -> dict:
+def agent_facts(env_id: str, agent: str, overrides: dict) -> dict:
     """What the energy model needs of an agent's network (built untrained, not learnt)."""
     key = (env_id, agent, json.dumps(overrides, sort_keys=True))
     if key not in _FACTS:
         from spikerl.config import load_agent_file, load_env_file, resolve_hyperparameters
+        from spikerl.energy import network_facts
         from spikerl.train import build_model
 
         _, agent_file, _ = load_agent_file(agent)
         env_file, _ = load_env_file(env_id)
         own = overrides if agent_file.kind != "sb3" else {}
         model = build_model(agent_file.kind, agent_file, env_file, resolve_hyperparameters(agent_file, env_file, own), 0)
-        if agent_file.kind == "sb3":
-            import torch.nn as nn
-
-            from spikerl.baselines import macs_per_forward
-
-            hidden = sum(m.out_features for m in model.policy.mlp_extractor.policy_net.modules() if isinstance(m, nn.Linear))
-            _FACTS[key] = {"kind": "ann", "macs": macs_per_forward(model), "activations": hidden,
-                           "n_actions": int(model.action_space.n)}
-        else:
-            topo, enc = model.policy.topo, model.policy.encoder
-            _FACTS[key] = {"kind": "spiking", "n_neurons": topo.n_neurons, "n_inputs": topo.n_in,
-                           "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
-                           "vote_samples": model.config.vote_samples}
+        _FACTS[key] = network_facts(model)
     return _FACTS[key]
 
 
@@ -203,7 +192,7 @@ def report(out: Path) -> str:
             rs.sort(key=lambda r: r["seed"])
             thr = rs[0]["threshold"]
             name = agent + (f" [{tag}]" if tag else "")
-            facts = network_facts(env, rs[0].get("agent_file", agent), rs[0]["overrides"])
+            facts = agent_facts(env, rs[0].get("agent_file", agent), rs[0]["overrides"])
             for mode in ("sampled", "deterministic", "threshold_net"):
                 if not all(mode in r for r in rs):
                     continue

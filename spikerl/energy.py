@@ -107,6 +107,27 @@ def ann_ops(*, macs: float, activations: int, n_actions: int, deterministic: boo
             "macs": float(macs), "activations": float(activations)}
 
 
+def network_facts(model) -> dict:
+    """What the operation counts need of a built agent: the spiking network's size, encoder and
+    vote, or an ANN actor's hidden units and actions (SB3 PPO/A2C/DQN, pg-mlp)."""
+    from .policy import SpikingPolicy
+
+    policy = model.policy
+    if isinstance(policy, SpikingPolicy):
+        enc = policy.encoder
+        return {"kind": "spiking", "n_neurons": policy.topo.n_neurons, "n_inputs": policy.topo.n_in,
+                "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
+                "vote_samples": model.config.vote_samples, "det_mode": model.config.deterministic_outputs}
+    if hasattr(policy, "macs"):  # pg-mlp: spikerl's own perceptron
+        return {"kind": "ann", "activations": policy.hidden, "n_actions": policy.n_actions}
+    import torch.nn as nn
+
+    from .baselines import actor_modules
+
+    hidden = [m.out_features for mod in actor_modules(model) for m in mod.modules() if isinstance(m, nn.Linear)][:-1]
+    return {"kind": "ann", "activations": sum(hidden), "n_actions": int(model.action_space.n)}
+
+
 def energy(ops: dict, table: OpTable, *, host: OpTable = CMOS_45NM, encoder_exps: float = 0.0) -> dict | None:
     """pJ per kind and ``total`` (``None`` if an operation does not run on this hardware).
     On a neuromorphic table the encoder's exponentials are priced on ``host``."""
@@ -148,5 +169,5 @@ def sources_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["OpTable", "CMOS_45NM", "LOIHI", "TABLES", "spiking_ops", "ann_ops", "energy", "breakdown_markdown",
+__all__ = ["network_facts", "OpTable", "CMOS_45NM", "LOIHI", "TABLES", "spiking_ops", "ann_ops", "energy", "breakdown_markdown",
            "sources_markdown"]

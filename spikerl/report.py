@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .runs import read_config, read_metrics
-from .energy import TABLES, ann_ops, breakdown_markdown, energy, sources_markdown, spiking_ops
+from .energy import TABLES, ann_ops, network_facts, breakdown_markdown, energy, sources_markdown, spiking_ops
 from .stats import iqm_ci
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
@@ -140,28 +140,14 @@ def energy_facts(run: dict) -> dict:
     if "facts" not in run:
         cfg, d = run["cfg"], run["dir"]
         if cfg["kind"] == "sb3":
-            import torch.nn as nn
-
             from .baselines import load_sb3
 
-            m = load_sb3(cfg["algo"], d / "model.zip")
-            net = m.policy.q_net if hasattr(m.policy, "q_net") else m.policy.mlp_extractor.policy_net
-            hidden = [x.out_features for x in net.modules() if isinstance(x, nn.Linear)]
-            if hasattr(m.policy, "q_net"):
-                hidden = hidden[:-1]  # the last layer gives the Q-values
-            run["facts"] = {"kind": "ann", "activations": sum(hidden), "n_actions": int(m.action_space.n)}
+            model = load_sb3(cfg["algo"], d / "model.zip")
         else:
             from .serialization import load_model
 
-            m = load_model(d / "model.spk")
-            if getattr(m.policy, "topo", None) is None:  # pg-mlp
-                run["facts"] = {"kind": "ann", "activations": m.policy.hidden, "n_actions": m.policy.n_actions}
-            else:
-                enc = m.policy.encoder
-                run["facts"] = {"kind": "spiking", "n_neurons": m.policy.topo.n_neurons, "n_inputs": m.policy.topo.n_in,
-                                "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
-                                "vote_samples": m.config.vote_samples,
-                                "det_mode": m.config.deterministic_outputs}
+            model = load_model(d / "model.spk")
+        run["facts"] = network_facts(model)
     return run["facts"]
 
 
