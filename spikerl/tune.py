@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from .config import ConfigError, _read_yaml, config_dirs, load_agent_file, load_env_file, resolve_hyperparameters
@@ -71,6 +72,28 @@ def score(model, env_file, episodes: int) -> float:
                               make_kwargs=env_file.make_kwargs)["mean_return"] for det in (False, True)) / 2
 
 
+def open_study(study_name: str, storage: str, sampler_seed: int = 0, attempts: int = 8):
+    """Create or load the study; processes started together on a fresh SQLite file all get it.
+
+    Two processes opening a new SQLite storage at the same moment both try to create its tables
+    and one fails with ``table ... already exists`` (found starting two ``spikerl tune`` commands
+    together); the loser retries, by then the tables exist and it loads them.
+    """
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0))
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), storage: str | None = None,
          study_name: str | None = None, space: str | None = None, out: str | os.PathLike = "agents/tuned",
          eval_episodes: int = 20, use_wandb: bool = True, sampler_seed: int = 0) -> dict:
@@ -90,10 +113,7 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
     slug = f"{agent_name}-{env_file.id.replace('/', '-')}"
     storage = storage or f"sqlite:///{out / 'tune.db'}"
     study_name = study_name or f"{slug}-{steps}x{len(seeds)}"
-    study = optuna.create_study(
-        study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0))
+    study = open_study(study_name, storage, sampler_seed)
     log = open(out / f"{slug}.trials.jsonl", "a", buffering=1)
     run = None
     if use_wandb:
@@ -157,4 +177,4 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
     return result
 
 
-__all__ = ["tune", "load_space", "sample", "score", "TUNE_EVAL_SEED"]
+__all__ = ["tune", "open_study", "load_space", "sample", "score", "TUNE_EVAL_SEED"]

@@ -45,3 +45,30 @@ def test_tune_refuses_reporting_seeds_and_bad_spaces(tmp_path, capsys):
     assert main(["tune", "--agent", "fts-snn", "--env", "CartPole-v1", "--steps", "10", "--seeds", "101",
                  "--out", str(tmp_path), "--no-wandb"]) == 2
     assert "reporting seeds" in capsys.readouterr().err
+
+
+def _open_together(storage, barrier, q):
+    from spikerl.tune import open_study
+
+    barrier.wait()
+    try:
+        q.put(open_study("shared", storage).study_name)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        q.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_started_together_share_one_fresh_study(tmp_path):
+    """Several `spikerl tune` processes on one new SQLite file: none dies creating the tables."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    n = 4
+    barrier, q = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open_together, args=(storage, barrier, q)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    got = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    assert got == ["shared"] * n
