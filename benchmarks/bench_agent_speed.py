@@ -4,7 +4,8 @@ with default settings, measured in the same process, one after the other.
     python benchmarks/bench_agent_speed.py [--steps 50000]
 
 Prints env-steps/s for training (same number of envs: 8), single-observation ``predict``
-latency, and per decision: spikes and synaptic operations (spiking) vs MACs (PPO).
+latency (the compiled one-observation path, and the batched path it replaced, in the same
+run), and per decision: spikes and synaptic operations (spiking) vs MACs (PPO).
 """
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def main():
     for name, model in (("spiking", snn), ("ppo", ppo)):
         for det in (True, False):
             lat[name, det] = predict_latency(model, obs, det)
+    # the batched path (numpy encoder around the kernel), which predict took before the compiled one
+    compiled = snn._single_predictor
+    snn._single_predictor = lambda deterministic: None
+    for det in (True, False):
+        lat["batched", det] = predict_latency(snn, obs, det)
+    snn._single_predictor = compiled
+    mode = snn.config.deterministic_outputs
+    snn.config.deterministic_outputs = "threshold"
+    lat["threshold"] = predict_latency(snn, obs, True)
+    snn.config.deterministic_outputs = mode
     snn.predict_stats[:] = 0
     for _ in range(2000):
         snn.predict(np.random.default_rng(0).uniform(-0.05, 0.05, 4).astype(np.float32), deterministic=False)
@@ -74,9 +85,12 @@ def main():
           f"ratio {snn_sps / ppo_sps:6.1f}x")
     print(f"                       PPO defaults with {hp['n_envs']} envs {ppo8_sps:9.0f}   ratio {snn_sps / ppo8_sps:6.1f}x")
     for det in (True, False):
-        s, p = lat["spiking", det], lat["ppo", det]
-        print(f"predict latency (deterministic={det!s:5})  spiking {s * 1e6:7.1f} us   PPO {p * 1e6:7.1f} us   "
-              f"spiking/PPO {s / p:5.2f}")
+        s, p, b = lat["spiking", det], lat["ppo", det], lat["batched", det]
+        what = f"{mode}, {snn.config.vote_samples} samples" if det and mode == "vote" else ("sampled" if not det else mode)
+        print(f"predict latency (deterministic={det!s:5}: {what})  spiking {s * 1e6:7.1f} us   PPO {p * 1e6:7.1f} us   "
+              f"spiking/PPO {s / p:5.3f}   (batched path {b * 1e6:7.1f} us, {b / s:4.1f}x slower)")
+    print(f"predict latency (threshold network)  spiking {lat['threshold'] * 1e6:7.1f} us   "
+          f"spiking/PPO deterministic {lat['threshold'] / lat['ppo', True]:5.3f}")
     print(f"per decision (stochastic): spikes {e['input_spikes'] + e['hidden_spikes'] + e['output_spikes']:.1f} "
           f"(input {e['input_spikes']:.1f}, hidden {e['hidden_spikes']:.1f}, output {e['output_spikes']:.1f}), "
           f"synaptic ops {e['sops']:.0f}, latency {e['latency']:.2f} steps;  PPO MACs per forward {macs_per_forward(ppo)}")

@@ -23,6 +23,7 @@ from gymnasium.vector import AutoresetMode
 from .callbacks import BaseCallback, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
+from .fastpath import SinglePredictor
 from .hyperparams import SpikingConfig
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy
@@ -149,6 +150,14 @@ class SpikingAgent:
         """
         obs = obs_array(self.observation_space, observation)
         single = self._is_single(obs)
+        if single or len(obs) == 1:  # one observation: encoder and decision in one compiled call
+            idx = self._single_predictor(deterministic)
+            idx = None if idx is None else idx(obs, self.predict_rng, self.predict_stats)
+            if idx is not None:
+                action = self.action_values[idx]
+                if action.ndim:
+                    action = action.copy()
+                return (action if single else action[None]), state
         batch = obs[None] if single else obs
         out = self.decide(batch, deterministic)
         st = self.predict_stats
@@ -158,6 +167,17 @@ class SpikingAgent:
         st[5] += out.latency.sum()
         action = self.action_values[out.action]
         return (action[0] if single else action), state
+
+    def _single_predictor(self, deterministic: bool):
+        """The compiled one-observation path for this mode (``None`` for a non-spiking policy)."""
+        if not isinstance(self.policy, SpikingPolicy):
+            return None
+        mode = self.config.deterministic_outputs if deterministic else False
+        cache = self.__dict__.setdefault("_predictors", {})
+        pred = cache.get(mode)
+        if pred is None or not pred.valid_for(self.policy):
+            pred = cache[mode] = SinglePredictor(self.policy, mode, self.config.vote_samples)
+        return pred
 
     def decide(self, obs: np.ndarray, deterministic: bool = False, keep_raster: bool = False) -> PolicyOutput:
         """The decisions behind :meth:`predict` for a batch of observations (index into

@@ -1,0 +1,200 @@
+"""The compiled single-observation ``predict``: encoder and decision in one numba call.
+
+``SpikingAgent.predict`` on one observation (or a batch of one, as SB3's ``evaluate_policy``
+passes it) spends most of its time in the numpy calls around the kernel (bounds, clipping,
+the temporal code, the vote), not in the kernel. :class:`SinglePredictor` does all of it in
+one compiled call into buffers it keeps, drawing the random numbers from the agent's
+``predict_rng`` exactly as the batched path does (one ``(K, N, T)`` block of uniforms, then
+``K`` tie-breakers), so it returns the same action, counts the same spikes and leaves the
+generator in the same state, bit for bit (``tests/test_fastpath.py`` checks this for every
+feature map, both temporal codes and every decision mode).
+
+What the compiled call does, in order: the observation's features (normalized or population
+code of a Box, with the encoder's bounds computed from its running statistics exactly as
+:meth:`~spikerl.coding.Encoder.bounds` computes them; one-hot or tile of a Discrete; one-hot
+per component of a MultiDiscrete), the temporal code into ``p_in`` (``K`` equal rows), the
+kernel's :func:`~spikerl.engine._decide_range` over the ``K`` rows, then the action (the
+single decision, or the majority of the ``K`` samples, lowest index on a tie as
+``argmax``) and the agent's ``predict_stats`` (decisions, spikes per population, synaptic
+operations, latency; a vote adds up its samples and takes the slowest latency).
+
+Anything else (a Tuple observation, a non-finite value, an index outside the space) returns
+``None`` and the agent falls back to the batched path, which raises the error that names it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from ._numba import njit
+from .engine import _NO_CLAMP, DECODERS, DETERMINISTIC, Workspace, _decide_range, geometric_decay
+
+# feature maps of the compiled encoder
+NORMALIZED, POPULATION, ONEHOT, MULTI_ONEHOT = 0, 1, 2, 3
+FEATURE_KIND = {"normalized": NORMALIZED, "population": POPULATION, "onehot": ONEHOT, "tile": ONEHOT}
+
+
+@njit
+def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
+                centres, inv_width, index_of, offset, nvec, start, p_max, time_code, f_min, p_in):
+    """Features of one observation ``x`` into every row of ``p_in`` ``(K, n_in, T)``.
+    Returns ``False`` (nothing written that matters) when ``x`` is not finite or not in the space."""
+    K, n_in, T = p_in.shape
+    f = np.zeros(n_in)
+    if kind == NORMALIZED or kind == POPULATION:
+        d = x.shape[0]
+        for j in range(d):
+            if not np.isfinite(x[j]):
+                return False
+        M = centres.shape[0]
+        for j in range(d):
+            if fixed[j]:
+                low, high = fixed_low[j], fixed_high[j]
+            else:  # Encoder.bounds, element by element
+                std = np.sqrt(m2[j] / max(count, 1.0)) + 1e-8
+                spread = max(n_std * std, 1e-3)
+                low = min(max(mean[j] - spread, space_low[j]), space_high[j] - 1e-3)
+                high = min(max(mean[j] + spread, low + 1e-3), space_high[j])
+            z = (min(max(x[j], low), high) - low) / (high - low)
+            if kind == NORMALIZED:
+                f[j] = z
+            else:
+                for m in range(M):
+                    e = (z - centres[m]) * inv_width
+                    f[j * M + m] = np.exp(-0.5 * e * e)
+    elif kind == ONEHOT:
+        s = x[0] - start[0]
+        if not (s >= 0 and s < index_of.shape[0] and s == np.floor(s)):
+            return False
+        f[index_of[int(s)]] = 1.0
+    else:
+        for c in range(x.shape[0]):
+            s = x[c] - start[c]
+            if not (s >= 0 and s < nvec[c] and s == np.floor(s)):
+                return False
+            f[offset[c] + int(s)] = 1.0
+    for j in range(n_in):
+        if time_code:
+            tj = int(np.rint((1.0 - f[j]) * (T - 1))) if f[j] >= f_min else -1
+            for t in range(T):
+                p = 1.0 if t == tj else 0.0
+                for k in range(K):
+                    p_in[k, j, t] = p
+        else:
+            p = p_max * f[j]
+            for k in range(K):
+                for t in range(T):
+                    p_in[k, j, t] = p
+    return True
+
+
+@njit
+def _decide_one(p_in, rand, tie, no_clamp, deterministic, median_out, decoder, vote,
+                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, stats):
+    """The ``K`` decisions of ``p_in`` -> the action index; adds the figures to ``stats``."""
+    K = p_in.shape[0]
+    S = pre_syn.shape[0]
+    qpost = np.empty(S, np.int64)
+    wq = np.empty(S)
+    for q in range(S):
+        qpost[q] = post[pre_syn[q]]
+        wq[q] = w[pre_syn[q], 0] * a[0, 0]
+    _decide_range(0, K, p_in, rand, tie, no_clamp, False, deterministic, median_out,
+                  decoder, False, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay,
+                  fb_decay, raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
+    if vote:
+        counts = np.zeros(n_out, np.int64)
+        for k in range(K):
+            counts[action[k]] += 1
+        chosen = 0
+        for o in range(1, n_out):
+            if counts[o] > counts[chosen]:
+                chosen = o
+    else:
+        chosen = action[0]
+    stats[0] += 1.0
+    latency = 0
+    for k in range(K):
+        for c in range(3):
+            stats[1 + c] += spikes[k, c]
+        stats[4] += sops[k]
+        latency = max(latency, t_star[k] + 1)
+    stats[5] += latency
+    return chosen
+
+
+class SinglePredictor:
+    """Compiled ``predict`` for one observation of a :class:`~spikerl.policy.SpikingPolicy`.
+
+    Built once per policy and decision mode (``vote`` samples ``vote_samples`` decisions and
+    takes the majority; ``False``, ``True``/``"threshold"`` and ``"median"`` are the kernel's
+    modes); holds its own workspace, so a call allocates no arrays of the decision's size.
+    """
+
+    def __init__(self, policy, mode, vote_samples: int):
+        enc, topo = policy.encoder, policy.topo
+        self.policy, self.encoder = policy, enc
+        self.vote = mode == "vote"
+        K = int(vote_samples) if self.vote else 1
+        kernel_mode = 0 if self.vote else DETERMINISTIC[mode]
+        self.deterministic, self.median_out = kernel_mode > 0, kernel_mode == 2
+        self.decoder = DECODERS[policy.decoder]
+        self.kind = FEATURE_KIND[enc.features]
+        if self.kind == ONEHOT and not isinstance(enc.space, spaces.Discrete):
+            self.kind = MULTI_ONEHOT
+        N, T, S = topo.n_neurons, enc.T, topo.n_synapses
+        self.buf = Workspace().get(K, N, T, S, policy.ff_kernel.shape[0], policy.fb_kernel.shape[0], False)
+        self.p_in = np.zeros((K, topo.n_in, T))
+        self.stats = np.zeros(6)
+        self.ff_decay = geometric_decay(policy.ff_kernel, T)
+        self.fb_decay = geometric_decay(policy.fb_kernel, T)
+        z1, zi, zb = np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.bool_)
+        box = self.kind in (NORMALIZED, POPULATION)
+        self.fixed = enc.fixed if box else zb
+        self.fixed_low, self.fixed_high = (enc.fixed_low, enc.fixed_high) if box else (z1, z1)
+        self.space_low, self.space_high = (enc.space_low, enc.space_high) if box else (z1, z1)
+        self.centres = enc._centres if self.kind == POPULATION else z1
+        self.inv_width = enc._inv_width if self.kind == POPULATION else 1.0
+        self.index_of = enc.tile_of if self.kind == ONEHOT else zi
+        self.offset = enc.offset if self.kind == MULTI_ONEHOT else zi
+        self.nvec = enc.nvec if self.kind == MULTI_ONEHOT else zi
+        self.start = np.atleast_1d(np.asarray(enc.start, np.float64)) if not box else z1
+        self.shape = (1,) if self.kind == ONEHOT else tuple(int(s) for s in (enc.space.shape if box else enc.nvec.shape))
+        self.size = int(np.prod(self.shape))
+        self.n_std = float(getattr(enc, "n_std", 0.0))
+        self.time_code = enc.code == "time"
+        self._theta, self._topo = policy.theta, topo
+
+    def valid_for(self, policy) -> bool:
+        """Still the policy it was built for (``load`` replaces theta and topology)."""
+        return policy.theta is self._theta and policy.topo is self._topo and policy.encoder is self.encoder
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator, predict_stats: np.ndarray) -> int | None:
+        """The action index for one observation ``obs`` (already shaped like the space's
+        sample; ``(1, *shape)`` is accepted too), or ``None`` when this path cannot encode it."""
+        x = obs.reshape(-1)
+        if x.size != self.size:
+            return None
+        if x.dtype != np.float64:
+            x = x.astype(np.float64)
+        enc, pol, buf = self.encoder, self.policy, self.buf
+        st = getattr(enc, "stats", None)
+        mean, m2, count = (st.mean, st.m2, st.count) if st is not None else (self.space_low, self.space_low, 0.0)
+        if not _encode_one(x, self.kind, self.fixed, self.fixed_low, self.fixed_high, self.space_low, self.space_high,
+                           mean, m2, float(count), self.n_std, self.centres, self.inv_width, self.index_of,
+                           self.offset, self.nvec, self.start, enc.p_max, self.time_code, enc.f_min, self.p_in):
+            return None  # the batched path raises the error that names the problem
+        # the same draws, in the same order, as the batched path: uniforms (K, N, T), then ties (K,)
+        rng.random(out=buf["uniforms"])
+        rng.random(out=buf["tie"])
+        p, topo = pol.params, pol.topo
+        return _decide_one(self.p_in, buf["uniforms"], buf["tie"], _NO_CLAMP, self.deterministic, self.median_out,
+                           self.decoder, self.vote, topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn,
+                           topo.post, p.w, p.v, p.gamma, pol.ff_kernel, pol.fb_kernel, self.ff_decay, self.fb_decay,
+                           buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"],
+                           buf["spikes"], buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"],
+                           buf["eg"], predict_stats)
+
+
+__all__ = ["SinglePredictor"]
