@@ -84,7 +84,7 @@ def main():
     sizes = (64, 256, 1024) if args.quick else (64, 256, 1024, 4096)
     for n_hid in sizes:
         topo = sparse_layered(32, n_hid, 4, fan_in=32, seed=0)
-        params = init_params(topo, 1, 1, rng=rng, w_scale=2.0, gamma_out=-4.0)
+        params = init_params(topo, 1, 1, rng=rng, w_scale=2.0, bias_out=-4.0)
         B = 16
         p_in = rng.random((B, 32, T)) * 0.5
         U, tie = rng.random((B, topo.n_neurons, T)), rng.random(B)  # drawn once, as above

@@ -24,7 +24,7 @@ from .callbacks import BaseCallback, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
 from .fastpath import SinglePredictor
-from .hyperparams import SpikingConfig
+from .hyperparams import SpikingConfig, upgrade_keys
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
@@ -85,6 +85,7 @@ class SpikingAgent:
     config_class = SpikingConfig
 
     def __init__(self, env=None, *, seed: int | None = None, _spaces=None, **hyperparameters):
+        hyperparameters = upgrade_keys(hyperparameters)
         unknown = set(hyperparameters) - {f.name for f in dataclasses.fields(self.config_class)}
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; see {self.config_class.__name__}")
@@ -136,7 +137,7 @@ class SpikingAgent:
         policy = SpikingPolicy.build(
             self.encoder, n_actions, n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
             p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
-            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, gamma_hidden=c.gamma_hidden, gamma_out=c.gamma_out,
+            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, bias_hidden=c.bias_hidden, bias_out=c.bias_out,
         )
         if c.hidden_rule == "learning_signal":
             policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)

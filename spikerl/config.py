@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from .hyperparams import MLPConfig, SpikingConfig
+from .hyperparams import RENAMED, MLPConfig, SpikingConfig, upgrade_keys
 
 CONFIG_ROOT = Path(__file__).parent / "configs"
 AGENT_KINDS = ("spiking", "sb3", "pg-mlp")
@@ -74,6 +74,8 @@ def validate_fields(cls, data: dict, where: str) -> dict:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in data.items():
+        if key in RENAMED and RENAMED[key] in names:  # an old name (upgraded, with a warning, when resolved)
+            key = RENAMED[key]
         if key not in names:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
         if not _check_type(value, hints[key]):
@@ -259,4 +261,4 @@ def resolve_hyperparameters(agent: AgentFile, env: EnvFile, overrides: dict, whe
         validate_fields(SpikingConfig, overrides, where)
     elif agent.kind == "pg-mlp":
         validate_fields(MLPConfig, overrides, where)
-    return hp
+    return upgrade_keys(hp, f"{agent.kind} agent on {env.id}") if agent.kind != "sb3" else hp

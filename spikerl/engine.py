@@ -4,7 +4,7 @@ For each of ``B`` independent network states (one per environment) the kernel ru
 ``t = 0..T-1``:
 
 1. input neuron ``j`` spikes with probability ``p_in[b, j, t]`` (the encoder's output);
-2. every other neuron computes ``u_{i,t} = drive_{i,t} + gamma_i`` and spikes with
+2. every other neuron computes ``u_{i,t} = drive_{i,t} + b_i`` (``b_i``: the neuron's bias) and spikes with
    probability ``sigmoid(u_{i,t})`` (or iff ``u > 0`` when ``deterministic``; in the
    ``median`` deterministic mode an output fires when ``sum softplus(u) >= log 2``);
 3. with the first-to-spike decoder the decision ends at the first step ``t*`` at which an
@@ -20,7 +20,7 @@ In the same call (``learn=True``) it accumulates, for ``t <= t*`` (DESIGN.md sec
 
     e_{i,j,k} = sum_t (s_{i,t} - sigmoid(u_{i,t})) xbar_{j,k,t}
     e_{v,i,k} = sum_t (s_{i,t} - sigmoid(u_{i,t})) ybar_{i,k,t}
-    e_{gamma,i} = sum_t (s_{i,t} - sigmoid(u_{i,t}))
+    e_{b,i} = sum_t (s_{i,t} - sigmoid(u_{i,t}))
     l = sum_t sum_{o in outputs} log p(s_{o,t} | u_{o,t})
 
 event-driven as well: the error of each post-synaptic neuron is filtered backwards by the
@@ -160,7 +160,7 @@ def _log_sigmoid(x):
 
 @njit
 def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
-                  n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
+                  n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay,
                   raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg):
     """Batch elements ``lo..hi-1``, one after the other, in one call (a call per element
     would pay numba's reference counting on every array argument). The scratch buffers
@@ -214,7 +214,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
                     raster[bi, t, j] = 1 if rand[bi, j, t] < p else 0
             any_out = False
             for i in range(n_in, N):
-                ui = cur_ff[i] + cur_fb[i] + gamma[i]
+                ui = cur_ff[i] + cur_fb[i] + bias[i]
                 if pushed:
                     ui += drive[i, t]
                 pi = _sigmoid(ui)
@@ -399,7 +399,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
 
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
-               n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+               n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
     so chunks can run on separate threads."""
@@ -413,7 +413,7 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, dec
     per = (B + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, median_out,
-                      decoder, learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay, fb_decay,
+                      decoder, learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay,
                       raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
 
 
@@ -586,7 +586,7 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
     (_kernel_threaded if threads > 1 else _kernel)(
         p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, DECODERS[decoder], bool(learn),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
-        params.w, params.v, params.gamma, a, b, geometric_decay(a, T), geometric_decay(b, T),
+        params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
         buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"], buf["eg"], threads,
     )

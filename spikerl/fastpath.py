@@ -90,7 +90,7 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
 
 @njit
 def _decide_one(p_in, rand, tie, no_clamp, deterministic, median_out, decoder, vote,
-                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, gamma, a, b, ff_decay, fb_decay,
+                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                 raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, stats):
     """The ``K`` decisions of ``p_in`` -> the action index; adds the figures to ``stats``."""
     K = p_in.shape[0]
@@ -101,7 +101,7 @@ def _decide_one(p_in, rand, tie, no_clamp, deterministic, median_out, decoder, v
         qpost[q] = post[pre_syn[q]]
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
     _decide_range(0, K, p_in, rand, tie, no_clamp, False, deterministic, median_out,
-                  decoder, False, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, gamma, a, b, ff_decay,
+                  decoder, False, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay,
                   fb_decay, raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
     if vote:
         counts = np.zeros(n_out, np.int64)
@@ -191,7 +191,7 @@ class SinglePredictor:
         p, topo = pol.params, pol.topo
         return _decide_one(self.p_in, buf["uniforms"], buf["tie"], _NO_CLAMP, self.deterministic, self.median_out,
                            self.decoder, self.vote, topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn,
-                           topo.post, p.w, p.v, p.gamma, pol.ff_kernel, pol.fb_kernel, self.ff_decay, self.fb_decay,
+                           topo.post, p.w, p.v, p.bias, pol.ff_kernel, pol.fb_kernel, self.ff_decay, self.fb_decay,
                            buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"],
                            buf["spikes"], buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"],
                            buf["eg"], predict_stats)

@@ -9,6 +9,31 @@ import warnings
 from dataclasses import dataclass, field
 
 
+RENAMED = {"gamma_hidden": "bias_hidden", "gamma_out": "bias_out"}
+"""Old hyperparameter names -> new ones, accepted for one release (``gamma`` is the discount
+factor only; the neuron bias is ``bias``)."""
+
+
+def upgrade_keys(data: dict, where: str = "hyperparameters", warn: bool = True) -> dict:
+    """``data`` with old hyperparameter names replaced by their new ones (:data:`RENAMED`),
+    each with a ``DeprecationWarning`` unless ``warn`` is False (files saved by older
+    versions are upgraded silently)."""
+    if not any(k in data for k in RENAMED):
+        return data
+    out = {}
+    for key, value in data.items():
+        if key in RENAMED:
+            new = RENAMED[key]
+            if new in data:
+                raise ValueError(f"{where}: both {key!r} and its new name {new!r} are given")
+            if warn:
+                warnings.warn(f"{where}: hyperparameter {key!r} is now {new!r}; the old name goes in the next "
+                              f"release", DeprecationWarning, stacklevel=3)
+            key = new
+        out[key] = value
+    return out
+
+
 @dataclass
 class SpikingConfig:
     """Hyperparameters of a :class:`SpikingAgent` (every field has a default)."""
@@ -137,10 +162,10 @@ class SpikingConfig:
     before the input has reached it, which would make the decision ignore the input."""
     w_scale: float = 2.0
     """Initial weight spread (see network.init_params)."""
-    gamma_hidden: float = -1.0
-    """Initial hidden bias."""
-    gamma_out: float = -2.0
-    """Initial output bias."""
+    bias_hidden: float = -1.0
+    """Initial hidden bias (was ``gamma_hidden``)."""
+    bias_out: float = -2.0
+    """Initial output bias (was ``gamma_out``)."""
     stats_window: int = 100
     """Episodes kept for the rolling statistics."""
 
@@ -197,4 +222,4 @@ class MLPConfig(SpikingConfig):
         return self
 
 
-__all__ = ["SpikingConfig", "MLPConfig"]
+__all__ = ["SpikingConfig", "MLPConfig", "RENAMED", "upgrade_keys"]

@@ -4,8 +4,11 @@ Neurons are numbered ``[inputs | hidden | outputs]``. The potential of every non
 neuron ``i`` is (DESIGN.md section 1)
 
     u_{i,t} = sum_{j in parents(i)} sum_k w_{i,j,k} xbar_{j,k,t}
-              + sum_k v_{i,k} ybar_{i,k,t} + gamma_i,
+              + sum_k v_{i,k} ybar_{i,k,t} + b_i,
     P(s_{i,t} = 1 | past) = sigmoid(u_{i,t}).
+
+``b_i`` is the neuron's bias (DESIGN.md writes it ``gamma_i``; here ``gamma`` is only ever the
+discount factor).
 
 The topology is a directed graph given as a boolean mask ``(post, pre)`` over all
 neurons. Synapses are stored as a list (``post``, ``pre``) in row-major mask order; the
@@ -14,6 +17,7 @@ of a spike is its fan-out, never the square of the neuron count.
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -58,12 +62,19 @@ class GLMParams(NamedTuple):
         w: ``(S, K)`` synaptic weight per synapse and feedforward basis.
         v: ``(N, Kb)`` self-feedback weight per neuron and feedback basis (rows of
            input neurons are unused).
-        gamma: ``(N,)`` bias per neuron (entries of input neurons are unused).
+        bias: ``(N,)`` bias per neuron (entries of input neurons are unused).
     """
 
     w: np.ndarray
     v: np.ndarray
-    gamma: np.ndarray
+    bias: np.ndarray
+
+    @property
+    def gamma(self) -> np.ndarray:
+        """Deprecated name of :attr:`bias` (``gamma`` is the discount factor elsewhere)."""
+        warnings.warn("GLMParams.gamma is now GLMParams.bias; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return self.bias
 
 
 def _check_count(value, name: str, minimum: int) -> int:
@@ -188,27 +199,36 @@ def init_params(
     rng: np.random.Generator,
     w_scale: float = 1.0,
     v_init: float = -1.0,
-    gamma_hidden: float = -1.0,
-    gamma_out: float = -2.0,
+    bias_hidden: float = -1.0,
+    bias_out: float = -2.0,
+    **deprecated,
 ) -> GLMParams:
     """Documented initialisation.
 
     - ``w[s, k] ~ Normal(0, (w_scale / sqrt(fan_in(post_s) * K))^2)``: every neuron's
       summed input has a spread of about ``w_scale`` when all its parents fire once.
     - ``v[i, k] = v_init / Kb`` (negative: refractoriness after a spike).
-    - ``gamma = gamma_hidden`` for hidden and ``gamma_out`` for output neurons (the
-      spontaneous firing probability is ``sigmoid(gamma)``); inputs are 0.
+    - ``bias = bias_hidden`` for hidden and ``bias_out`` for output neurons (the
+      spontaneous firing probability is ``sigmoid(bias)``); inputs are 0. The old names
+      ``gamma_hidden``/``gamma_out`` are accepted for one release, with a DeprecationWarning.
     """
+    for old, new in (("gamma_hidden", "bias_hidden"), ("gamma_out", "bias_out")):
+        if old in deprecated:
+            warnings.warn(f"init_params: {old} is now {new}", DeprecationWarning, stacklevel=2)
+            value = deprecated.pop(old)
+            bias_hidden, bias_out = (value, bias_out) if new == "bias_hidden" else (bias_hidden, value)
+    if deprecated:
+        raise TypeError(f"init_params() got unexpected keyword argument(s) {sorted(deprecated)}")
     n = topo.n_neurons
     fan_in = np.bincount(topo.post, minlength=n).astype(np.float64)
     std = w_scale / np.sqrt(np.maximum(fan_in[topo.post], 1.0) * n_basis)
     w = rng.standard_normal((topo.n_synapses, n_basis)) * std[:, None]
     v = np.full((n, n_fb_basis), v_init / n_fb_basis)
     v[: topo.n_in] = 0.0
-    gamma = np.zeros(n)
-    gamma[topo.n_in : topo.n_in + topo.n_hid] = gamma_hidden
-    gamma[topo.n_in + topo.n_hid :] = gamma_out
-    return GLMParams(w, v, gamma)
+    bias = np.zeros(n)
+    bias[topo.n_in : topo.n_in + topo.n_hid] = bias_hidden
+    bias[topo.n_in + topo.n_hid :] = bias_out
+    return GLMParams(w, v, bias)
 
 
 def check_params(topo: Topology, params: GLMParams, ff_kernel, fb_kernel) -> GLMParams:
@@ -222,7 +242,7 @@ def check_param_arrays(topo: Topology, params: GLMParams, n_ff_bases: int, n_fb_
     """:func:`check_params` for banks already checked (``K``/``Kb`` bases): shapes and dtypes;
     returns float64 C-contiguous arrays (the given ones when they already are)."""
     n, s = topo.n_neurons, topo.n_synapses
-    expected = {"w": (s, n_ff_bases), "v": (n, n_fb_bases), "gamma": (n,)}
+    expected = {"w": (s, n_ff_bases), "v": (n, n_fb_bases), "bias": (n,)}
     out = []
     for name, value in zip(GLMParams._fields, params):
         if type(value) is np.ndarray and value.dtype == np.float64 and value.flags.c_contiguous \

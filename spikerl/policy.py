@@ -89,7 +89,7 @@ class SpikingPolicy:
         """The neuron each entry of theta belongs to (its post-synaptic neuron)."""
         self.learnable = post_of >= n_in
         off = params.w.size + params.v.size
-        self.gamma_slice = slice(off, off + topo.n_neurons)
+        self.bias_slice = slice(off, off + topo.n_neurons)
 
     @classmethod
     def build(cls, encoder: Encoder, n_actions: int, *, n_hidden: int, skip: bool, recurrent: bool, feedback: bool,
@@ -134,12 +134,12 @@ class SpikingPolicy:
         """Firing-rate regulariser: pull each hidden neuron's rate towards ``target`` through its bias."""
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
         if n_hid:
-            grad[self.gamma_slice][n_in : n_in + n_hid] -= strength * (hidden_rate - target)
+            grad[self.bias_slice][n_in : n_in + n_hid] -= strength * (hidden_rate - target)
 
     def constrain(self, theta: np.ndarray, config) -> None:
         """Keep output biases <= ``config.out_bias_max`` (in place)."""
         if config.out_bias_max is not None:
-            g = theta[self.gamma_slice]
+            g = theta[self.bias_slice]
             out0 = self.topo.n_in + self.topo.n_hid
             np.minimum(g[out0:], config.out_bias_max, out=g[out0:])
 

@@ -17,6 +17,7 @@ import zipfile
 import numpy as np
 from gymnasium import spaces
 
+from .hyperparams import upgrade_keys
 from .registry import AGENT_CLASSES, agent_class
 
 FORMAT = "spikerl-agent"
@@ -192,7 +193,7 @@ def load_agent(cls, path, env=None, **overrides):
         raise ModelFileError(f"{path}: holds a {meta.get('class')}, not a {cls.__name__} (use spikerl.load_model)")
     obs_space = space_from_description(meta["observation_space"])
     act_space = space_from_description(meta["action_space"])
-    config = {**meta["config"], **overrides}
+    config = {**upgrade_keys(meta["config"], warn=False), **overrides}  # files of older versions: new names
     try:
         agent = cls(None, seed=meta["seed"], _spaces=(obs_space, act_space), **config)
     except TypeError as exc:

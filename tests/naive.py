@@ -65,7 +65,7 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
                 s[:n_in, t] = np.where(clamp[bi, :n_in, t] >= 0, clamp[bi, :n_in, t] > 0, s[:n_in, t])
             xbar = traces(s, t, a)
             ybar = traces(s, t, b)
-            ut = np.einsum("ijk,jk->i", W, xbar) + (params.v * ybar).sum(1) + params.gamma
+            ut = np.einsum("ijk,jk->i", W, xbar) + (params.v * ybar).sum(1) + params.bias
             ut[:n_in] = 0.0
             u[:, t] = ut
             p = sigmoid(ut)
@@ -122,15 +122,15 @@ def naive_decide(topo, params, a, b, p_in, uniforms, tie, *, deterministic=False
     return {k: np.array(v) for k, v in res.items()}
 
 
-def log_prob(topo, w, v, gamma, a, b, raster, last):
-    """log P of a given spike trajectory (non-input neurons, steps 0..last) under (w, v, gamma)."""
+def log_prob(topo, w, v, bias, a, b, raster, last):
+    """log P of a given spike trajectory (non-input neurons, steps 0..last) under (w, v, bias)."""
     n_in = topo.n_in
     N = topo.n_neurons
     W = np.zeros((N, N, w.shape[1]))
     W[topo.post, topo.pre, :] = w
     total = 0.0
     for t in range(last + 1):
-        ut = np.einsum("ijk,jk->i", W, traces(raster, t, a)) + (v * traces(raster, t, b)).sum(1) + gamma
+        ut = np.einsum("ijk,jk->i", W, traces(raster, t, a)) + (v * traces(raster, t, b)).sum(1) + bias
         lp = np.where(raster[:, t] > 0, log_sigmoid(ut), log_sigmoid(-ut))
         total += lp[n_in:].sum()
     return total

@@ -157,7 +157,7 @@ def test_from_config_is_the_default_agent(env_id):
 
 
 def test_median_deterministic_outputs():
-    agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="median", gamma_out=-4.0, **CARTPOLE)
+    agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="median", bias_out=-4.0, **CARTPOLE)
     obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 0.05
     a1, _ = agent.predict(obs, deterministic=True)
     a2, _ = agent.predict(obs, deterministic=True)
@@ -225,3 +225,31 @@ def test_vote_mode_estimates_the_policys_mode():
     one = agent.policy.act(obs, np.random.default_rng(2))
     assert agent.predict_stats[1:4].sum() / 30 > 50 * one.spikes.sum(1).mean()
     assert agent.predict_stats[5] / 30 <= agent.config.T
+
+
+def test_old_bias_names_are_deprecated_and_mapped(tmp_path):
+    """gamma is the discount factor only; the neuron bias is `bias` (old names: one release, warned)."""
+    with pytest.warns(DeprecationWarning, match="'gamma_out' is now 'bias_out'"):
+        agent = SpikingAgent("CartPole-v1", gamma_out=-4.0, n_envs=2)
+    out0 = agent.policy.topo.n_in + agent.policy.topo.n_hid
+    assert agent.config.bias_out == -4.0 and np.all(agent.policy.params.bias[out0:] == -4.0)
+    with pytest.raises(ValueError, match="both 'gamma_hidden' and its new name 'bias_hidden'"):
+        SpikingAgent("CartPole-v1", gamma_hidden=-1.0, bias_hidden=-2.0)
+    # in agent YAML and --set too
+    from spikerl.config import AgentFile, load_env_file, resolve_hyperparameters
+
+    with pytest.warns(DeprecationWarning, match="gamma_hidden"):
+        hp = resolve_hyperparameters(AgentFile(kind="spiking", hyperparameters={"gamma_hidden": -0.5}),
+                                     load_env_file("CartPole-v1")[0], {})
+    assert hp["bias_hidden"] == -0.5 and "gamma_hidden" not in hp
+    with pytest.warns(DeprecationWarning, match="GLMParams.bias"):
+        assert agent.policy.params.gamma is agent.policy.params.bias
+    # a file saved before the rename (results/show: config with gamma_hidden/gamma_out) loads silently
+    import warnings
+    from pathlib import Path
+
+    old = Path(__file__).resolve().parents[1] / "results" / "show" / "cartpole-fts-snn-s100.spk"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        loaded = SpikingAgent.load(old)
+    assert loaded.config.bias_hidden == -1.0 and loaded.config.bias_out == -2.0

@@ -25,7 +25,7 @@ def _net(n_in, n_hid, n_out, seed, K=2, Kb=1, D=5, recursive=False, **kw):
     else:
         a = raised_cosine_bank(K, D)
         b = exponential_bank(2.0, 3) if Kb == 1 else raised_cosine_bank(Kb, 3)
-    params = init_params(topo, K, Kb, rng=rng, w_scale=3.0, gamma_hidden=-0.5, gamma_out=-1.5)
+    params = init_params(topo, K, Kb, rng=rng, w_scale=3.0, bias_hidden=-0.5, bias_out=-1.5)
     return topo, params, a, b, rng
 
 
@@ -67,7 +67,7 @@ def test_kernel_matches_reference_single_basis_short_memory(decoder):
     eligibility paths (the recursive cases above use the same paths with recursive traces)."""
     rng = np.random.default_rng(7)
     topo = layered(5, 6, 2, skip=True, recurrent=True, seed=7)
-    params = init_params(topo, 1, 1, rng=rng, w_scale=3.0, gamma_hidden=-0.5, gamma_out=-2.0)
+    params = init_params(topo, 1, 1, rng=rng, w_scale=3.0, bias_hidden=-0.5, bias_out=-2.0)
     a, b = exponential_bank(2.0, 3), exponential_bank(1.0, 2)
     _compare(topo, params, a, b, rng.random((8, 5, 10)), rng, decoder=decoder)
 
@@ -75,10 +75,10 @@ def test_kernel_matches_reference_single_basis_short_memory(decoder):
 def test_kernel_matches_reference_edge_cases():
     topo, params, a, b, rng = _net(4, 5, 3, seed=2, recurrent=True)
     T = 7
-    silent = params._replace(gamma=np.full_like(params.gamma, -50.0))
+    silent = params._replace(bias=np.full_like(params.bias, -50.0))
     got = _compare(topo, silent, a, b, np.zeros((3, 4, T)), rng)  # no spikes at all
     assert got.spikes.sum() == 0 and got.no_spike.all() and (got.t_star == T - 1).all()
-    loud = params._replace(gamma=np.full_like(params.gamma, 50.0))
+    loud = params._replace(bias=np.full_like(params.bias, 50.0))
     got = _compare(topo, loud, a, b, np.ones((3, 4, T)), rng)  # everything spikes at once
     assert (got.t_star == 0).all() and not got.no_spike.any()
     huge = params._replace(w=params.w * 1e3, v=params.v * 1e3)  # saturated potentials
@@ -135,7 +135,7 @@ def test_eligibility_is_gradient_of_log_prob(seed, recursive):
         return log_prob(topo, w, v, g, a, b, raster, last)
 
     eps = 1e-6
-    for name, elig in (("w", res.ew[0]), ("v", res.ev[0]), ("gamma", res.eg[0])):
+    for name, elig in (("w", res.ew[0]), ("v", res.ev[0]), ("bias", res.eg[0])):
         arr = getattr(params, name)
         fd = np.zeros_like(arr)
         for idx in np.ndindex(arr.shape):
@@ -145,7 +145,7 @@ def test_eligibility_is_gradient_of_log_prob(seed, recursive):
             p_plus = params._replace(**{name: plus})
             p_minus = params._replace(**{name: minus})
             fd[idx] = (lp(*p_plus) - lp(*p_minus)) / (2 * eps)
-        if name in ("v", "gamma"):
+        if name in ("v", "bias"):
             fd[: topo.n_in] = 0.0  # input neurons have no learnable potential
         err = np.abs(fd - elig).max() / max(np.abs(fd).max(), 1e-12)
         assert err < 1e-4, f"eligibility of {name} differs from the finite difference by {err:.2e}"
@@ -160,7 +160,7 @@ def test_first_to_spike_probabilities_match_closed_form():
     topo = layered(n_in, 0, n_out)
     a = raised_cosine_bank(2, 4)
     b = exponential_bank(1.0, 2)
-    params = init_params(topo, 2, 1, rng=rng, w_scale=2.0, gamma_out=-2.0)
+    params = init_params(topo, 2, 1, rng=rng, w_scale=2.0, bias_out=-2.0)
     spikes_in = (rng.random((n_in, T)) < 0.5).astype(float)
     # potentials of the outputs before any output spike (the reference with no output spikes)
     W = np.zeros((topo.n_neurons, topo.n_neurons, 2))
@@ -169,7 +169,7 @@ def test_first_to_spike_probabilities_match_closed_form():
     raster[:n_in] = spikes_in
     from naive import traces
 
-    sig = np.array([sigmoid(np.einsum("ijk,jk->i", W, traces(raster, t, a)) + params.gamma)[n_in:] for t in range(T)])
+    sig = np.array([sigmoid(np.einsum("ijk,jk->i", W, traces(raster, t, a)) + params.bias)[n_in:] for t in range(T)])
     prob = np.zeros(n_out)
     alive = 1.0
     for t in range(T):
@@ -198,7 +198,7 @@ def test_maximum_likelihood_recovers_weights():
     teacher = GLMParams(
         w=rng.normal(0, 1.0, (topo.n_synapses, 2)),
         v=np.r_[np.zeros((n_in, 1)), np.full((n_out, 1), -1.5)],
-        gamma=np.r_[np.zeros(n_in), -1.0, -0.5],
+        bias=np.r_[np.zeros(n_in), -1.0, -0.5],
     )
     theta = np.zeros(sum(x.size for x in teacher))
     opt = Adam(theta.size)
@@ -206,7 +206,7 @@ def test_maximum_likelihood_recovers_weights():
 
     def unflat(vec):
         w, v = np.split(vec, [teacher.w.size, teacher.w.size + teacher.v.size])[:2]
-        return GLMParams(w.reshape(teacher.w.shape), v.reshape(teacher.v.shape), vec[-teacher.gamma.size :])
+        return GLMParams(w.reshape(teacher.w.shape), v.reshape(teacher.v.shape), vec[-teacher.bias.size :])
 
     for _ in range(800):
         p_in = np.full((B, n_in, T), 0.3)
@@ -218,7 +218,7 @@ def test_maximum_likelihood_recovers_weights():
     student = unflat(theta)
     assert np.abs(student.w - teacher.w).max() < 0.15
     assert np.abs(student.v[n_in:] - teacher.v[n_in:]).max() < 0.15
-    assert np.abs(student.gamma[n_in:] - teacher.gamma[n_in:]).max() < 0.15
+    assert np.abs(student.bias[n_in:] - teacher.bias[n_in:]).max() < 0.15
 
 
 def test_import_and_decide_without_torch(tmp_path):
@@ -287,7 +287,7 @@ def test_workspace_reuse_equals_fresh_buffers():
     topo, params, a, b, rng = _net(4, 5, 3, seed=5, recurrent=True, recursive=True)
     ws = Workspace()
     T = 9
-    settings = [params._replace(gamma=np.full_like(params.gamma, g)) for g in (-50.0, 3.0, -2.0, 50.0, -1.0)]
+    settings = [params._replace(bias=np.full_like(params.bias, g)) for g in (-50.0, 3.0, -2.0, 50.0, -1.0)]
     for p in settings:
         p_in = rng.random((5, 4, T))
         U, tie = rng.random((5, topo.n_neurons, T)), rng.random(5)

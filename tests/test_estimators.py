@@ -31,7 +31,7 @@ def _policy(estimator=None):
     enc = Encoder(spaces.Box(0.0, 1.0, (1,)), features="normalized", T=T)
     topo = layered(1, 2, 2, skip=False, recurrent=True, feedback=False, seed=0)
     rng = np.random.default_rng(3)
-    params = init_params(topo, 1, 1, rng=rng, w_scale=3.0, gamma_hidden=0.3, gamma_out=-0.8)
+    params = init_params(topo, 1, 1, rng=rng, w_scale=3.0, bias_hidden=0.3, bias_out=-0.8)
     return SpikingPolicy(enc, topo, exponential_bank(2.0, T), exponential_bank(1.0, T), params, "first_to_spike",
                          estimator)
 
@@ -130,7 +130,7 @@ def test_learning_signal_eligibility_follows_its_definition():
         for t in range(last + 1):
             xb = traces(s, t, a)[:, 0]
             yb = traces(s, t, policy.fb_kernel)[:, 0]
-            u = W @ xb + policy.params.v[:, 0] * yb + policy.params.gamma
+            u = W @ xb + policy.params.v[:, 0] * yb + policy.params.bias
             p = 1 / (1 + np.exp(-u))
             step_ll = np.sum(np.where(s[out0:, t] > 0, np.log(p[out0:]), np.log1p(-p[out0:])))
             l = 0.3 * l + 0.7 * step_ll
