@@ -1,6 +1,11 @@
 """SpikingAgent: a first-to-spike GLM spiking policy trained with the local reward-modulated
 three-factor rule; Gymnasium in, Stable-Baselines3 shape out (DESIGN.md section 6).
 
+The learning loop (:class:`PolicyGradientAgent`) holds its policy by composition: anything
+that implements :class:`~spikerl.policy.Policy` (act, record/replay, parameters, state).
+:class:`SpikingAgent` builds a :class:`~spikerl.policy.SpikingPolicy`; ``pg-mlp``
+(:mod:`spikerl.pg_mlp`) builds a perceptron and shares the loop, not the spiking agent.
+
     agent = SpikingAgent("CartPole-v1", seed=0)
     agent.learn(100_000)
     action, state = agent.predict(obs, deterministic=True)
@@ -24,7 +29,7 @@ from .callbacks import BaseCallback, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
 from .fastpath import SinglePredictor
-from .hyperparams import SpikingConfig, upgrade_keys
+from .hyperparams import AgentConfig, SpikingConfig, upgrade_keys
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
@@ -72,17 +77,22 @@ def _make_vec_env(env, n_envs: int) -> gym.vector.VectorEnv:
     raise ValueError(f"env must be a Gymnasium Env, VectorEnv or env id, got {type(env).__name__}")
 
 
-class SpikingAgent:
-    """A spiking policy network that learns with the three-factor rule.
+class PolicyGradientAgent:
+    """The policy-gradient loop of spikerl's agents, with the SB3 surface (``learn``,
+    ``predict``, ``save``, ``load``): vector env, encoder, critic, reward factor, optimiser.
+    The policy comes from :meth:`_build_policy` and is used only through the
+    :class:`~spikerl.policy.Policy` protocol.
 
     Args:
         env: a Gymnasium ``Env``, ``VectorEnv`` or env id (``None`` only when loading for
             prediction).
-        seed: seeds the environments, the network's initialisation and every spike draw.
-        **hyperparameters: fields of :class:`SpikingConfig`.
+        seed: seeds the environments, the network's initialisation and every random draw.
+        **hyperparameters: fields of :attr:`config_class`.
     """
 
-    config_class = SpikingConfig
+    config_class = AgentConfig
+    agent_file = None
+    """The agent YAML that :meth:`from_config` reads by default."""
 
     def __init__(self, env=None, *, seed: int | None = None, _spaces=None, **hyperparameters):
         hyperparameters = upgrade_keys(hyperparameters)
@@ -125,23 +135,17 @@ class SpikingAgent:
         self.n_updates = 0
 
     @classmethod
-    def from_config(cls, env_id: str, agent: str = "fts-snn", *, seed: int | None = None, **overrides) -> "SpikingAgent":
-        """An agent with the tuned hyperparameters of ``agents/{agent}.yaml`` and the encoding
-        of ``envs/{env_id}.yaml`` (what ``spikerl train`` uses), plus ``overrides``."""
-        _, agent_file, _ = load_agent_file(agent)
+    def from_config(cls, env_id: str, agent: str | None = None, *, seed: int | None = None, **overrides):
+        """An agent with the hyperparameters of ``agents/{agent}.yaml`` (default: the class's
+        own file) and the encoding of ``envs/{env_id}.yaml`` (what ``spikerl train`` uses),
+        plus ``overrides``."""
+        _, agent_file, _ = load_agent_file(agent or cls.agent_file)
         env_file, _ = load_env_file(env_id)
         return cls(env_id, seed=seed, **resolve_hyperparameters(agent_file, env_file, overrides))
 
     def _build_policy(self, n_actions: int):
-        c = self.config
-        policy = SpikingPolicy.build(
-            self.encoder, n_actions, n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
-            p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
-            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, bias_hidden=c.bias_hidden, bias_out=c.bias_out,
-        )
-        if c.hidden_rule == "learning_signal":
-            policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)
-        return policy
+        """The policy (a :class:`~spikerl.policy.Policy`) for ``n_actions`` actions."""
+        raise NotImplementedError
 
     # -- the SB3 surface -------------------------------------------------------------
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
@@ -170,32 +174,12 @@ class SpikingAgent:
         return (action[0] if single else action), state
 
     def _single_predictor(self, deterministic: bool):
-        """The compiled one-observation path for this mode (``None`` for a non-spiking policy)."""
-        if not isinstance(self.policy, SpikingPolicy):
-            return None
-        mode = self.config.deterministic_outputs if deterministic else False
-        cache = self.__dict__.setdefault("_predictors", {})
-        pred = cache.get(mode)
-        if pred is None or not pred.valid_for(self.policy):
-            pred = cache[mode] = SinglePredictor(self.policy, mode, self.config.vote_samples)
-        return pred
+        """A compiled one-observation path for this mode, or ``None`` (the batched path)."""
+        return None
 
     def decide(self, obs: np.ndarray, deterministic: bool = False, keep_raster: bool = False) -> PolicyOutput:
-        """The decisions behind :meth:`predict` for a batch of observations (index into
-        ``action_values``). In the vote mode the figures of a decision (spikes, synaptic
-        operations) add up its samples, and its latency is the slowest sample's; with
-        ``keep_raster`` the raster ``(B, K, N, T)`` holds every sample's spikes."""
-        mode = self.config.deterministic_outputs if deterministic else False
-        if mode != "vote":
-            return self.policy.act(obs, self.predict_rng, deterministic=mode, keep_raster=keep_raster)
-        K, B, n = self.config.vote_samples, len(obs), len(self.action_values)
-        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng, keep_raster=keep_raster)
-        votes = (out.action.reshape(B, K)[:, :, None] == np.arange(n)[None, None, :]).sum(1)
-        raster = None if out.raster is None else out.raster.reshape(B, K, *out.raster.shape[1:])
-        return out._replace(action=votes.argmax(1), ll_out=out.ll_out.reshape(B, K).mean(1),
-                            spikes=out.spikes.reshape(B, K, -1).sum(1), sops=out.sops.reshape(B, K).sum(1),
-                            latency=out.latency.reshape(B, K).max(1), no_spike=out.no_spike.reshape(B, K).all(1),
-                            raster=raster)
+        """The decisions behind :meth:`predict` for a batch of observations (index into ``action_values``)."""
+        return self.policy.act(obs, self.predict_rng, deterministic=deterministic, keep_raster=keep_raster)
 
     def _is_single(self, obs: np.ndarray) -> bool:
         space = self.observation_space
@@ -237,7 +221,7 @@ class SpikingAgent:
     def learn(self, total_timesteps: int, callback=None, progress_bar: bool = False, reset_num_timesteps: bool = True):
         """Train for ``total_timesteps`` environment steps; returns ``self``."""
         if self.env is None:
-            raise ValueError("learn needs an environment: pass env to SpikingAgent or load(path, env=...)")
+            raise ValueError(f"learn needs an environment: pass env to {type(self).__name__} or load(path, env=...)")
         if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 0:
             raise ValueError(f"total_timesteps must be a non-negative integer, got {total_timesteps!r}")
         if reset_num_timesteps:
@@ -277,11 +261,10 @@ class SpikingAgent:
     def _apply(self, grad: np.ndarray, hidden_rate: np.ndarray | None) -> None:
         c = self.config
         grad = np.where(self.policy.learnable, grad, 0.0)
-        if c.rate_reg > 0 and hidden_rate is not None and hidden_rate.size:
-            self.policy.add_rate_gradient(grad, hidden_rate.mean(0), c.rate_reg, c.target_rate)
+        self.policy.regularise(grad, hidden_rate)
         theta = self.optimizer.step(self.policy.theta, grad, self._lr())
         np.clip(theta, -c.w_clip, c.w_clip, out=theta)
-        self.policy.constrain(theta, c)
+        self.policy.constrain(theta)
         self.policy.set_theta(theta)
         self.n_updates += 1
 
@@ -352,6 +335,60 @@ class SpikingAgent:
         save_agent(self, path, training_state=training_state)
 
     @classmethod
-    def load(cls, path, env=None, **overrides) -> "SpikingAgent":
+    def load(cls, path, env=None, **overrides):
         """Read an agent written by :meth:`save`; ``env`` must match the saved spaces."""
         return load_agent(cls, path, env=env, **overrides)
+
+
+class SpikingAgent(PolicyGradientAgent):
+    """A spiking policy network that learns with the three-factor rule.
+
+    Args:
+        env: a Gymnasium ``Env``, ``VectorEnv`` or env id (``None`` only when loading for
+            prediction).
+        seed: seeds the environments, the network's initialisation and every spike draw.
+        **hyperparameters: fields of :class:`SpikingConfig`.
+    """
+
+    config_class = SpikingConfig
+    agent_file = "fts-snn"
+
+    def _build_policy(self, n_actions: int):
+        c = self.config
+        policy = SpikingPolicy.build(
+            self.encoder, n_actions, n_hidden=c.n_hidden, skip=c.skip, recurrent=c.recurrent, feedback=c.feedback,
+            p_connect=c.p_connect, kernel=c.kernel, n_basis=c.n_basis, tau=c.tau, memory=c.memory, fb_tau=c.fb_tau,
+            decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, bias_hidden=c.bias_hidden, bias_out=c.bias_out,
+        )
+        policy.rate_reg, policy.target_rate, policy.out_bias_max = float(c.rate_reg), float(c.target_rate), c.out_bias_max
+        if c.hidden_rule == "learning_signal":
+            policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)
+        return policy
+
+    def _single_predictor(self, deterministic: bool):
+        """The compiled one-observation path for this mode (``None`` for a non-spiking policy)."""
+        if not isinstance(self.policy, SpikingPolicy):
+            return None
+        mode = self.config.deterministic_outputs if deterministic else False
+        cache = self.__dict__.setdefault("_predictors", {})
+        pred = cache.get(mode)
+        if pred is None or not pred.valid_for(self.policy):
+            pred = cache[mode] = SinglePredictor(self.policy, mode, self.config.vote_samples)
+        return pred
+
+    def decide(self, obs: np.ndarray, deterministic: bool = False, keep_raster: bool = False) -> PolicyOutput:
+        """The decisions behind :meth:`predict` for a batch of observations (index into
+        ``action_values``). In the vote mode the figures of a decision (spikes, synaptic
+        operations) add up its samples, and its latency is the slowest sample's; with
+        ``keep_raster`` the raster ``(B, K, N, T)`` holds every sample's spikes."""
+        mode = self.config.deterministic_outputs if deterministic else False
+        if mode != "vote":
+            return self.policy.act(obs, self.predict_rng, deterministic=mode, keep_raster=keep_raster)
+        K, B, n = self.config.vote_samples, len(obs), len(self.action_values)
+        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng, keep_raster=keep_raster)
+        votes = (out.action.reshape(B, K)[:, :, None] == np.arange(n)[None, None, :]).sum(1)
+        raster = None if out.raster is None else out.raster.reshape(B, K, *out.raster.shape[1:])
+        return out._replace(action=votes.argmax(1), ll_out=out.ll_out.reshape(B, K).mean(1),
+                            spikes=out.spikes.reshape(B, K, -1).sum(1), sops=out.sops.reshape(B, K).sum(1),
+                            latency=out.latency.reshape(B, K).max(1), no_spike=out.no_spike.reshape(B, K).all(1),
+                            raster=raster)

@@ -34,8 +34,7 @@ class ConvertedSNN:
         self.action_values = agent.action_values
         self.rng = np.random.default_rng(seed)
         f = self.encoder.features_of(calibration_obs) * self.p_max
-        views = pol._views()
-        layers = [(views[0], views[1]), (views[2], views[3])] if pol.hidden else [(views[0], views[1])]
+        layers = pol.layers()
         self.layers, prev_scale, x = [], 1.0, f
         for i, (W, b) in enumerate(layers):
             a = x @ W.T + b
@@ -44,31 +43,38 @@ class ConvertedSNN:
             scale = max(float(np.percentile(np.abs(a), 99.9)), 1e-6)
             self.layers.append((W * prev_scale / scale, b / scale))
             prev_scale, x = scale, a
-        self.stats = np.zeros(4)  # decisions, spikes, sops, latency
+        self.predict_stats = np.zeros(6)  # decisions, input, hidden, output spikes, sops, latency (as the agents')
 
     def act(self, obs, deterministic: bool = True) -> PolicyOutput:
         f = self.encoder.features_of(obs) * self.p_max
         B = f.shape[0]
         V = [np.zeros((B, W.shape[0])) for W, _ in self.layers]
         counts = np.zeros((B, self.layers[-1][0].shape[0]))
-        spikes = np.zeros(B)
+        spikes = np.zeros((B, 3))  # input, hidden, output
         sops = np.zeros(B)
         for _ in range(self.T):
             s = (self.rng.random(f.shape) < f).astype(np.float64)
-            spikes += s.sum(1)
+            spikes[:, 0] += s.sum(1)
             for li, (W, b) in enumerate(self.layers):
                 sops += s.sum(1) * W.shape[0]
                 V[li] += s @ W.T + b
                 s = (V[li] >= 1.0).astype(np.float64)
                 V[li] -= s
-                spikes += s.sum(1)
+                spikes[:, 2 if li == len(self.layers) - 1 else 1] += s.sum(1)
             counts += s
         score = counts + 1e-6 * np.tanh(V[-1])  # ties: the larger membrane potential
         action = score.argmax(1)
         latency = np.full(B, self.T)
-        self.stats += np.array([B, spikes.sum(), sops.sum(), latency.sum()])
-        return PolicyOutput(action, None, np.zeros(B), np.c_[spikes, np.zeros((B, 2))].astype(np.int64),
-                            sops.astype(np.int64), latency, counts.sum(1) == 0, None)
+        self.predict_stats += np.r_[B, spikes.sum(0), sops.sum(), latency.sum()]
+        return PolicyOutput(action, None, np.zeros(B), spikes.astype(np.int64), sops.astype(np.int64), latency,
+                            counts.sum(1) == 0, None)
+
+    def energy_summary(self, which: str = "predict") -> dict:
+        """Per-decision averages of the ``predict`` calls (the agents' :meth:`energy_summary`)."""
+        n = max(self.predict_stats[0], 1.0)
+        s = self.predict_stats[1:] / n
+        return {"decisions": int(self.predict_stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
+                "output_spikes": s[2], "sops": s[3], "latency": s[4]}
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         obs = np.asarray(observation)

@@ -110,15 +110,15 @@ def ann_ops(*, macs: float, activations: int, n_actions: int, deterministic: boo
 def network_facts(model) -> dict:
     """What the operation counts need of a built agent: the spiking network's size, encoder and
     vote, or an ANN actor's hidden units and actions (SB3 PPO/A2C/DQN, pg-mlp)."""
-    from .policy import SpikingPolicy
+    from .policy import Policy
 
     policy = model.policy
-    if isinstance(policy, SpikingPolicy):
+    if isinstance(policy, Policy) and policy.spiking:
         enc = policy.encoder
         return {"kind": "spiking", "n_neurons": policy.topo.n_neurons, "n_inputs": policy.topo.n_in,
                 "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
                 "vote_samples": model.config.vote_samples, "det_mode": model.config.deterministic_outputs}
-    if hasattr(policy, "macs"):  # pg-mlp: spikerl's own perceptron
+    if isinstance(policy, Policy):  # pg-mlp: spikerl's own perceptron
         return {"kind": "ann", "activations": policy.hidden, "n_actions": policy.n_actions}
     import torch.nn as nn
 

@@ -32,14 +32,15 @@ def make_env(env_id: str, make_kwargs: dict | None = None, render_mode: str | No
 def energy_of(model) -> dict:
     """Per-decision energy figures: spiking agents from their predict statistics, SB3 and
     pg-mlp from MACs per forward pass."""
-    from .agent import SpikingAgent
+    from .agent import PolicyGradientAgent
+    from .conversion import ConvertedSNN
 
-    if isinstance(model, SpikingAgent) and hasattr(model.policy, "topo"):
+    if isinstance(model, PolicyGradientAgent) and model.policy.spiking or isinstance(model, ConvertedSNN):
         e = model.energy_summary("predict")
         return {"spikes_per_decision": e["input_spikes"] + e["hidden_spikes"] + e["output_spikes"],
                 "hidden_spikes_per_decision": e["hidden_spikes"], "sops_per_decision": e["sops"],
                 "latency": e["latency"], "macs_per_decision": 0.0}
-    if isinstance(model, SpikingAgent):  # pg-mlp
+    if isinstance(model, PolicyGradientAgent):  # pg-mlp
         return {"macs_per_decision": float(model.policy.macs), "latency": 1.0}
     from .baselines import macs_per_forward
 
@@ -49,9 +50,10 @@ def energy_of(model) -> dict:
 def evaluate_model(model, env_id: str, *, n_episodes: int = 10, seed: int = 10_000, deterministic: bool = True,
                    make_kwargs: dict | None = None) -> dict:
     """Mean/std/IQM-ready returns of ``n_episodes`` and the energy figures of those decisions."""
-    from .agent import SpikingAgent
+    from .agent import PolicyGradientAgent
+    from .conversion import ConvertedSNN
 
-    if isinstance(model, SpikingAgent):
+    if isinstance(model, (PolicyGradientAgent, ConvertedSNN)):
         model.predict_stats[:] = 0.0
     env = make_env(env_id, make_kwargs)
     try:
@@ -59,4 +61,4 @@ def evaluate_model(model, env_id: str, *, n_episodes: int = 10, seed: int = 10_0
     finally:
         env.close()
     return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns,
-            "mean_length": float(np.mean(lengths)), **energy_of(model)}
+            "mean_length": float(np.mean(lengths)), "lengths": lengths, **energy_of(model)}

@@ -35,33 +35,15 @@ def upgrade_keys(data: dict, where: str = "hyperparameters", warn: bool = True) 
 
 
 @dataclass
-class SpikingConfig:
-    """Hyperparameters of a :class:`SpikingAgent` (every field has a default)."""
+class AgentConfig:
+    """What every policy-gradient agent of spikerl shares, whatever its network: the vector
+    env, the encoder, the reward factor and its critic, the optimiser (every field has a
+    default). :class:`SpikingConfig` and :class:`MLPConfig` add their network's fields."""
 
     n_envs: int = 8
     """Environments stepped together when the agent makes its own (from an env id)."""
     T: int = 8
     """Presentation length: time steps per decision at most."""
-    n_hidden: int = 32
-    """Hidden (latent) neurons; 0 for an input -> output network."""
-    skip: bool = True
-    """Input -> output synapses besides the hidden path."""
-    recurrent: bool = False
-    """Hidden -> hidden synapses."""
-    feedback: bool = False
-    """Output -> hidden synapses."""
-    p_connect: float = 1.0
-    """Probability that each allowed synapse exists."""
-    kernel: str = "exponential"
-    """Feedforward kernel: 'exponential' (one basis) or 'raised_cosine'."""
-    n_basis: int = 1
-    """Feedforward bases K (1 for the exponential kernel)."""
-    tau: float = 2.0
-    """Decay time (steps) of the exponential kernel."""
-    memory: int = 8
-    """Kernel memory in steps."""
-    fb_tau: float = 1.0
-    """Decay time (steps) of the self-feedback (refractory) kernel."""
     features: str = "auto"
     """Encoder feature map: auto (population for a Box observation space, onehot for a
     Discrete, MultiDiscrete or Tuple-of-Discrete one), normalized, population, onehot, tile."""
@@ -81,16 +63,6 @@ class SpikingConfig:
     """(rows, cols) of a Discrete grid observation (tile features)."""
     tile: list = field(default_factory=lambda: [1, 1])
     """Tile size (h, w) for tile features."""
-    decoder: str = "first_to_spike"
-    """first_to_spike or rate."""
-    deterministic_outputs: str = "vote"
-    """What predict(deterministic=True) does: threshold (every neuron fires iff u > 0: the
-    deterministic limit, a network of its own), median (hidden neurons as threshold; an
-    output fires when the probability of no spike yet drops to 1/2: the sampled network's
-    median first-spike time) or vote (the most frequent action of vote_samples sampled
-    decisions: an estimate of the stochastic policy's own mode, costing that many decisions)."""
-    vote_samples: int = 15
-    """Sampled decisions per action in the vote mode (ties go to the lowest action index)."""
     action_bins: int | None = None
     """For a Box action space: values per action dimension, evenly spaced from low to high;
     one output neuron per combination (at most 256). None: Box actions are refused."""
@@ -98,11 +70,6 @@ class SpikingConfig:
     """proximal (batched, PPO's clipped surrogate as the global factor, decisions replayed
     through the kernel), td (online actor-critic with traces: the on-chip rule) or mc
     (REINFORCE, return-to-go minus the critic's baseline)."""
-    hidden_rule: str = "joint"
-    """Hidden-neuron estimator: joint (the hidden spikes' own score x the reward factor:
-    unbiased) or learning_signal (the seed rule: per-step kappa-filtered output
-    log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
-    of learning_signal (deprecated)."""
     gamma: float = 0.99
     """Discount factor."""
     lam: float = 0.95
@@ -137,10 +104,6 @@ class SpikingConfig:
     """Standardise the reward factor within a batch (proximal, mc)."""
     control_variate: bool = False
     """Per-parameter optimal baselines (mc)."""
-    kappa: float = 0.5
-    """Filter of the per-step learning signal (learning_signal rule)."""
-    ll_baseline_decay: float = 0.99
-    """Decay of the per-step running baseline of the learning signal (learning_signal rule)."""
     critic_features: int = 256
     """Random Fourier features of the encoder features in the critic (0: linear critic). Box
     observations only: one-hot and tile features are a complete basis, and their critic is
@@ -151,12 +114,87 @@ class SpikingConfig:
     """Bounds of Box observations: running (mean +- 3 std of the observations seen, within
     the space's finite bounds) or space (the space's finite bounds, running statistics only
     where a bound is infinite). obs_low/obs_high override either."""
+    w_clip: float = 20.0
+    """Parameters are clipped to [-w_clip, w_clip]."""
+    stats_window: int = 100
+    """Episodes kept for the rolling statistics."""
+
+    def validate(self):
+        checks = {
+            "T": self.T >= 1, "n_envs": self.n_envs >= 1,
+            "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr > 0,
+            "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
+            "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
+            "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
+            "critic_features": self.critic_features >= 0, "w_clip": self.w_clip > 0,
+            "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
+                                                        and isinstance(self.action_bins, int) and self.action_bins >= 2),
+        }
+        choices = {
+            "reward_factor": ("proximal", "mc", "td"), "ratio": ("joint", "output", "neuron"),
+            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"),
+        }
+        return _check(self, checks, choices)
+
+
+def _check(config, checks: dict, choices: dict):
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(f"invalid hyperparameter {name}={getattr(config, name)!r}")
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"invalid hyperparameter {name}={getattr(config, name)!r}; expected one of {allowed}")
+    return config
+
+
+@dataclass
+class SpikingConfig(AgentConfig):
+    """Hyperparameters of a :class:`SpikingAgent`: :class:`AgentConfig` plus the GLM spiking
+    network, its decision modes and its hidden-neuron estimator (every field has a default)."""
+
+    n_hidden: int = 32
+    """Hidden (latent) neurons; 0 for an input -> output network."""
+    skip: bool = True
+    """Input -> output synapses besides the hidden path."""
+    recurrent: bool = False
+    """Hidden -> hidden synapses."""
+    feedback: bool = False
+    """Output -> hidden synapses."""
+    p_connect: float = 1.0
+    """Probability that each allowed synapse exists."""
+    kernel: str = "exponential"
+    """Feedforward kernel: 'exponential' (one basis) or 'raised_cosine'."""
+    n_basis: int = 1
+    """Feedforward bases K (1 for the exponential kernel)."""
+    tau: float = 2.0
+    """Decay time (steps) of the exponential kernel."""
+    memory: int = 8
+    """Kernel memory in steps."""
+    fb_tau: float = 1.0
+    """Decay time (steps) of the self-feedback (refractory) kernel."""
+    decoder: str = "first_to_spike"
+    """first_to_spike or rate."""
+    deterministic_outputs: str = "vote"
+    """What predict(deterministic=True) does: threshold (every neuron fires iff u > 0: the
+    deterministic limit, a network of its own), median (hidden neurons as threshold; an
+    output fires when the probability of no spike yet drops to 1/2: the sampled network's
+    median first-spike time) or vote (the most frequent action of vote_samples sampled
+    decisions: an estimate of the stochastic policy's own mode, costing that many decisions)."""
+    vote_samples: int = 15
+    """Sampled decisions per action in the vote mode (ties go to the lowest action index)."""
+    hidden_rule: str = "joint"
+    """Hidden-neuron estimator: joint (the hidden spikes' own score x the reward factor:
+    unbiased) or learning_signal (the seed rule: per-step kappa-filtered output
+    log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
+    of learning_signal (deprecated)."""
+    kappa: float = 0.5
+    """Filter of the per-step learning signal (learning_signal rule)."""
+    ll_baseline_decay: float = 0.99
+    """Decay of the per-step running baseline of the learning signal (learning_signal rule)."""
     rate_reg: float = 0.0
     """Strength of the firing-rate regulariser pulling hidden rates to target_rate."""
     target_rate: float = 0.1
     """Target hidden firing probability per step."""
-    w_clip: float = 20.0
-    """Parameters are clipped to [-w_clip, w_clip]."""
     out_bias_max: float | None = -2.0
     """Output biases are kept <= this (None: no cap), so an output cannot learn to fire
     before the input has reached it, which would make the decision ignore the input."""
@@ -166,52 +204,33 @@ class SpikingConfig:
     """Initial hidden bias (was ``gamma_hidden``)."""
     bias_out: float = -2.0
     """Initial output bias (was ``gamma_out``)."""
-    stats_window: int = 100
-    """Episodes kept for the rolling statistics."""
 
     def validate(self) -> "SpikingConfig":
         if self.hidden_rule == "seed":
             warnings.warn("hidden_rule 'seed' is now called 'learning_signal' (and follows the seed's per-step "
                           "learning signal); the old name goes in the next release", DeprecationWarning, stacklevel=3)
             self.hidden_rule = "learning_signal"
+        super().validate()
         checks = {
-            "T": self.T >= 1, "n_envs": self.n_envs >= 1, "n_hidden": self.n_hidden >= 0,
-            "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr > 0,
-            "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
-            "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
-            "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
-            "kappa": 0 <= self.kappa < 1, "critic_features": self.critic_features >= 0,
-            "vote_samples": self.vote_samples >= 1,
+            "n_hidden": self.n_hidden >= 0, "kappa": 0 <= self.kappa < 1, "vote_samples": self.vote_samples >= 1,
             "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
-            "p_connect": 0 < self.p_connect <= 1, "w_clip": self.w_clip > 0, "rate_reg": self.rate_reg >= 0,
-            "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
-                                                        and isinstance(self.action_bins, int) and self.action_bins >= 2),
+            "p_connect": 0 < self.p_connect <= 1, "rate_reg": self.rate_reg >= 0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}")
         choices = {
-            "decoder": ("first_to_spike", "rate"), "reward_factor": ("proximal", "mc", "td"),
-            "hidden_rule": ("joint", "learning_signal"), "ratio": ("joint", "output", "neuron"), "obs_norm": ("running", "space"),
-            "lr_schedule": ("constant", "linear"), "kernel": ("exponential", "raised_cosine"),
-            "deterministic_outputs": ("threshold", "median", "vote"),
+            "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "learning_signal"),
+            "kernel": ("exponential", "raised_cosine"), "deterministic_outputs": ("threshold", "median", "vote"),
         }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"invalid hyperparameter {name}={getattr(self, name)!r}; expected one of {allowed}")
-        return self
+        return _check(self, checks, choices)
 
 
 @dataclass
-class MLPConfig(SpikingConfig):
-    """:class:`SpikingConfig` plus the perceptron's shape (spiking-only fields are unused)."""
+class MLPConfig(AgentConfig):
+    """Hyperparameters of the ``pg-mlp`` agent: :class:`AgentConfig` plus the perceptron's shape."""
 
     mlp_hidden: int = 16
     """Hidden units (0: a linear softmax policy)."""
     activation: str = "relu"
     """relu or tanh (relu networks convert to rate-coded spiking networks)."""
-    hidden_rule: str = "joint"
-    """Fixed: every parameter is modulated by the reward factor."""
 
     def validate(self) -> "MLPConfig":
         super().validate()
@@ -222,4 +241,4 @@ class MLPConfig(SpikingConfig):
         return self
 
 
-__all__ = ["SpikingConfig", "MLPConfig", "RENAMED", "upgrade_keys"]
+__all__ = ["AgentConfig", "SpikingConfig", "MLPConfig", "RENAMED", "upgrade_keys"]

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .agent import SpikingAgent
+from .agent import PolicyGradientAgent
 from .hyperparams import MLPConfig
 from .policy import PolicyOutput, Replayed
 
 
 class MLPPolicy:
-    """Softmax perceptron with a flat parameter vector ``theta`` = [W1, b1, W2, b2]."""
+    """Softmax perceptron with a flat parameter vector ``theta`` = [W1, b1, W2, b2]
+    (a :class:`~spikerl.policy.Policy`: a decision costs ``macs`` multiply-accumulates)."""
+
+    spiking = False
 
     def __init__(self, encoder, n_actions: int, hidden: int, activation: str, rng: np.random.Generator):
         self.encoder, self.n_actions, self.hidden, self.activation = encoder, n_actions, hidden, activation
@@ -42,6 +45,11 @@ class MLPPolicy:
     @property
     def n_params(self) -> int:
         return int(self.theta.size)
+
+    def layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(W1, b1), (W2, b2)]`` (or ``[(W, b)]`` without a hidden layer), views into ``theta``."""
+        v = self._views()
+        return [(v[0], v[1]), (v[2], v[3])] if self.hidden else [(v[0], v[1])]
 
     def _views(self):
         out, off = [], 0
@@ -68,11 +76,11 @@ class MLPPolicy:
     def set_theta(self, theta: np.ndarray) -> None:
         self.theta[:] = theta
 
-    def add_rate_gradient(self, *args) -> None:
-        pass
+    def regularise(self, grad: np.ndarray, hidden_rate) -> None:
+        """No regulariser: the perceptron's only objective is the reward factor."""
 
-    def constrain(self, theta, config) -> None:
-        pass
+    def constrain(self, theta: np.ndarray) -> None:
+        """No constraint beyond the loop's weight clip."""
 
     def forward(self, f: np.ndarray):
         """Hidden activations (or ``None``) and action probabilities for features ``(B, n_in)``."""
@@ -130,10 +138,12 @@ class MLPPolicy:
         return Replayed(ll, ll, ll[:, None], self._score(f, pre, h, probs, action), None)
 
 
-class PGMLPAgent(SpikingAgent):
-    """The spiking agent's learning loop driving an ANN policy."""
+class PGMLPAgent(PolicyGradientAgent):
+    """The spiking agent's learning loop (:class:`~spikerl.agent.PolicyGradientAgent`)
+    driving an ANN policy."""
 
     config_class = MLPConfig
+    agent_file = "pg-mlp"
 
     def _build_policy(self, n_actions: int):
         c = self.config

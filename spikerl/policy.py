@@ -6,7 +6,7 @@ call, and (``learn=True``) returns the eligibilities flattened in the order of `
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,6 +48,59 @@ class Replayed(NamedTuple):
     hidden_rate: np.ndarray | None
 
 
+@runtime_checkable
+class Policy(Protocol):
+    """What an agent's loop, evaluation, conversion, export and energy accounting use of a
+    policy; :class:`SpikingPolicy` and :class:`~spikerl.pg_mlp.MLPPolicy` implement it.
+
+    Parameters are one flat float64 vector ``theta``; ``learnable``, ``hidden_mask`` and
+    ``param_neuron`` describe its entries (trained or not, modulated by a hidden-neuron
+    estimator or not, the unit each belongs to); ``estimator`` forms hidden eligibilities
+    (``None``: every score is exact). ``spiking`` says how a decision costs: spikes and
+    synaptic operations (counted in :class:`PolicyOutput`) or multiply-accumulates (``macs``).
+    """
+
+    encoder: Encoder
+    theta: np.ndarray
+    learnable: np.ndarray
+    hidden_mask: np.ndarray
+    param_neuron: np.ndarray
+    estimator: object
+    spiking: bool
+
+    @property
+    def n_params(self) -> int: ...
+
+    def act(self, obs, rng: np.random.Generator, *, deterministic=False, learn: bool = False,
+            features: np.ndarray | None = None, keep_raster: bool = False) -> PolicyOutput:
+        """Decide for a batch of observations (or of encoder ``features``); ``learn``: with
+        eligibilities and log-probabilities."""
+
+    def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
+        """What replays each decision of ``out`` exactly (arrays with a leading batch axis)."""
+
+    def replay_record(self, record: dict) -> Replayed:
+        """Stored decisions under the current parameters: log-probabilities and eligibilities."""
+
+    def set_theta(self, theta: np.ndarray) -> None:
+        """Copy ``theta`` in."""
+
+    def regularise(self, grad: np.ndarray, hidden_rate: np.ndarray | None) -> None:
+        """Add the policy's own regularisers to an ascent direction ``grad`` (in place)."""
+
+    def constrain(self, theta: np.ndarray) -> None:
+        """Project updated parameters onto the policy's constraints (in place)."""
+
+    def state_meta(self) -> dict:
+        """JSON-able facts a saved file needs to rebuild the policy."""
+
+    def state_arrays(self) -> dict:
+        """Arrays a saved file stores."""
+
+    def load_state_arrays(self, arrays: dict, meta: dict) -> None:
+        """Replace the parameters (and structure) by saved ones, validated."""
+
+
 def make_bank(kind: str, n_basis: int, tau: float, memory: int, name: str) -> np.ndarray:
     if kind == "exponential":
         if n_basis != 1:
@@ -59,19 +112,31 @@ def make_bank(kind: str, n_basis: int, tau: float, memory: int, name: str) -> np
 
 
 class SpikingPolicy:
-    """Encoder -> GLM network -> first-to-spike (or rate) decoder."""
+    """Encoder -> GLM network -> first-to-spike (or rate) decoder.
+
+    ``rate_reg``/``target_rate`` pull hidden firing rates towards a target through their
+    biases (:meth:`regularise`); ``out_bias_max`` caps output biases (:meth:`constrain`).
+    """
+
+    spiking = True
 
     def __init__(self, encoder: Encoder, topo: Topology, ff_kernel, fb_kernel, params: GLMParams, decoder: str,
-                 estimator=None):
+                 estimator=None, *, rate_reg: float = 0.0, target_rate: float = 0.1, out_bias_max: float | None = None):
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
-        if topo.n_in != encoder.n_inputs:
-            raise ValueError(f"the network has {topo.n_in} input neurons but the encoder makes {encoder.n_inputs}")
-        self.encoder, self.topo, self.decoder = encoder, topo, decoder
+        self.encoder, self.decoder = encoder, decoder
         self.estimator = estimator
         """How hidden neurons' eligibilities are formed (``None``: their plain score, the joint estimator)."""
+        self.rate_reg, self.target_rate, self.out_bias_max = float(rate_reg), float(target_rate), out_bias_max
         self.workspace = Workspace()
         self.replay_workspace = Workspace()
+        self._set_network(topo, ff_kernel, fb_kernel, params)
+
+    def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
+        """Topology, kernels and parameters (validated), and what derives from them."""
+        if topo.n_in != self.encoder.n_inputs:
+            raise ValueError(f"the network has {topo.n_in} input neurons but the encoder makes {self.encoder.n_inputs}")
+        self.topo = topo
         params = check_params(topo, params, ff_kernel, fb_kernel)  # validated once; act() skips the checks
         self.ff_kernel, self.fb_kernel = check_bank(ff_kernel, "ff_kernel"), check_bank(fb_kernel, "fb_kernel")
         self.shapes = [p.shape for p in params]
@@ -128,20 +193,21 @@ class SpikingPolicy:
             raise ValueError(f"theta has {theta.size} entries but the saved topology needs {sum(sizes)}")
         parts = np.split(theta, np.cumsum(sizes)[:-1])
         params = GLMParams(*[q.reshape(sh) for q, sh in zip(parts, shapes)])
-        self.__init__(self.encoder, topo, ff, fb, params, self.decoder, self.estimator)
+        self._set_network(topo, ff, fb, params)
 
-    def add_rate_gradient(self, grad: np.ndarray, hidden_rate: np.ndarray, strength: float, target: float) -> None:
-        """Firing-rate regulariser: pull each hidden neuron's rate towards ``target`` through its bias."""
+    def regularise(self, grad: np.ndarray, hidden_rate: np.ndarray | None) -> None:
+        """Firing-rate regulariser: pull each hidden neuron's rate (``hidden_rate`` ``(B, n_hid)``,
+        averaged over the batch) towards ``target_rate`` through its bias, with strength ``rate_reg``."""
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
-        if n_hid:
-            grad[self.bias_slice][n_in : n_in + n_hid] -= strength * (hidden_rate - target)
+        if self.rate_reg > 0 and n_hid and hidden_rate is not None and hidden_rate.size:
+            grad[self.bias_slice][n_in : n_in + n_hid] -= self.rate_reg * (hidden_rate.mean(0) - self.target_rate)
 
-    def constrain(self, theta: np.ndarray, config) -> None:
-        """Keep output biases <= ``config.out_bias_max`` (in place)."""
-        if config.out_bias_max is not None:
+    def constrain(self, theta: np.ndarray) -> None:
+        """Keep output biases <= ``out_bias_max`` (in place)."""
+        if self.out_bias_max is not None:
             g = theta[self.bias_slice]
             out0 = self.topo.n_in + self.topo.n_hid
-            np.minimum(g[out0:], config.out_bias_max, out=g[out0:])
+            np.minimum(g[out0:], self.out_bias_max, out=g[out0:])
 
     def set_theta(self, theta: np.ndarray) -> None:
         """Copy ``theta`` in (the ``params`` views follow)."""

@@ -193,7 +193,11 @@ def load_agent(cls, path, env=None, **overrides):
         raise ModelFileError(f"{path}: holds a {meta.get('class')}, not a {cls.__name__} (use spikerl.load_model)")
     obs_space = space_from_description(meta["observation_space"])
     act_space = space_from_description(meta["action_space"])
-    config = {**upgrade_keys(meta["config"], warn=False), **overrides}  # files of older versions: new names
+    # files of older versions: new names, and no fields the agent's config no longer has
+    # (pg-mlp files carried every spiking field before the configs were split)
+    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    saved = {k: v for k, v in upgrade_keys(meta["config"], warn=False).items() if k in known}
+    config = {**saved, **overrides}
     try:
         agent = cls(None, seed=meta["seed"], _spaces=(obs_space, act_space), **config)
     except TypeError as exc:

@@ -1,4 +1,5 @@
 """The windy grid world: dynamics, optimal path, encodings, and a short training run."""
+import copy
 from collections import deque
 
 import gymnasium as gym
@@ -90,17 +91,36 @@ def test_render_modes():
 
 
 def test_short_training_reaches_the_goal_in_at_most_20_steps():
-    """1x1 tiles, the shipped fts-snn config (online actor-critic), fixed seed."""
-    from spikerl.experiments.windy import train_snn
+    """1x1 tiles, the shipped fts-snn config, fixed seed; scored by the one protocol in both modes."""
+    from spikerl.experiments.windy import both_modes, train_snn
 
-    res = train_snn((1, 1), 8, seed=2, steps=30_000)
-    assert res["reached"] == 1.0
-    assert res["steps_to_goal"] <= 20, res
+    rows = both_modes(train_snn((1, 1), 8, seed=2, steps=30_000), method="fts-snn")
+    assert [r["mode"] for r in rows] == ["sampled", "deterministic"]
+    for r in rows:
+        assert r["reached"] == 1.0 and r["steps_to_goal"] <= 20, r
+        assert r["spikes_per_episode"] > 0 and 1 <= r["latency"] <= 8
+
+
+def test_windy_rows_are_the_protocol_s_figures():
+    """A row is evaluate_model's 100 episodes from seed 50,000, nothing of its own."""
+    from spikerl.evaluation import evaluate_model
+    from spikerl.experiments.windy import ENV_ID, score, train_mlp
+
+    mlp = train_mlp((1, 1), seed=0, steps=2000)
+    for det in (False, True):
+        twin = copy.deepcopy(mlp)  # the same generator state: the sampled mode draws the same actions
+        row = score(mlp, det)
+        ref = evaluate_model(twin, ENV_ID, n_episodes=100, seed=50_000, deterministic=det)
+        assert row["steps_to_goal"] == np.mean(ref["lengths"]) and row["mean_return"] == ref["mean_return"]
+        assert row["reached"] == np.mean(np.asarray(ref["lengths"]) < 200)
 
 
 def test_conversion_baseline_runs_and_counts_spikes():
-    from spikerl.experiments.windy import eval_converted, train_mlp
+    from spikerl.experiments.windy import convert, score, train_mlp
 
-    mlp = train_mlp((1, 1), seed=0, steps=3000)
-    res = eval_converted(mlp, T=4, seed=0)
+    snn = convert(train_mlp((1, 1), seed=0, steps=3000), T=4, seed=0)
+    res = score(snn, True)
     assert res["latency"] == 4.0 and res["spikes_per_episode"] > 0
+    e = snn.energy_summary()
+    assert e["input_spikes"] > 0 and e["sops"] > 0  # counted per population by the protocol's reset stats
+    assert res["spikes_per_episode"] == (e["input_spikes"] + e["hidden_spikes"] + e["output_spikes"]) * res["steps_to_goal"]

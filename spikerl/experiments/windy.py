@@ -8,7 +8,8 @@ For each tile resolution (1x1 -> 70 inputs, 2x2 -> 20, 4x4 -> 6, 6x6 -> 4) and s
     the same tile features) trained by the same policy gradient,
 (c) ``converted``: (b) converted to a rate-coded integrate-and-fire network,
 
-and reports steps to reach the goal after training, spikes per episode and decision latency;
+and reports, for the final policies scored by spikerl's one evaluation protocol in both modes,
+steps to reach the goal, spikes per episode and decision latency;
 then sweeps the presentation length T (2, 4, 8, 16) at 1x1 tiles for (a) and (c), and
 compares rate with time (latency) input coding for (a). Configs come from
 ``agents/fts-snn.yaml``, ``agents/pg-mlp.yaml`` and ``envs/spikerl__WindyGridWorld-v0.yaml``.
@@ -35,26 +36,27 @@ def _hp(agent: str) -> tuple[dict, int]:
     return resolve_hyperparameters(af, ef, {}), ef.budget
 
 
-def _episodes(policy_act, n: int, seed: int) -> dict:
-    """Play ``n`` episodes with ``policy_act(obs_batch) -> PolicyOutput``."""
-    from ..evaluation import make_env
+EVAL_SEED = 50_000
+EVAL_EPISODES = 100
+MODES = (("sampled", False), ("deterministic", True))
 
-    env = make_env(ENV_ID)
-    lengths, spikes, latency, decisions = [], 0.0, 0.0, 0
-    for ep in range(n):
-        obs, _ = env.reset(seed=seed + ep)
-        done, steps = False, 0
-        while not done:
-            out = policy_act(np.asarray([obs]))
-            obs, _, term, trunc, _ = env.step(int(out.action[0]))
-            spikes += float(out.spikes.sum())
-            latency += float(out.latency.sum())
-            decisions += 1
-            steps += 1
-            done = term or trunc
-        lengths.append(steps)
-    return {"steps_to_goal": float(np.mean(lengths)), "spikes_per_episode": spikes / n,
-            "latency": latency / max(decisions, 1), "reached": float(np.mean([length < 200 for length in lengths]))}
+
+def score(model, deterministic: bool) -> dict:
+    """spikerl's one evaluation protocol (:func:`spikerl.evaluation.evaluate_model`: final
+    policy, 100 episodes, evaluation seed 50,000), in the windy grid world's terms."""
+    from ..evaluation import evaluate_model
+
+    r = evaluate_model(model, ENV_ID, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=deterministic)
+    lengths = np.asarray(r["lengths"], float)
+    return {"steps_to_goal": float(lengths.mean()), "reached": float(np.mean(lengths < 200)),
+            "spikes_per_episode": float(r.get("spikes_per_decision", 0.0) * lengths.mean()),
+            "latency": float(r["latency"]), "macs_per_decision": float(r.get("macs_per_decision", 0.0)),
+            "mean_return": r["mean_return"]}
+
+
+def both_modes(model, **row) -> list[dict]:
+    """One row per mode, each mode's figures from its own episodes."""
+    return [{**row, "mode": mode, **score(model, det)} for mode, det in MODES]
 
 
 def train_snn(tile, T, seed, steps, code="rate"):
@@ -62,11 +64,7 @@ def train_snn(tile, T, seed, steps, code="rate"):
 
     hp, _ = _hp("fts-snn")
     hp.update(tile=list(tile), T=T, memory=max(T, 1), code=code)
-    agent = SpikingAgent(ENV_ID, seed=seed, **hp).learn(steps)
-    rng = np.random.default_rng(seed)
-    res = _episodes(lambda o: agent.policy.act(o, rng, deterministic=False), 20, 10_000)
-    res["n_params"] = int(agent.policy.learnable.sum())
-    return res
+    return SpikingAgent(ENV_ID, seed=seed, **hp).learn(steps)
 
 
 def train_mlp(tile, seed, steps):
@@ -77,18 +75,11 @@ def train_mlp(tile, seed, steps):
     return PGMLPAgent(ENV_ID, seed=seed, **hp).learn(steps)
 
 
-def eval_mlp(agent, sampled: bool = False, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    res = _episodes(lambda o: agent.policy.act(o, rng, deterministic=not sampled), 20 if sampled else 1, 10_000)
-    res.update(latency=1.0, macs_per_decision=float(agent.policy.macs), n_params=int(agent.policy.n_params))
-    return res
-
-
-def eval_converted(agent, T, seed) -> dict:
+def convert(agent, T, seed):
+    """The pg-mlp policy as a rate-coded integrate-and-fire network (calibrated on every cell)."""
     from ..conversion import ConvertedSNN
 
-    snn = ConvertedSNN(agent, np.arange(70), T=T, seed=seed)
-    return _episodes(lambda o: snn.act(o), 20, 10_000)
+    return ConvertedSNN(agent, np.arange(70), T=T, seed=seed)
 
 
 def run(seeds: int = 3, out: str | Path = "runs/windy", steps: int | None = None) -> Path:
@@ -98,27 +89,28 @@ def run(seeds: int = 3, out: str | Path = "runs/windy", steps: int | None = None
     steps = steps or budget
     rows = []
     for tile in RESOLUTIONS:
+        t = f"{tile[0]}x{tile[1]}"
         for seed in range(seeds):
-            rows.append({"study": "resolution", "method": "fts-snn", "tile": f"{tile[0]}x{tile[1]}", "T": 8,
-                         "code": "rate", "seed": seed, **train_snn(tile, 8, seed, steps)})
+            snn = train_snn(tile, 8, seed, steps)
+            rows += both_modes(snn, study="resolution", method="fts-snn", tile=t, T=8, code="rate", seed=seed,
+                               n_params=int(snn.policy.learnable.sum()))
             mlp = train_mlp(tile, seed, steps)
-            rows.append({"study": "resolution", "method": "pg-mlp", "tile": f"{tile[0]}x{tile[1]}", "T": 1,
-                         "code": "-", "seed": seed, **eval_mlp(mlp)})
-            rows.append({"study": "resolution", "method": "pg-mlp sampled", "tile": f"{tile[0]}x{tile[1]}", "T": 1,
-                         "code": "-", "seed": seed, **eval_mlp(mlp, sampled=True, seed=seed)})
-            rows.append({"study": "resolution", "method": "converted", "tile": f"{tile[0]}x{tile[1]}", "T": 8,
-                         "code": "rate", "seed": seed, **eval_converted(mlp, 8, seed)})
+            rows += both_modes(mlp, study="resolution", method="pg-mlp", tile=t, T=1, code="-", seed=seed,
+                               n_params=int(mlp.policy.n_params))
+            rows += both_modes(convert(mlp, 8, seed), study="resolution", method="converted", tile=t, T=8,
+                               code="rate", seed=seed)
             if tile == (1, 1):
                 for T in T_SWEEP:
-                    rows.append({"study": "T", "method": "converted", "tile": "1x1", "T": T, "code": "rate", "seed": seed,
-                                 **eval_converted(mlp, T, seed)})
+                    rows += both_modes(convert(mlp, T, seed), study="T", method="converted", tile=t, T=T,
+                                       code="rate", seed=seed)
     for seed in range(seeds):
         for T in T_SWEEP:
-            rows.append({"study": "T", "method": "fts-snn", "tile": "1x1", "T": T, "code": "rate", "seed": seed,
-                         **train_snn((1, 1), T, seed, steps)})
-        rows.append({"study": "code", "method": "fts-snn", "tile": "1x1", "T": 8, "code": "time", "seed": seed,
-                     **train_snn((1, 1), 8, seed, steps, code="time")})
-    (out / "results.json").write_text(json.dumps({"steps": steps, "seeds": seeds, "rows": rows}, indent=1))
+            rows += both_modes(train_snn((1, 1), T, seed, steps), study="T", method="fts-snn", tile="1x1", T=T,
+                               code="rate", seed=seed)
+        rows += both_modes(train_snn((1, 1), 8, seed, steps, code="time"), study="code", method="fts-snn",
+                           tile="1x1", T=8, code="time", seed=seed)
+    (out / "results.json").write_text(json.dumps({"steps": steps, "seeds": seeds, "eval_episodes": EVAL_EPISODES,
+                                                  "eval_seed": EVAL_SEED, "rows": rows}, indent=1))
     write_tables(rows, out, steps, seeds)
     plot(rows, out)
     return out
@@ -138,30 +130,34 @@ def _cell(rs, key, nd=1):
 
 def write_tables(rows, out: Path, steps: int, seeds: int) -> None:
     lines = ["# Windy grid world: first-to-spike SNN vs ANN vs converted ANN", "",
-             f"{seeds} seeds, {steps:,} training steps per run; evaluation: 20 episodes (fts-snn samples its "
-             "first-to-spike decisions, converted samples its input spikes; pg-mlp is evaluated greedily and, as "
-             "'pg-mlp sampled', by sampling its softmax). "
+             f"{seeds} seeds, {steps:,} training steps per run; every row scored by spikerl's one evaluation protocol "
+             f"(final policy, {EVAL_EPISODES} episodes from evaluation seed {EVAL_SEED:,}) in its mode: sampled "
+             "(fts-snn samples its first-to-spike decisions, pg-mlp its softmax) or deterministic (fts-snn: the "
+             "majority of 15 sampled decisions; pg-mlp: the most probable action); the converted network samples "
+             "its input spikes in both. Steps, spikes and latency of a row come from the same episodes. "
              "Shortest path: 15 steps; 200 = never reached the goal. Mean ± std over seeds.", "",
              "## Input resolution (T = 8)", "",
-             "| tiles | inputs | method | steps to goal | spikes / episode | latency (steps) | reached |",
-             "|---|---|---|---|---|---|---|"]
+             "| tiles | inputs | method | mode | steps to goal | spikes / episode | latency (steps) | reached |",
+             "|---|---|---|---|---|---|---|---|"]
     n_in = {"1x1": 70, "2x2": 20, "4x4": 6, "6x6": 4}
     res = [r for r in rows if r["study"] == "resolution"]
-    for (tile, method), rs in _group(res, ["tile", "method"]).items():
-        lines.append(f"| {tile} | {n_in[tile]} | {method} | {_cell(rs, 'steps_to_goal')} | "
-                     f"{_cell(rs, 'spikes_per_episode', 0) if not method.startswith('pg-mlp') else '-'} | {_cell(rs, 'latency', 2)} | "
+    for (tile, method, mode), rs in _group(res, ["tile", "method", "mode"]).items():
+        lines.append(f"| {tile} | {n_in[tile]} | {method} | {mode} | {_cell(rs, 'steps_to_goal')} | "
+                     f"{_cell(rs, 'spikes_per_episode', 0) if method != 'pg-mlp' else '-'} | {_cell(rs, 'latency', 2)} | "
                      f"{_cell(rs, 'reached', 2)} |")
     lines += ["", "## Presentation length T (1x1 tiles)", "",
-              "| T | method | steps to goal | spikes / episode | latency (steps) |", "|---|---|---|---|---|"]
-    for (T, method), rs in sorted(_group([r for r in rows if r["study"] == "T"], ["T", "method"]).items()):
-        lines.append(f"| {T} | {method} | {_cell(rs, 'steps_to_goal')} | {_cell(rs, 'spikes_per_episode', 0)} | "
+              "| T | method | mode | steps to goal | spikes / episode | latency (steps) |", "|---|---|---|---|---|---|"]
+    for (T, method, mode), rs in sorted(_group([r for r in rows if r["study"] == "T"], ["T", "method", "mode"]).items()):
+        lines.append(f"| {T} | {method} | {mode} | {_cell(rs, 'steps_to_goal')} | {_cell(rs, 'spikes_per_episode', 0)} | "
                      f"{_cell(rs, 'latency', 2)} |")
     lines += ["", "## Rate vs time coding (fts-snn, 1x1 tiles, T = 8)", "",
-              "| code | steps to goal | spikes / episode | latency (steps) |", "|---|---|---|---|"]
-    rate = [r for r in rows if r["study"] == "T" and r["method"] == "fts-snn" and r["T"] == 8]
-    time_ = [r for r in rows if r["study"] == "code"]
-    for name, rs in (("rate", rate), ("time", time_)):
-        lines.append(f"| {name} | {_cell(rs, 'steps_to_goal')} | {_cell(rs, 'spikes_per_episode', 0)} | {_cell(rs, 'latency', 2)} |")
+              "| code | mode | steps to goal | spikes / episode | latency (steps) |", "|---|---|---|---|---|"]
+    for mode, _ in MODES:
+        rate = [r for r in rows if r["study"] == "T" and r["method"] == "fts-snn" and r["T"] == 8 and r["mode"] == mode]
+        time_ = [r for r in rows if r["study"] == "code" and r["mode"] == mode]
+        for name, rs in (("rate", rate), ("time", time_)):
+            lines.append(f"| {name} | {mode} | {_cell(rs, 'steps_to_goal')} | {_cell(rs, 'spikes_per_episode', 0)} | "
+                         f"{_cell(rs, 'latency', 2)} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
@@ -174,15 +170,17 @@ def plot(rows, out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     res = [r for r in rows if r["study"] == "resolution"]
     tiles = [f"{a}x{b}" for a, b in RESOLUTIONS]
-    for method in ("fts-snn", "pg-mlp", "pg-mlp sampled", "converted"):
-        m = [np.mean([r["steps_to_goal"] for r in res if r["method"] == method and r["tile"] == t]) for t in tiles]
-        axes[0].plot(tiles, m, marker="o", label=method)
+    for method in ("fts-snn", "pg-mlp", "converted"):
+        for mode, _ in MODES:
+            m = [np.mean([r["steps_to_goal"] for r in res if r["method"] == method and r["tile"] == t
+                          and r["mode"] == mode]) for t in tiles]
+            axes[0].plot(tiles, m, marker="o", ls="-" if mode == "sampled" else "--", label=f"{method} ({mode})")
     axes[0].axhline(15, color="grey", ls=":", label="shortest path")
     axes[0].set_xlabel("tile size")
     axes[0].set_ylabel("steps to goal (200 = never)")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    tsw = [r for r in rows if r["study"] == "T"]
+    tsw = [r for r in rows if r["study"] == "T" and r["mode"] == "sampled"]
     for method in ("fts-snn", "converted"):
         Ts = sorted({r["T"] for r in tsw if r["method"] == method})
         axes[1].plot(Ts, [np.mean([r["steps_to_goal"] for r in tsw if r["method"] == method and r["T"] == T]) for T in Ts],
@@ -198,7 +196,7 @@ def plot(rows, out: Path) -> None:
     for ax in axes[1:]:
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=8)
-    fig.suptitle("Windy grid world (1x1 tiles for the T sweep)")
+    fig.suptitle("Windy grid world (1x1 tiles and sampled mode for the T sweep)")
     fig.tight_layout()
     fig.savefig(out / "windy.png", dpi=110)
     plt.close(fig)
