@@ -107,8 +107,250 @@ def check_finite(obs: np.ndarray, what: str = "observation") -> None:
         raise ValueError(f"{what} has a non-finite value {obs[row, dim]!r} in dimension {dim} (batch row {row})")
 
 
+class BoxFeatures:
+    """What the Box feature maps share: bounds per dimension (the space's finite bounds, given
+    ones, or running statistics ``mean +- n_std * std``), validation and clipping."""
+
+    def __init__(self, space, *, low=None, high=None, n_std: float = 3.0, bounds: str = "space"):
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"encoder features {self.name!r} need a Box observation space, got {space}")
+        if bounds not in ("space", "running"):
+            raise ValueError(f"unknown encoder bounds {bounds!r}; expected 'space' or 'running'")
+        self.space = space
+        self.obs_dim = int(np.prod(space.shape))
+        self.space_low = np.asarray(space.low, dtype=np.float64).ravel()
+        self.space_high = np.asarray(space.high, dtype=np.float64).ravel()
+        lo, hi = self.space_low.copy(), self.space_high.copy()
+        if bounds == "running":
+            lo, hi = np.full_like(lo, -np.inf), np.full_like(hi, np.inf)
+        if low is not None:
+            lo = self._given(low, "low", lo)
+        if high is not None:
+            hi = self._given(high, "high", hi)
+        self.fixed_low, self.fixed_high = lo, hi
+        self.fixed = np.isfinite(lo) & np.isfinite(hi)
+        if np.any(self.fixed & (hi <= lo)):
+            raise ValueError(f"encoder bounds: high must exceed low in every dimension, got low={lo}, high={hi}")
+        self.n_std = float(n_std)
+        self.stats = RunningStats(self.obs_dim)
+
+    def _given(self, value, name, default):
+        arr = np.asarray(value, dtype=np.float64).ravel()
+        if arr.shape != default.shape:
+            raise ValueError(f"encoder {name} must have {default.size} values (one per observation dimension), got {arr.size}")
+        return np.where(np.isfinite(arr), arr, default)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current ``(low, high)``: fixed where known, running statistics elsewhere."""
+        if self.fixed.all():
+            return self.fixed_low, self.fixed_high
+        mean, spread = self.stats.mean, np.maximum(self.n_std * self.stats.std, 1e-3)
+        low = np.clip(mean - spread, self.space_low, self.space_high - 1e-3)
+        high = np.clip(mean + spread, low + 1e-3, self.space_high)
+        return np.where(self.fixed, self.fixed_low, low), np.where(self.fixed, self.fixed_high, high)
+
+    @property
+    def stationary(self) -> bool:
+        return bool(self.fixed.all())
+
+    def flat(self, obs: np.ndarray) -> np.ndarray:
+        """One observation or a batch -> ``(B, obs_dim)`` float64, finite."""
+        shape = self.space.shape
+        if obs.shape == shape:
+            obs = obs[None]
+        if obs.shape[1:] != shape:
+            raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
+        flat = obs.reshape(obs.shape[0], -1).astype(np.float64)
+        check_finite(flat)
+        return flat
+
+    def update(self, obs: np.ndarray) -> None:
+        if not self.fixed.all():
+            self.stats.update(self.flat(obs))
+
+    def input_groups(self) -> list[tuple[str, int, int]]:
+        k = self.n_inputs // self.obs_dim
+        return [(f"obs[{d}]", d * k, (d + 1) * k) for d in range(self.obs_dim)]
+
+    def state_dict(self) -> dict:
+        return self.stats.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.stats.load_state_dict(state)
+
+
+class NormalizedFeatures(BoxFeatures):
+    """One neuron per dimension: ``f = (clip(x) - low) / (high - low)``."""
+
+    name = "normalized"
+
+    def __init__(self, space, **bounds):
+        super().__init__(space, **bounds)
+        self.n_inputs = self.obs_dim
+
+    def __call__(self, obs) -> np.ndarray:
+        x = self.flat(obs)
+        low, high = self.bounds()
+        return (np.minimum(np.maximum(x, low), high) - low) / (high - low)
+
+
+class PopulationFeatures(BoxFeatures):
+    """``n_fields`` Gaussian receptive fields per dimension over the bounds:
+    ``f = exp(-((z - c_m) / width)^2 / 2)`` with ``z`` the normalized value."""
+
+    name = "population"
+
+    def __init__(self, space, *, n_fields: int = 8, width: float = 1.0, **bounds):
+        super().__init__(space, **bounds)
+        if isinstance(n_fields, bool) or not isinstance(n_fields, (int, np.integer)) or n_fields < 2:
+            raise ValueError(f"n_fields must be an integer >= 2, got {n_fields!r}")
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width!r}")
+        self.n_fields, self.width = int(n_fields), float(width)
+        self.n_inputs = self.obs_dim * self.n_fields
+        self.centres = np.linspace(0.0, 1.0, self.n_fields)
+        self.inv_width = (self.n_fields - 1) / self.width
+
+    def __call__(self, obs) -> np.ndarray:
+        x = self.flat(obs)
+        low, high = self.bounds()
+        return _gaussian_fields(x, low, high, self.centres, self.inv_width, np.empty((x.shape[0], self.n_inputs)))
+
+
+class _DiscreteFeatures:
+    """Feature maps of discrete observations: no statistics, never change."""
+
+    stationary = True
+
+    def update(self, obs) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class OneHotFeatures(_DiscreteFeatures):
+    """A ``Discrete`` state -> one active neuron (``index_of[state]``)."""
+
+    name = "onehot"
+
+    def __init__(self, space):
+        if not isinstance(space, spaces.Discrete):
+            raise ValueError(f"encoder features {self.name!r} need a Discrete, MultiDiscrete or Tuple-of-Discrete "
+                             f"observation space, got {space}")
+        self.space, self.n_states, self.start, self.obs_dim = space, int(space.n), int(space.start), 1
+        self.index_of = np.arange(self.n_states)
+        self.n_inputs = self.n_states
+
+    def flat(self, obs: np.ndarray) -> np.ndarray:
+        arr = obs.reshape(-1).astype(np.int64) - self.start
+        if np.any((arr < 0) | (arr >= self.n_states)):
+            raise ValueError(f"observation out of the {self.space} space: {obs}")
+        return arr
+
+    def __call__(self, obs) -> np.ndarray:
+        x = self.flat(obs)
+        f = np.zeros((x.shape[0], self.n_inputs))
+        f[np.arange(x.shape[0]), self.index_of[x]] = 1.0
+        return f
+
+    def input_groups(self) -> list[tuple[str, int, int]]:
+        return [("state" if self.name == "onehot" else "tile", 0, self.n_inputs)]
+
+
+class TileFeatures(OneHotFeatures):
+    """A ``Discrete`` grid position ``row * cols + col`` -> the neuron of its ``tile`` (h, w)."""
+
+    name = "tile"
+
+    def __init__(self, space, *, grid_shape=None, tile=(1, 1)):
+        if not isinstance(space, spaces.Discrete):
+            raise ValueError(f"encoder features 'tile' need a Discrete observation space, got {space}")
+        super().__init__(space)
+        if grid_shape is None or len(grid_shape) != 2:
+            raise ValueError("tile features need grid_shape=(rows, cols)")
+        rows, cols = map(int, grid_shape)
+        if rows * cols != self.n_states:
+            raise ValueError(f"grid_shape {grid_shape} has {rows * cols} cells but the space has {self.n_states} states")
+        th, tw = map(int, tile)
+        if th < 1 or tw < 1:
+            raise ValueError(f"tile must be two integers >= 1, got {tile}")
+        per_row = -(-cols // tw)
+        idx = np.arange(self.n_states)
+        self.index_of = (idx // cols) // th * per_row + (idx % cols) // tw
+        self.n_inputs = int(-(-rows // th) * per_row)
+
+
+class ComponentOneHotFeatures(_DiscreteFeatures):
+    """A ``MultiDiscrete`` (or ``Tuple`` of ``Discrete``) observation -> one active neuron
+    per component, in a group of ``nvec[c]`` neurons starting at ``offset[c]``."""
+
+    name = "onehot"
+
+    def __init__(self, space):
+        self.space = space
+        self.nvec, self.start = discrete_components(space)
+        self.obs_dim = self.nvec.size
+        self.offset = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])  # first neuron of each component
+        self.n_inputs = int(self.nvec.sum())
+
+    def flat(self, obs: np.ndarray) -> np.ndarray:
+        shape = obs_shape(self.space)
+        arr = (obs[None] if obs.shape == shape else obs)
+        if arr.shape[1:] != shape:
+            raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
+        arr = arr.reshape(arr.shape[0], -1).astype(np.int64) - self.start
+        bad = (arr < 0) | (arr >= self.nvec)
+        if bad.any():
+            dim = int(np.nonzero(bad.any(0))[0][0])
+            raise ValueError(f"observation out of the {self.space} space in dimension {dim}: {obs}")
+        return arr
+
+    def __call__(self, obs) -> np.ndarray:
+        x = self.flat(obs)
+        f = np.zeros((x.shape[0], self.n_inputs))
+        f[np.arange(x.shape[0])[:, None], self.offset[None, :] + x] = 1.0
+        return f
+
+    def input_groups(self) -> list[tuple[str, int, int]]:
+        return [(f"obs[{d}]", int(o), int(o + n)) for d, (o, n) in enumerate(zip(self.offset, self.nvec))]
+
+
+class RateCode:
+    """Bernoulli input spikes with ``p = p_max f`` at every one of ``T`` steps."""
+
+    name = "rate"
+
+    def __init__(self, T: int, p_max: float):
+        self.T, self.p_max = T, p_max
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        return np.repeat((self.p_max * f)[:, :, None], self.T, axis=2)
+
+
+class TimeCode:
+    """One input spike at ``t = round((1 - f)(T - 1))`` (earlier for larger ``f``), none when ``f < f_min``."""
+
+    name = "time"
+
+    def __init__(self, T: int, f_min: float):
+        self.T, self.f_min = T, f_min
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        p = np.zeros((f.shape[0], f.shape[1], self.T))
+        t = np.rint((1.0 - f) * (self.T - 1)).astype(np.int64)
+        b, j = np.nonzero(f >= self.f_min)
+        p[b, j, t[b, j]] = 1.0
+        return p
+
+
 class Encoder:
-    """Observation -> input spike probabilities ``(B, n_inputs, T)``.
+    """Observation -> input spike probabilities ``(B, n_inputs, T)``: a feature map
+    (:attr:`feature_map`, one class per map) composed with a temporal code (:attr:`temporal_code`).
 
     Args:
         space: the observation space (``Box`` for normalized/population; ``Discrete`` for
@@ -161,147 +403,41 @@ class Encoder:
             raise ValueError(f"p_max must be in (0, 1], got {p_max!r}")
         self.space, self.features, self.code, self.T, self.p_max = space, features, code, int(T), float(p_max)
         self.f_min = float(f_min)
-        if features in ("normalized", "population"):
-            if not isinstance(space, spaces.Box):
-                raise ValueError(f"encoder features {features!r} need a Box observation space, got {space}")
-            self.obs_dim = int(np.prod(space.shape))
-            if bounds not in ("space", "running"):
-                raise ValueError(f"unknown encoder bounds {bounds!r}; expected 'space' or 'running'")
-            self.space_low = np.asarray(space.low, dtype=np.float64).ravel()
-            self.space_high = np.asarray(space.high, dtype=np.float64).ravel()
-            lo, hi = self.space_low.copy(), self.space_high.copy()
-            if bounds == "running":
-                lo, hi = np.full_like(lo, -np.inf), np.full_like(hi, np.inf)
-            if low is not None:
-                lo = self._given(low, "low", lo)
-            if high is not None:
-                hi = self._given(high, "high", hi)
-            self.fixed_low, self.fixed_high = lo, hi
-            self.fixed = np.isfinite(lo) & np.isfinite(hi)
-            if np.any(self.fixed & (hi <= lo)):
-                raise ValueError(f"encoder bounds: high must exceed low in every dimension, got low={lo}, high={hi}")
-            self.n_std = float(n_std)
-            self.stats = RunningStats(self.obs_dim)
-            if features == "population":
-                if isinstance(n_fields, bool) or not isinstance(n_fields, (int, np.integer)) or n_fields < 2:
-                    raise ValueError(f"n_fields must be an integer >= 2, got {n_fields!r}")
-                if not width > 0:
-                    raise ValueError(f"width must be > 0, got {width!r}")
-                self.n_fields, self.width = int(n_fields), float(width)
-                self.n_inputs = self.obs_dim * self.n_fields
-                self._centres = np.linspace(0.0, 1.0, self.n_fields)
-                self._inv_width = (self.n_fields - 1) / self.width
-            else:
-                self.n_inputs = self.obs_dim
+        box = dict(low=low, high=high, n_std=n_std, bounds=bounds)
+        if features == "normalized":
+            self.feature_map = NormalizedFeatures(space, **box)
+        elif features == "population":
+            self.feature_map = PopulationFeatures(space, n_fields=n_fields, width=width, **box)
         elif features == "onehot" and components is not None:
-            self.nvec, self.start = components
-            self.obs_dim = self.nvec.size
-            self.offset = np.concatenate([[0], np.cumsum(self.nvec)[:-1]])  # first neuron of each component
-            self.n_inputs = int(self.nvec.sum())
+            self.feature_map = ComponentOneHotFeatures(space)
+        elif features == "onehot":
+            self.feature_map = OneHotFeatures(space)
         else:
-            if not isinstance(space, spaces.Discrete):
-                kinds = "a Discrete, MultiDiscrete or Tuple-of-Discrete" if features == "onehot" else "a Discrete"
-                raise ValueError(f"encoder features {features!r} need {kinds} observation space, got {space}")
-            self.n_states = int(space.n)
-            self.start = int(space.start)
-            self.obs_dim = 1
-            if features == "onehot":
-                self.n_inputs = self.n_states
-                self.tile_of = np.arange(self.n_states)
-            else:
-                if grid_shape is None or len(grid_shape) != 2:
-                    raise ValueError("tile features need grid_shape=(rows, cols)")
-                rows, cols = map(int, grid_shape)
-                if rows * cols != self.n_states:
-                    raise ValueError(f"grid_shape {grid_shape} has {rows * cols} cells but the space has {self.n_states} states")
-                th, tw = map(int, tile)
-                if th < 1 or tw < 1:
-                    raise ValueError(f"tile must be two integers >= 1, got {tile}")
-                per_row = -(-cols // tw)
-                idx = np.arange(self.n_states)
-                self.tile_of = (idx // cols) // th * per_row + (idx % cols) // tw
-                self.n_inputs = int(-(-rows // th) * per_row)
-
-    def _given(self, value, name, default):
-        arr = np.asarray(value, dtype=np.float64).ravel()
-        if arr.shape != default.shape:
-            raise ValueError(f"encoder {name} must have {default.size} values (one per observation dimension), got {arr.size}")
-        return np.where(np.isfinite(arr), arr, default)
-
-    # -- bounds ------------------------------------------------------------------------
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Current ``(low, high)``: fixed where known, running statistics elsewhere."""
-        if self.fixed.all():
-            return self.fixed_low, self.fixed_high
-        mean, spread = self.stats.mean, np.maximum(self.n_std * self.stats.std, 1e-3)
-        low = np.clip(mean - spread, self.space_low, self.space_high - 1e-3)
-        high = np.clip(mean + spread, low + 1e-3, self.space_high)
-        return np.where(self.fixed, self.fixed_low, low), np.where(self.fixed, self.fixed_high, high)
+            self.feature_map = TileFeatures(space, grid_shape=grid_shape, tile=tile)
+        self.temporal_code = RateCode(self.T, self.p_max) if code == "rate" else TimeCode(self.T, self.f_min)
+        self.n_inputs, self.obs_dim = self.feature_map.n_inputs, self.feature_map.obs_dim
 
     @property
     def stationary(self) -> bool:
         """True when features of an observation never change (no running statistics)."""
-        return self.features in ("onehot", "tile") or bool(self.fixed.all())
+        return self.feature_map.stationary
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current ``(low, high)`` of a Box feature map."""
+        return self.feature_map.bounds()
 
     def update(self, obs: np.ndarray) -> None:
-        """Update running statistics with a batch of observations (no-op when all bounds are fixed)."""
-        if self.features in ("normalized", "population") and not self.fixed.all():
-            self.stats.update(self._flat(obs))
-
-    def _flat(self, obs) -> np.ndarray:
-        obs = obs_array(self.space, obs)
-        if self.features == "onehot" and not isinstance(self.space, spaces.Discrete):
-            shape = obs_shape(self.space)
-            arr = (obs[None] if obs.shape == shape else obs)
-            if arr.shape[1:] != shape:
-                raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
-            arr = arr.reshape(arr.shape[0], -1).astype(np.int64) - self.start
-            bad = (arr < 0) | (arr >= self.nvec)
-            if bad.any():
-                dim = int(np.nonzero(bad.any(0))[0][0])
-                raise ValueError(f"observation out of the {self.space} space in dimension {dim}: {obs}")
-            return arr
-        if self.features in ("onehot", "tile"):
-            arr = obs.reshape(-1).astype(np.int64) - self.start
-            if np.any((arr < 0) | (arr >= self.n_states)):
-                raise ValueError(f"observation out of the {self.space} space: {obs}")
-            return arr
-        shape = self.space.shape
-        if obs.shape == shape:
-            obs = obs[None]
-        if obs.shape[1:] != shape:
-            raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
-        flat = obs.reshape(obs.shape[0], -1).astype(np.float64)
-        check_finite(flat)
-        return flat
+        """Update running statistics with a batch of observations (no-op when nothing runs)."""
+        self.feature_map.update(obs_array(self.space, obs))
 
     def input_groups(self) -> list[tuple[str, int, int]]:
         """Which input neurons encode what: ``(label, first, stop)`` per observation
         dimension (Box, MultiDiscrete, Tuple) or one group for a Discrete state."""
-        if self.features in ("normalized", "population"):
-            k = self.n_fields if self.features == "population" else 1
-            return [(f"obs[{d}]", d * k, (d + 1) * k) for d in range(self.obs_dim)]
-        if hasattr(self, "offset"):
-            return [(f"obs[{d}]", int(o), int(o + n)) for d, (o, n) in enumerate(zip(self.offset, self.nvec))]
-        return [("state" if self.features == "onehot" else "tile", 0, self.n_inputs)]
+        return self.feature_map.input_groups()
 
-    # -- encode --------------------------------------------------------------------------
     def features_of(self, obs) -> np.ndarray:
         """Feature values in ``[0, 1]``, ``(B, n_inputs)``."""
-        x = self._flat(obs)
-        if x.ndim == 2 and self.features == "onehot":  # one hot neuron per component
-            f = np.zeros((x.shape[0], self.n_inputs))
-            f[np.arange(x.shape[0])[:, None], self.offset[None, :] + x] = 1.0
-            return f
-        if self.features in ("onehot", "tile"):
-            f = np.zeros((x.shape[0], self.n_inputs))
-            f[np.arange(x.shape[0]), self.tile_of[x]] = 1.0
-            return f
-        low, high = self.bounds()
-        if self.features == "normalized":
-            return (np.minimum(np.maximum(x, low), high) - low) / (high - low)
-        out = np.empty((x.shape[0], self.n_inputs))
-        return _gaussian_fields(x, low, high, self._centres, self._inv_width, out)
+        return self.feature_map(obs_array(self.space, obs))
 
     def __call__(self, obs) -> np.ndarray:
         """Input spike probabilities ``(B, n_inputs, T)``."""
@@ -309,17 +445,10 @@ class Encoder:
 
     def temporal(self, f: np.ndarray) -> np.ndarray:
         """Feature values ``(B, n_inputs)`` -> spike probabilities ``(B, n_inputs, T)``."""
-        if self.code == "rate":
-            return np.repeat((self.p_max * f)[:, :, None], self.T, axis=2)
-        p = np.zeros((f.shape[0], self.n_inputs, self.T))
-        t = np.rint((1.0 - f) * (self.T - 1)).astype(np.int64)
-        b, j = np.nonzero(f >= self.f_min)
-        p[b, j, t[b, j]] = 1.0
-        return p
+        return self.temporal_code(f)
 
     def state_dict(self) -> dict:
-        return self.stats.state_dict() if hasattr(self, "stats") else {}
+        return self.feature_map.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        if hasattr(self, "stats") and state:
-            self.stats.load_state_dict(state)
+        self.feature_map.load_state_dict(state)

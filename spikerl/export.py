@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from gymnasium import spaces
 
+from .coding import BoxFeatures, ComponentOneHotFeatures, PopulationFeatures
 from .engine import DETERMINISTIC, geometric_decay
 from .policy import SpikingPolicy
 
@@ -86,10 +86,7 @@ def _check_exportable(model) -> SpikingPolicy:
         raise ExportError(f"only spiking agents export to C; got {type(model).__name__}"
                           f"{' with an ANN policy' if policy is not None else ''}")
     enc = policy.encoder
-    if enc.features in ("normalized", "population"):
-        if not isinstance(enc.space, spaces.Box):
-            raise ExportError(f"observation space {enc.space}: the Box features need a Box space")
-    elif hasattr(enc, "offset"):
+    if isinstance(enc.feature_map, ComponentOneHotFeatures):
         raise ExportError(f"observation space {enc.space}: MultiDiscrete/Tuple observations do not export yet "
                           "(Box and Discrete do)")
     return policy
@@ -153,15 +150,16 @@ def _learn_parts(model, policy):
             f"#define OUT_BIAS_MAX {_lit(cfg.out_bias_max if cfg.out_bias_max is not None else 0.0)}\n"
             f"#define ADAM_T0 {int(model.optimizer.t)}\n#define CADAM_T0 {int(critic.opt.t)}\n"
             f"#define N_RANDOM {R}\n")
-    if enc.features in ("normalized", "population"):
-        st = enc.stats
-        parts += [_array("double", "space_low", enc.space_low), _array("double", "space_high", enc.space_high),
-                  _array("double", "fixed_low", enc.fixed_low), _array("double", "fixed_high", enc.fixed_high),
-                  _ints("uint8_t", "fixed", enc.fixed), _array("double", "stats_mean0", st.mean),
+    fm = enc.feature_map
+    if isinstance(fm, BoxFeatures):
+        st = fm.stats
+        parts += [_array("double", "space_low", fm.space_low), _array("double", "space_high", fm.space_high),
+                  _array("double", "fixed_low", fm.fixed_low), _array("double", "fixed_high", fm.fixed_high),
+                  _ints("uint8_t", "fixed", fm.fixed), _array("double", "stats_mean0", st.mean),
                   _array("double", "stats_m20", st.m2)]
-        defs += (f"#define RUNNING {int(not enc.fixed.all())}\n#define N_STD {_lit(enc.n_std)}\n"
+        defs += (f"#define RUNNING {int(not fm.fixed.all())}\n#define N_STD {_lit(fm.n_std)}\n"
                  f"#define STATS_COUNT0 {_lit(st.count)}\n")
-        flash += 8 * 6 * enc.obs_dim
+        flash += 8 * 6 * fm.obs_dim
     else:
         defs += "#define RUNNING 0\n"
     return parts, defs, flash
@@ -186,24 +184,26 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
     flash = 0
     parts = []
     # ---- encoder ------------------------------------------------------------------
-    if enc.features in ("normalized", "population"):
-        low, high = enc.bounds()
-        n_obs = enc.obs_dim
-        if not (learn and not enc.fixed.all()):  # learning with running bounds computes them
+    fm = enc.feature_map
+    population = isinstance(fm, PopulationFeatures)
+    if isinstance(fm, BoxFeatures):
+        low, high = fm.bounds()
+        n_obs = fm.obs_dim
+        if not (learn and not fm.fixed.all()):  # learning with running bounds computes them
             parts += [_array("double", "enc_low", low), _array("double", "enc_high", high)]
             flash += 16 * n_obs
-        if enc.features == "population":
-            parts.append(_array("double", "enc_centres", enc._centres))
-            flash += 8 * enc.n_fields
-        enc_defs = (f"#define ENC_BOX 1\n#define ENC_POPULATION {int(enc.features == 'population')}\n"
-                    f"#define ENC_FIELDS {enc.n_fields if enc.features == 'population' else 1}\n"
-                    f"#define ENC_INV_WIDTH {_lit(enc._inv_width if enc.features == 'population' else 0.0)}\n")
-    else:
+        if population:
+            parts.append(_array("double", "enc_centres", fm.centres))
+            flash += 8 * fm.n_fields
+        enc_defs = (f"#define ENC_BOX 1\n#define ENC_POPULATION {int(population)}\n"
+                    f"#define ENC_FIELDS {fm.n_fields if population else 1}\n"
+                    f"#define ENC_INV_WIDTH {_lit(fm.inv_width if population else 0.0)}\n")
+    else:  # one-hot or tile of a Discrete state
         n_obs = 1
-        parts.append(_ints("int32_t", "enc_tile_of", enc.tile_of))
-        flash += 4 * enc.tile_of.size
+        parts.append(_ints("int32_t", "enc_tile_of", fm.index_of))
+        flash += 4 * fm.index_of.size
         enc_defs = (f"#define ENC_BOX 0\n#define ENC_POPULATION 0\n#define ENC_FIELDS 1\n#define ENC_INV_WIDTH 0.0\n"
-                    f"#define ENC_N_STATES {enc.n_states}\n#define ENC_START {enc.start}\n")
+                    f"#define ENC_N_STATES {fm.n_states}\n#define ENC_START {fm.start}\n")
     enc_defs += (f"#define ENC_TIME_CODE {int(enc.code == 'time')}\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
                  f"#define ENC_F_MIN {_lit(enc.f_min)}\n")
     # ---- network ------------------------------------------------------------------

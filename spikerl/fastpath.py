@@ -24,14 +24,16 @@ Anything else (a Tuple observation, a non-finite value, an index outside the spa
 from __future__ import annotations
 
 import numpy as np
-from gymnasium import spaces
 
 from ._numba import njit
+from .coding import BoxFeatures, ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures, PopulationFeatures
 from .engine import _NO_CLAMP, DECODERS, DETERMINISTIC, Workspace, _decide_range, geometric_decay
 
 # feature maps of the compiled encoder
 NORMALIZED, POPULATION, ONEHOT, MULTI_ONEHOT = 0, 1, 2, 3
-FEATURE_KIND = {"normalized": NORMALIZED, "population": POPULATION, "onehot": ONEHOT, "tile": ONEHOT}
+FEATURE_KIND = ((NormalizedFeatures, NORMALIZED), (PopulationFeatures, POPULATION), (OneHotFeatures, ONEHOT),
+                (ComponentOneHotFeatures, MULTI_ONEHOT))
+"""Feature-map classes (tile features are one-hot features with their own index) -> compiled encoder."""
 
 
 @njit
@@ -140,9 +142,8 @@ class SinglePredictor:
         kernel_mode = 0 if self.vote else DETERMINISTIC[mode]
         self.deterministic, self.median_out = kernel_mode > 0, kernel_mode == 2
         self.decoder = DECODERS[policy.decoder]
-        self.kind = FEATURE_KIND[enc.features]
-        if self.kind == ONEHOT and not isinstance(enc.space, spaces.Discrete):
-            self.kind = MULTI_ONEHOT
+        fm = enc.feature_map
+        self.kind = next(kind for cls, kind in FEATURE_KIND if isinstance(fm, cls))
         N, T, S = topo.n_neurons, enc.T, topo.n_synapses
         self.buf = Workspace().get(K, N, T, S, policy.ff_kernel.shape[0], policy.fb_kernel.shape[0], False)
         self.p_in = np.zeros((K, topo.n_in, T))
@@ -150,19 +151,19 @@ class SinglePredictor:
         self.ff_decay = geometric_decay(policy.ff_kernel, T)
         self.fb_decay = geometric_decay(policy.fb_kernel, T)
         z1, zi, zb = np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.bool_)
-        box = self.kind in (NORMALIZED, POPULATION)
-        self.fixed = enc.fixed if box else zb
-        self.fixed_low, self.fixed_high = (enc.fixed_low, enc.fixed_high) if box else (z1, z1)
-        self.space_low, self.space_high = (enc.space_low, enc.space_high) if box else (z1, z1)
-        self.centres = enc._centres if self.kind == POPULATION else z1
-        self.inv_width = enc._inv_width if self.kind == POPULATION else 1.0
-        self.index_of = enc.tile_of if self.kind == ONEHOT else zi
-        self.offset = enc.offset if self.kind == MULTI_ONEHOT else zi
-        self.nvec = enc.nvec if self.kind == MULTI_ONEHOT else zi
-        self.start = np.atleast_1d(np.asarray(enc.start, np.float64)) if not box else z1
-        self.shape = (1,) if self.kind == ONEHOT else tuple(int(s) for s in (enc.space.shape if box else enc.nvec.shape))
+        box = isinstance(fm, BoxFeatures)
+        self.fixed = fm.fixed if box else zb
+        self.fixed_low, self.fixed_high = (fm.fixed_low, fm.fixed_high) if box else (z1, z1)
+        self.space_low, self.space_high = (fm.space_low, fm.space_high) if box else (z1, z1)
+        self.centres = fm.centres if self.kind == POPULATION else z1
+        self.inv_width = fm.inv_width if self.kind == POPULATION else 1.0
+        self.index_of = fm.index_of if self.kind == ONEHOT else zi
+        self.offset = fm.offset if self.kind == MULTI_ONEHOT else zi
+        self.nvec = fm.nvec if self.kind == MULTI_ONEHOT else zi
+        self.start = np.atleast_1d(np.asarray(fm.start, np.float64)) if not box else z1
+        self.shape = (1,) if self.kind == ONEHOT else tuple(int(s) for s in (fm.space.shape if box else fm.nvec.shape))
         self.size = int(np.prod(self.shape))
-        self.n_std = float(getattr(enc, "n_std", 0.0))
+        self.n_std = fm.n_std if box else 0.0
         self.time_code = enc.code == "time"
         self._theta, self._topo = policy.theta, topo
 
@@ -179,8 +180,11 @@ class SinglePredictor:
         if x.dtype != np.float64:
             x = x.astype(np.float64)
         enc, pol, buf = self.encoder, self.policy, self.buf
-        st = getattr(enc, "stats", None)
-        mean, m2, count = (st.mean, st.m2, st.count) if st is not None else (self.space_low, self.space_low, 0.0)
+        if self.kind <= POPULATION:
+            st = enc.feature_map.stats
+            mean, m2, count = st.mean, st.m2, st.count
+        else:
+            mean, m2, count = self.space_low, self.space_low, 0.0
         if not _encode_one(x, self.kind, self.fixed, self.fixed_low, self.fixed_high, self.space_low, self.space_high,
                            mean, m2, float(count), self.n_std, self.centres, self.inv_width, self.index_of,
                            self.offset, self.nvec, self.start, enc.p_max, self.time_code, enc.f_min, self.p_in):

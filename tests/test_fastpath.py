@@ -1,7 +1,6 @@
 """The compiled one-observation predict path makes the batched path's decisions, bit for bit."""
 import copy
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces

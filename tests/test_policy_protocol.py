@@ -9,7 +9,7 @@ import numpy as np
 from spikerl.agent import PolicyGradientAgent, SpikingAgent
 from spikerl.evaluation import evaluate_model
 from spikerl.hyperparams import AgentConfig, MLPConfig, SpikingConfig
-from spikerl.pg_mlp import MLPPolicy, PGMLPAgent
+from spikerl.pg_mlp import PGMLPAgent
 from spikerl.policy import Policy, PolicyOutput, Replayed, SpikingPolicy
 from spikerl.serialization import read_arrays, write_arrays
 

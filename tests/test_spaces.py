@@ -115,3 +115,25 @@ def test_tuple_observations_train_save_and_evaluate(tmp_path):
             ret, done = ret + r, term or trunc
         mine.append(ret)
     assert res["returns"] == mine and len(set(mine)) > 1 and res["spikes_per_decision"] > 0
+
+
+def test_one_encoder_class_per_feature_map_composed_with_the_temporal_code():
+    from spikerl.coding import (ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures, PopulationFeatures,
+                                RateCode, TileFeatures, TimeCode)
+
+    box = spaces.Box(-1.0, 1.0, (2,))
+    cases = [(box, dict(features="normalized"), NormalizedFeatures), (box, dict(features="population"), PopulationFeatures),
+             (spaces.Discrete(6), dict(features="onehot"), OneHotFeatures),
+             (spaces.Discrete(6), dict(features="tile", grid_shape=(2, 3), tile=(1, 2)), TileFeatures),
+             (spaces.MultiDiscrete([2, 3]), dict(features="onehot"), ComponentOneHotFeatures)]
+    for space, kw, cls in cases:
+        for code, code_cls in (("rate", RateCode), ("time", TimeCode)):
+            enc = Encoder(space, code=code, T=4, **kw)
+            assert type(enc.feature_map) is cls and type(enc.temporal_code) is code_cls
+            space.seed(0)
+            obs = np.stack([np.asarray(space.sample()) for _ in range(5)])
+            p = enc(obs)
+            assert np.array_equal(p, enc.temporal_code(enc.feature_map(obs))) and p.shape == (5, enc.n_inputs, 4)
+    # tile: cells (0,0),(0,1) share a tile, (0,2) has its own; the second row is another tile row
+    tile = Encoder(spaces.Discrete(6), features="tile", grid_shape=(2, 3), tile=(1, 2))
+    assert tile.n_inputs == 4 and tile.features_of(np.arange(6)).argmax(1).tolist() == [0, 0, 1, 2, 2, 3]
