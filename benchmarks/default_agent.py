@@ -157,8 +157,8 @@ def mode_energy(facts: dict, mode: str, fig: dict) -> tuple[dict, dict]:
     """Operations and energy (both tables) of one decision in ``mode`` from a cell's figures."""
     from spikerl.energy import TABLES, ann_ops, energy, spiking_ops
 
-    if facts["kind"] == "ann":
-        ops = ann_ops(macs=facts["macs"], activations=facts["activations"], n_actions=facts["n_actions"],
+    if facts["kind"] == "ann":  # MACs as the cell measured them (the acting network's, per forward pass)
+        ops = ann_ops(macs=fig["macs_per_decision"], activations=facts["activations"], n_actions=facts["n_actions"],
                       deterministic=mode != "sampled")
         exps = 0
     else:

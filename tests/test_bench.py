@@ -77,3 +77,34 @@ def test_report_says_when_agents_finished_different_seeds(bench, tmp_path):
     (cell_dir(partial, "CartPole-v1", "ppo", 1) / "summary.json").unlink()  # an unfinished cell
     text = write_report(partial).read_text()
     assert "Finished seeds differ between agents: fts-snn 0, 1; ppo 0." in text
+
+
+def test_default_agent_report_prices_ann_rows_from_their_own_macs(tmp_path):
+    """benchmarks/default_agent.py --report on committed cells: a PPO row's MACs and CMOS energy
+    are its cell's measured MACs priced by the table, in each mode (a spiking row beside it)."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    from spikerl.energy import CMOS_45NM, ann_ops, energy
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("default_agent", root / "benchmarks" / "default_agent.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cells = root / "results" / "default" / "cells"
+    for name in ("CartPole-v1__ppo__s100.json", "CartPole-v1__fts-snn__s100.json"):
+        shutil.copy(cells / name, tmp_path / name)
+    cell = json.loads((tmp_path / "CartPole-v1__ppo__s100.json").read_text())
+    text = mod.report(tmp_path)
+    rows = {tuple(c.strip() for c in line.split("|")[1:5:3]): line.split("|")
+            for line in text.splitlines() if line.startswith("| ppo") or line.startswith("| fts-snn")}
+    for mode in ("sampled", "deterministic"):
+        row = rows[("ppo", mode)]
+        macs = cell[mode]["macs_per_decision"]
+        assert float(row[11]) == macs == 4480
+        facts = mod.agent_facts("CartPole-v1", "ppo", {})
+        want = energy(ann_ops(macs=macs, activations=facts["activations"], n_actions=facts["n_actions"],
+                              deterministic=mode != "sampled"), CMOS_45NM)["total"] / 1000
+        assert float(row[12]) == pytest.approx(want, abs=5e-4)
+    assert ("fts-snn", "sampled") in rows
