@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import struct
+import time
 
 BLOCK = 32 * 1024
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -36,13 +37,31 @@ def records(path):
             buf = b""
 
 
+def finished_records(path, timeout: float = 60.0):
+    """The records of a run file once its ``exit`` record is on disk: wandb-core's writer
+    may still be flushing when ``run.finish()`` has returned (seen on a loaded machine: the
+    history read back empty), so wait for the run's last record rather than read early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            recs = list(records(path))
+            done = any(r.WhichOneof("record_type") == "exit" for r in recs)
+        except Exception:  # a record still being written
+            if time.monotonic() > deadline:
+                raise
+            recs, done = [], False
+        if done or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.2)
+
+
 def history(run_dir):
     """All history rows (dicts) and the run's config of the offline runs under ``run_dir``."""
     files = sorted({os.path.realpath(f) for f in glob.glob(os.path.join(run_dir, "**", "run-*.wandb"), recursive=True)})
     assert files, f"no offline W&B run under {run_dir}"
     rows, config = [], {}
     for f in files:
-        for rec in records(f):
+        for rec in finished_records(f):
             kind = rec.WhichOneof("record_type")
             if kind == "history":
                 rows.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
