@@ -120,12 +120,18 @@ def network_facts(model) -> dict:
                 "vote_samples": model.config.vote_samples, "det_mode": model.config.deterministic_outputs}
     if isinstance(policy, Policy):  # pg-mlp: spikerl's own perceptron
         return {"kind": "ann", "activations": policy.hidden, "n_actions": policy.n_actions}
+    import math
+
     import torch.nn as nn
+    from gymnasium import spaces
 
     from .baselines import actor_modules
 
     hidden = [m.out_features for mod in actor_modules(model) for m in mod.modules() if isinstance(m, nn.Linear)][:-1]
-    return {"kind": "ann", "activations": sum(hidden), "n_actions": int(model.action_space.n)}
+    space = model.action_space
+    # a Box action (SB3's Gaussian policy): the action's dimensions stand for the actions
+    n_actions = int(space.n) if isinstance(space, spaces.Discrete) else math.prod(space.shape)
+    return {"kind": "ann", "activations": sum(hidden), "n_actions": n_actions}
 
 
 def energy(ops: dict, table: OpTable, *, host: OpTable = CMOS_45NM, encoder_exps: float = 0.0) -> dict | None:

@@ -47,3 +47,12 @@ def test_ann_parameters_and_macs_count_the_acting_network_only():
     for algo in (PPO, DQN):  # 4-64-64-2: weights 4*64 + 64*64 + 64*2 = 4,480, biases 130
         model = algo("MlpPolicy", "CartPole-v1", device="cpu")
         assert macs_per_forward(model) == 4480 and n_parameters(model) == 4480 + 130
+
+
+def test_network_facts_of_a_box_action_ppo_count_its_action_dimensions():
+    from stable_baselines3 import PPO
+
+    from spikerl.energy import network_facts
+
+    facts = network_facts(PPO("MlpPolicy", "Pendulum-v1", device="cpu", seed=0))
+    assert facts == {"kind": "ann", "activations": 128, "n_actions": 1}
