@@ -3,6 +3,8 @@ callbacks, ``spikerl eval``, train, bench, tune and the benchmarks) plays its ep
 Imports nothing of the package."""
 from __future__ import annotations
 
+import numpy as np
+
 
 def run_episodes(model, env, n_episodes: int, seed: int | None, deterministic: bool) -> tuple[list, list]:
     """Returns and lengths of ``n_episodes`` of ``model.predict`` on ``env`` (reset with
@@ -13,6 +15,8 @@ def run_episodes(model, env, n_episodes: int, seed: int | None, deterministic: b
         done, ret, n = False, 0.0, 0
         while not done:
             action, _ = model.predict(obs, deterministic=deterministic)
+            if isinstance(action, np.ndarray) and action.ndim == 0:
+                action = action.item()  # SB3 answers a Discrete observation with a 0-d array; a vector env would index it
             obs, r, term, trunc, _ = env.step(action)
             ret += float(r)
             n += 1

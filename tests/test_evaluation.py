@@ -48,3 +48,17 @@ def test_callbacks_evaluate_is_the_same_protocol():
     b = evaluate_model(model, "CartPole-v1", n_episodes=4, seed=5, deterministic=False)
     assert a["returns"] == b["returns"] and a["latency"] == pytest.approx(b["latency"])
     assert a["sops_per_decision"] == pytest.approx(b["sops_per_decision"]) and a["sops_per_decision"] > 0
+
+
+def test_sb3_agents_are_scored_on_discrete_observation_tasks():
+    """SB3's predict answers an int observation (FrozenLake, Taxi) with a 0-d array, which the
+    toy-text envs cannot index; the protocol steps with its value, as SB3's vector env does."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    model = PPO("MlpPolicy", "FrozenLake-v1", device="cpu", seed=0, n_steps=64)
+    res = evaluate_model(model, "FrozenLake-v1", n_episodes=5, seed=3, deterministic=True)
+    ref, _ = evaluate_policy(model, make_vec_env("FrozenLake-v1", n_envs=1, seed=3), n_eval_episodes=5,
+                             deterministic=True, return_episode_rewards=True)
+    assert res["returns"] == ref
