@@ -76,11 +76,12 @@ def open_study(study_name: str, storage: str, sampler_seed: int = 0, attempts: i
     """Create or load the study; processes started together on a fresh SQLite file all get it.
 
     Two processes opening a new SQLite storage at the same moment both try to create its tables
-    and one fails with ``table ... already exists`` (found starting two ``spikerl tune`` commands
-    together); the loser retries, by then the tables exist and it loads them.
+    and one fails with ``table ... already exists`` or a duplicate schema-version row (found
+    starting two ``spikerl tune`` commands together); the loser retries, by then the tables
+    exist and it loads them.
     """
     import optuna
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     for attempt in range(attempts):
         try:
@@ -88,7 +89,7 @@ def open_study(study_name: str, storage: str, sampler_seed: int = 0, attempts: i
                 study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
                 sampler=optuna.samplers.TPESampler(seed=sampler_seed),
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0))
-        except OperationalError:
+        except (OperationalError, IntegrityError):  # tables, or the schema version row, made by another
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
