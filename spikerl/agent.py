@@ -31,7 +31,7 @@ from .config import load_agent_file, load_env_file, resolve_hyperparameters
 from .fastpath import SinglePredictor
 from .hyperparams import AgentConfig, SpikingConfig, upgrade_keys
 from .optim import Adam
-from .policy import PolicyOutput, SpikingPolicy
+from .policy import PolicyOutput, SpikingPolicy, decision_summary
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
 from .serialization import describe_space, load_agent, save_agent
 
@@ -323,11 +323,7 @@ class PolicyGradientAgent:
 
     def energy_summary(self, which: str = "train") -> dict:
         """Per-decision averages of the training decisions (``train``) or of ``predict`` calls."""
-        stats = self.decision_stats if which == "train" else self.predict_stats
-        n = max(stats[0], 1.0)
-        s = stats[1:] / n
-        return {"decisions": int(stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
-                "output_spikes": s[2], "sops": s[3], "latency": s[4]}
+        return decision_summary(self.decision_stats if which == "train" else self.predict_stats)
 
     # -- files --------------------------------------------------------------------------
     def save(self, path, *, training_state: bool = True) -> None:

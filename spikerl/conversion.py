@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .policy import PolicyOutput
+from .policy import PolicyOutput, decision_summary
 
 
 class ConvertedSNN:
@@ -71,10 +71,7 @@ class ConvertedSNN:
 
     def energy_summary(self, which: str = "predict") -> dict:
         """Per-decision averages of the ``predict`` calls (the agents' :meth:`energy_summary`)."""
-        n = max(self.predict_stats[0], 1.0)
-        s = self.predict_stats[1:] / n
-        return {"decisions": int(self.predict_stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
-                "output_spikes": s[2], "sops": s[3], "latency": s[4]}
+        return decision_summary(self.predict_stats)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         obs = np.asarray(observation)

@@ -398,18 +398,26 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
                     ev[bi, j, k] = acc
 
 
+@njit
+def _presynaptic_order(post, pre_syn, w, a):
+    """Synapses in pre-synaptic order: ``qpost[q]`` the target of the ``q``-th, ``wq[q]`` its
+    weight times ``a(0)`` (read by geometric kernels), so a spike's reads are contiguous."""
+    S = pre_syn.shape[0]
+    qpost = np.empty(S, np.int64)
+    wq = np.empty(S)
+    for q in range(S):
+        qpost[q] = post[pre_syn[q]]
+        wq[q] = w[pre_syn[q], 0] * a[0, 0]
+    return qpost, wq
+
+
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
     so chunks can run on separate threads."""
     B, T, N = raster.shape
-    S = pre_syn.shape[0]
-    qpost = np.empty(S, np.int64)  # synapses in pre-synaptic order: contiguous reads per spike
-    wq = np.empty(S)
-    for q in range(S):
-        qpost[q] = post[pre_syn[q]]
-        wq[q] = w[pre_syn[q], 0] * a[0, 0]
+    qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     per = (B + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, median_out,

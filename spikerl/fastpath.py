@@ -27,7 +27,7 @@ import numpy as np
 
 from ._numba import njit
 from .coding import BoxFeatures, ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures, PopulationFeatures
-from .engine import _NO_CLAMP, DECODERS, DETERMINISTIC, Workspace, _decide_range, geometric_decay
+from .engine import _NO_CLAMP, DECODERS, DETERMINISTIC, Workspace, _decide_range, _presynaptic_order, geometric_decay
 
 # feature maps of the compiled encoder
 NORMALIZED, POPULATION, ONEHOT, MULTI_ONEHOT = 0, 1, 2, 3
@@ -96,12 +96,7 @@ def _decide_one(p_in, rand, tie, no_clamp, deterministic, median_out, decoder, v
                 raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, stats):
     """The ``K`` decisions of ``p_in`` -> the action index; adds the figures to ``stats``."""
     K = p_in.shape[0]
-    S = pre_syn.shape[0]
-    qpost = np.empty(S, np.int64)
-    wq = np.empty(S)
-    for q in range(S):
-        qpost[q] = post[pre_syn[q]]
-        wq[q] = w[pre_syn[q], 0] * a[0, 0]
+    qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     _decide_range(0, K, p_in, rand, tie, no_clamp, False, deterministic, median_out,
                   decoder, False, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay,
                   fb_decay, raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)

@@ -38,6 +38,14 @@ class PolicyOutput(NamedTuple):
     raster: np.ndarray | None = None
 
 
+def decision_summary(stats: np.ndarray) -> dict:
+    """Per-decision averages of counters ``[decisions, input, hidden, output spikes, sops, latency]``."""
+    n = max(stats[0], 1.0)
+    s = stats[1:] / n
+    return {"decisions": int(stats[0]), "input_spikes": s[0], "hidden_spikes": s[1],
+            "output_spikes": s[2], "sops": s[3], "latency": s[4]}
+
+
 class Replayed(NamedTuple):
     """A stored decision replayed under the current parameters (see :meth:`SpikingPolicy.replay`)."""
 
