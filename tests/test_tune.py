@@ -9,7 +9,7 @@ from spikerl.tune import load_space, tune
 from wandb_reader import history
 
 
-@pytest.mark.parametrize("agent", ["fts-snn", "ppo"])
+@pytest.mark.parametrize("agent", ["fts-snn", "ppo", "a2c", "dqn"])
 def test_tune_writes_the_best_trial_as_an_agent_file(agent, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     res = tune(agent, "CartPole-v1", trials=2, steps=600, seeds=[0], out=tmp_path, eval_episodes=2,
@@ -72,3 +72,9 @@ def test_processes_started_together_share_one_fresh_study(tmp_path):
     for p in procs:
         p.join()
     assert got == ["shared"] * n
+
+
+def test_every_benchmark_agent_has_a_search_space_of_the_same_size():
+    """Equal tuning budgets: every agent of the benchmark can be tuned, over as many dimensions."""
+    sizes = {agent: len(load_space(agent)) for agent in ("fts-snn", "fts-snn-td", "ppo", "a2c", "dqn")}
+    assert len(set(sizes.values())) == 1, sizes
