@@ -216,39 +216,52 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-def rliable_report(cells: Path, out: Path, envs=("CartPole-v1", "Acrobot-v1"),
-                   agents=(("fts-snn", "sampled"), ("fts-snn", "deterministic"), ("ppo", "sampled"),
-                           ("ppo", "deterministic"))) -> str:
+ANNS = ("ppo", "a2c", "dqn")
+"""The ANN baselines the spiking agent is compared with, each in both of its modes."""
+
+
+def rliable_report(cells: Path, out: Path, envs=("CartPole-v1", "Acrobot-v1"), spiking: str = "fts-snn",
+                   reps: int = 2000) -> str:
     """rliable's aggregate IQM / optimality gap, performance profile and probability of
     improvement over ``envs`` (normalised: 0 random policy, 1 solved threshold), written to
-    ``out`` (rliable.md and two figures)."""
+    ``out`` (rliable.md and two figures). The spiking agent in both modes against every ANN
+    of :data:`ANNS` with cells on every task, in the same mode and sampled vs deterministic;
+    an agent's seeds must be the spiking agent's on every task (else a clear error)."""
     from spikerl.stats import aggregate, improvement_figure, normalise, performance_profile, probability_of_improvement
 
     rows = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json")) if not json.loads(p.read_text())["tag"]]
     name = lambda a, m: f"{a} {'vote' if a.startswith('fts') and m == 'deterministic' else m}"  # noqa: E731
-    scores, seeds = {}, {}
-    for agent, mode in agents:
-        cols = []
-        for env in envs:
-            rs = sorted((r for r in rows if r["env"] == env and r["agent"] == agent), key=lambda r: r["seed"])
-            seeds.setdefault(env, [r["seed"] for r in rs])
-            if [r["seed"] for r in rs] != seeds[env]:
-                raise ValueError(f"{agent} on {env} has seeds {[r['seed'] for r in rs]}, others {seeds[env]}")
-            cols.append(normalise([r[mode]["mean_return"] for r in rs], env, rs[0]["threshold"]))
-        scores[name(agent, mode)] = np.stack(cols, axis=1)
-    agg = aggregate(scores)
-    pairs = [(name("fts-snn", "sampled"), name("ppo", "sampled")), (name("fts-snn", "deterministic"), name("ppo", "deterministic")),
-             (name("fts-snn", "sampled"), name("ppo", "deterministic"))]
-    poi = probability_of_improvement(scores, pairs)
+    anns = [a for a in ANNS if all(any(r["env"] == e and r["agent"] == a for r in rows) for e in envs)]
+    if not anns or not all(any(r["env"] == e and r["agent"] == spiking for r in rows) for e in envs):
+        raise ValueError(f"{cells}: needs {spiking} and at least one of {ANNS} on every task of {envs}")
+    scores, seeds, steps = {}, {}, {}
+    for agent in [spiking, *anns]:
+        for mode in ("sampled", "deterministic"):
+            cols = []
+            for env in envs:
+                rs = sorted((r for r in rows if r["env"] == env and r["agent"] == agent), key=lambda r: r["seed"])
+                seeds.setdefault(env, [r["seed"] for r in rs])
+                if [r["seed"] for r in rs] != seeds[env]:
+                    raise ValueError(f"{agent} on {env} has seeds {[r['seed'] for r in rs]}, "
+                                     f"{spiking} has {seeds[env]}")
+                cols.append(normalise([r[mode]["mean_return"] for r in rs], env, rs[0]["threshold"]))
+                steps[agent, env] = rs[0]["steps"]
+            scores[name(agent, mode)] = np.stack(cols, axis=1)
+    agg = aggregate(scores, reps=reps)
+    pairs = [pair for ann in anns for pair in
+             ((name(spiking, "sampled"), name(ann, "sampled")), (name(spiking, "deterministic"), name(ann, "deterministic")),
+              (name(spiking, "sampled"), name(ann, "deterministic")))]
+    poi = probability_of_improvement(scores, pairs, reps=reps)
     out.mkdir(parents=True, exist_ok=True)
     performance_profile(scores, out / "performance_profile.png", f"{', '.join(envs)}: final policies, seeds "
-                        f"{min(min(v) for v in seeds.values())}-{max(max(v) for v in seeds.values())}")
+                        f"{min(min(v) for v in seeds.values())}-{max(max(v) for v in seeds.values())}", reps=reps)
     improvement_figure(poi, out / "probability_of_improvement.png")
     f = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"  # noqa: E731
     lines = [f"Tasks: {', '.join(envs)}; runs: seeds {', '.join(f'{e} {v[0]}-{v[-1]}' for e, v in seeds.items())}; "
              "score = (final return - random policy) / (solved threshold - random policy), random policy measured "
              "over 100 seeded episodes (spikerl.stats.random_score). 95% stratified-bootstrap intervals (rliable, "
-             f"{2000} resamples).", "",
+             f"{reps} resamples). Training steps: " + "; ".join(
+                 f"{a} " + ", ".join(f"{e} {steps[a, e]:,}" for e in envs) for a in [spiking, *anns]) + ".", "",
              "| agent, mode | IQM | median | mean | optimality gap |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {f(v['iqm'])} | {f(v['median'])} | {f(v['mean'])} | {f(v['optimality_gap'])} |"
               for a, v in agg.items()]

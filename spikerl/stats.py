@@ -86,7 +86,7 @@ def probability_of_improvement(scores: dict, pairs: list[tuple[str, str]], reps:
     return {k: (float(np.ravel(point[k])[0]), float(np.ravel(ci[k])[0]), float(np.ravel(ci[k])[1])) for k in data}
 
 
-def performance_profile(scores: dict, path, title: str = "") -> None:
+def performance_profile(scores: dict, path, title: str = "", reps: int = REPS) -> None:
     """Fraction of runs whose normalised score exceeds tau, per agent, with 95% bands."""
     rly, _ = _rliable()
     import matplotlib
@@ -97,7 +97,7 @@ def performance_profile(scores: dict, path, title: str = "") -> None:
     allv = np.concatenate([np.ravel(v) for v in scores.values()])
     taus = np.linspace(max(0.0, allv.min() - 0.05), allv.max() + 0.02, 81)
     np.random.seed(0)
-    dist, cis = rly.create_performance_profile(scores, taus)
+    dist, cis = rly.create_performance_profile(scores, taus, reps=reps)
     fig, ax = plt.subplots(figsize=(6, 4))
     for agent in scores:
         ax.plot(taus, dist[agent], label=agent)

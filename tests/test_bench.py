@@ -108,3 +108,45 @@ def test_default_agent_report_prices_ann_rows_from_their_own_macs(tmp_path):
                               deterministic=mode != "sampled"), CMOS_45NM)["total"] / 1000
         assert float(row[12]) == pytest.approx(want, abs=5e-4)
     assert ("fts-snn", "sampled") in rows
+
+
+def _default_agent_module():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("default_agent", root / "benchmarks" / "default_agent.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, root
+
+
+def test_rliable_report_compares_the_spiking_agent_with_every_ann(tmp_path):
+    """P(spiking > ANN) for each ANN with cells on every task (both modes and sampled vs
+    deterministic); an ANN missing on a task is left out; mismatched seeds are an error."""
+    import shutil
+
+    mod, root = _default_agent_module()
+    cells, src = tmp_path / "cells", root / "results" / "default" / "cells"
+    cells.mkdir()
+    for env in ("CartPole-v1", "Acrobot-v1"):
+        for s in (100, 101, 102):
+            for agent in ("fts-snn", "ppo"):
+                shutil.copy(src / f"{env}__{agent}__s{s}.json", cells)
+            a2c = json.loads((src / f"{env}__ppo__s{s}.json").read_text())  # an A2C that scores 1 below PPO
+            a2c["agent"] = "a2c"
+            for mode in ("sampled", "deterministic"):
+                a2c[mode]["mean_return"] -= 1.0
+            (cells / f"{env}__a2c__s{s}.json").write_text(json.dumps(a2c))
+    dqn = json.loads((src / "CartPole-v1__ppo__s100.json").read_text())  # CartPole only: left out
+    dqn["agent"] = "dqn"
+    (cells / "CartPole-v1__dqn__s100.json").write_text(json.dumps(dqn))
+    text = mod.rliable_report(cells, tmp_path / "out", reps=50)
+    pairs = [tuple(c.strip() for c in line.split("|")[1:3]) for line in text.splitlines()
+             if line.startswith("| fts-snn") and "P(X" not in line and line.count("|") == 4]
+    assert pairs == [(x, f"{ann} {m}") for ann in ("ppo", "a2c") for x, m in
+                     (("fts-snn sampled", "sampled"), ("fts-snn vote", "deterministic"), ("fts-snn sampled", "deterministic"))]
+    assert "dqn" not in text and (tmp_path / "out" / "probability_of_improvement.png").is_file()
+    (cells / "Acrobot-v1__a2c__s102.json").unlink()
+    with pytest.raises(ValueError, match="a2c on Acrobot-v1 has seeds \\[100, 101\\]"):
+        mod.rliable_report(cells, tmp_path / "out", reps=50)
