@@ -10,7 +10,8 @@ agent ``steps`` steps on each tuning seed in turn and scores its **final** polic
 both modes; the trial's value is the mean over seeds and modes. After each seed the running
 mean goes to the pruner (Optuna's median pruner) so a poor trial stops early; the sampler is
 TPE. The study lives in ``storage`` (SQLite by default), so several processes, or a Ray
-cluster's workers, running the same command share one study. Tuning seeds must be below 100:
+cluster's workers, running the same command share one study and its budget: ``--trials`` is
+the study's number of trials, however many processes run them. Tuning seeds must be below 100:
 seeds 100 and up are reporting seeds and never tune.
 
 The best trial's hyperparameters are written as an agent YAML
@@ -28,6 +29,8 @@ from pathlib import Path
 from .config import ConfigError, _read_yaml, config_dirs, load_agent_file, load_env_file, resolve_hyperparameters
 
 TUNE_EVAL_SEED = 20_000
+BUDGET_SPENT = "budget_spent"
+"""User attribute of a trial started after the study's budget was reached (not run, not counted)."""
 REPORT_SEEDS_FROM = 100
 
 
@@ -130,6 +133,14 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
     def objective(trial):
         from .train import build_model
 
+        # The budget is the study's, not the process's: with several processes on one study, a
+        # trial that finds ``trials`` others numbered before it (finished or running) is not run.
+        before = [t for t in trial.study.get_trials(deepcopy=False)
+                  if t.number < trial.number and not t.user_attrs.get(BUDGET_SPENT)]
+        if len(before) >= trials:
+            trial.set_user_attr(BUDGET_SPENT, True)
+            trial.study.stop()
+            raise optuna.TrialPruned("the study's trial budget is spent")
         params = sample(trial, space_def)
         values = []
         for i, seed in enumerate(seeds):
@@ -152,11 +163,12 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
             run.log({"trial": number, "value": row["value"], "pruned": state == "pruned",
                      **{f"params/{k}": v for k, v in params.items()}})
 
-    done = len([t for t in study.trials if t.state.is_finished()])
+    done = len([t for t in study.trials if t.state.is_finished() and not t.user_attrs.get(BUDGET_SPENT)])
     try:
         study.optimize(objective, n_trials=max(trials - done, 0))
     finally:
         log.close()
+    counted = [t for t in study.trials if not t.user_attrs.get(BUDGET_SPENT)]
     best = study.best_trial
     data = _read_yaml(agent_path)
     data.setdefault("envs", {}).setdefault(env_file.id, {}).update(best.params)
@@ -169,7 +181,7 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
     yaml_path = out / f"{slug}.yaml"
     yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = {"best_value": best.value, "best_params": best.params, "yaml": str(yaml_path),
-              "trials": len(study.trials), "study": study_name, "storage": storage}
+              "trials": len(counted), "study": study_name, "storage": storage}
     if run is not None:
         for k, v in best.params.items():
             run.summary[f"best/{k}"] = v

@@ -78,3 +78,22 @@ def test_every_benchmark_agent_has_a_search_space_of_the_same_size():
     """Equal tuning budgets: every agent of the benchmark can be tuned, over as many dimensions."""
     sizes = {agent: len(load_space(agent)) for agent in ("fts-snn", "fts-snn-td", "ppo", "a2c", "dqn")}
     assert len(set(sizes.values())) == 1, sizes
+
+
+def test_the_trial_budget_is_the_studys_whatever_the_number_of_processes(tmp_path):
+    """Another process already running a trial of the study: this one runs only what is left
+    of --trials (without the guard each process would run --trials of its own)."""
+    import optuna
+
+    from spikerl.tune import open_study
+
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    other = open_study("shared", storage)
+    running = other.ask()  # the other process's trial, still running
+    res = tune("ppo", "CartPole-v1", trials=2, steps=300, seeds=[0], out=tmp_path, eval_episodes=2,
+               use_wandb=False, storage=storage, study_name="shared")
+    rows = (tmp_path / "ppo-CartPole-v1.trials.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and res["trials"] == 2
+    states = [t.state for t in optuna.load_study(study_name="shared", storage=storage).trials]
+    assert states[:2] == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE]
+    assert running.number == 0
