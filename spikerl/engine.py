@@ -31,8 +31,13 @@ That is exactly ``sum_t err_t xbar_t``.
 Layout for speed: synapses are walked in pre-synaptic order through contiguous arrays of
 their targets and (geometric kernels) weights; raster and potential are stored time-major
 (each step writes one contiguous row; callers get ``(B, N, T)`` views); one compiled call
-handles a whole chunk of batch elements, so numba's reference counting of the ~30 array
+handles a whole chunk of batch elements, so numba's reference counting of the array
 arguments is paid per chunk, not per element.
+
+Code layout: the kernel reads the groups :class:`Drive`, :class:`Mode`, :class:`Net` and
+:class:`Out`; ``_decide_range`` runs steps 1, 2 and 4 for an element, then the helpers
+``_decode`` (step 3), ``_count_and_score`` and ``_eligibilities`` (the sums above).
+``tests/naive.py`` is the dense numpy twin it is checked against, bit for bit.
 
 Random numbers are drawn outside the kernel from an explicit ``numpy.random.Generator``
 (same seed, same decisions, bit for bit); the kernel never draws.
@@ -158,17 +163,238 @@ def _log_sigmoid(x):
     return x - np.log1p(np.exp(x))
 
 
+class Net(NamedTuple):
+    """The network as the kernel reads it: sizes, synapses in pre-synaptic order (CSR
+    ``pre_ptr``/``pre_syn``; ``qpost[q]`` the target of the ``q``-th, ``wq[q]`` its weight times
+    ``a(0)`` for geometric kernels), parameters (``w``, ``v``, ``bias``), kernel banks ``a``/``b``
+    and their geometric ratios (``-1``: not geometric, traces are pushed)."""
+
+    n_in: int
+    n_hid: int
+    n_out: int
+    pre_ptr: np.ndarray
+    pre_syn: np.ndarray
+    qpost: np.ndarray
+    wq: np.ndarray
+    w: np.ndarray
+    v: np.ndarray
+    bias: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    ff_decay: float
+    fb_decay: float
+
+
+class Drive(NamedTuple):
+    """What drives a decision: input probabilities ``(B, n_in, T)``, the uniforms of every
+    spike draw ``(B, N, T)``, the tie-breakers ``(B,)`` and the clamp (teacher forcing: ``-1``
+    free, ``0``/``1`` forced; ``use_clamp`` False: free running)."""
+
+    p_in: np.ndarray
+    rand: np.ndarray
+    tie: np.ndarray
+    clamp: np.ndarray
+    use_clamp: bool
+
+
+class Mode(NamedTuple):
+    """Spike mode (sampled, threshold, median outputs), decoder and whether to learn."""
+
+    deterministic: bool
+    median_out: bool
+    decoder: int
+    learn: bool
+
+
+class Out(NamedTuple):
+    """The caller's output arrays (see :class:`Decisions`); raster and potential time-major
+    ``(B, T, N)``; ``ew``/``ev``/``eg`` are the eligibilities (``learn`` only)."""
+
+    raster: np.ndarray
+    potential: np.ndarray
+    action: np.ndarray
+    t_star: np.ndarray
+    no_spike: np.ndarray
+    spikes: np.ndarray
+    sops: np.ndarray
+    ll_out: np.ndarray
+    ll_neuron: np.ndarray
+    ew: np.ndarray
+    ev: np.ndarray
+    eg: np.ndarray
+
+
+@njit_inline
+def _clear_tail(bi, last, raster, potential, t_star):
+    """Cells past the new ``t*`` must read 0: only those the previous decision in slot ``bi``
+    wrote can be non-zero (``t_star`` still holds its ``t*``; buffers start zeroed, ``t_star = -1``)."""
+    T, N = raster.shape[1], raster.shape[2]
+    for t in range(last + 1, min(t_star[bi], T - 1) + 1):
+        for i in range(N):
+            raster[bi, t, i] = 0
+            potential[bi, t, i] = 0.0
+    t_star[bi] = last
+
+
+@njit_inline
+def _decode(bi, last, tie, deterministic, decoder, n_out, out0, raster, potential, action, no_spike):
+    """Step 3: the output that spiked at ``t*`` (first-to-spike) or most often (rate); ties
+    uniform by ``tie`` (deterministic modes: the highest peak potential); no output spike:
+    uniform, flagged in ``no_spike`` (deterministic: the highest peak potential)."""
+    n_first = 0
+    best = -1
+    best_u = -np.inf
+    if decoder == FIRST_TO_SPIKE:
+        for o in range(n_out):
+            if raster[bi, last, out0 + o]:
+                n_first += 1
+    else:
+        top = 0
+        for o in range(n_out):
+            c = 0
+            for t in range(last + 1):
+                c += raster[bi, t, out0 + o]
+            if c > top:
+                top = c
+                n_first = 1
+            elif c == top and c > 0:
+                n_first += 1
+    if n_first > 0:
+        pick = min(int(tie[bi] * n_first), n_first - 1)
+        seen = 0
+        for o in range(n_out):
+            if decoder == FIRST_TO_SPIKE:
+                hit = raster[bi, last, out0 + o] == 1
+            else:
+                c = 0
+                for t in range(last + 1):
+                    c += raster[bi, t, out0 + o]
+                hit = c == top
+            if not hit:
+                continue
+            if deterministic:
+                peak = _peak(potential, bi, out0 + o, last)
+                if peak > best_u:
+                    best_u = peak
+                    best = o
+            elif seen == pick:
+                best = o
+            seen += 1
+        no_spike[bi] = False
+    else:
+        no_spike[bi] = True
+        if deterministic:
+            for o in range(n_out):
+                peak = _peak(potential, bi, out0 + o, last)
+                if peak > best_u:
+                    best_u = peak
+                    best = o
+        else:
+            best = min(int(tie[bi] * n_out), n_out - 1)
+    action[bi] = best
+
+
+@njit_inline
+def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron):
+    """Spikes per population up to ``t*`` and each neuron's log-likelihood ``sum_t log p(s | u)``
+    (``ll_out``: the outputs', the learning signal)."""
+    N = raster.shape[2]
+    c_in = 0
+    c_hid = 0
+    c_out = 0
+    l_out = 0.0
+    for t in range(last + 1):
+        for i in range(n_in):
+            c_in += raster[bi, t, i]
+    for i in range(n_in):
+        ll_neuron[bi, i] = 0.0
+    for i in range(n_in, N):  # neuron-major, as the reference sums
+        l_i = 0.0
+        for t in range(last + 1):
+            s = raster[bi, t, i]
+            if i < out0:
+                c_hid += s
+            else:
+                c_out += s
+            l_i += _log_p(s, potential[bi, t, i], prob[t, i])
+        ll_neuron[bi, i] = l_i
+        if i >= out0:
+            l_out += l_i
+    spikes[bi, 0] = c_in
+    spikes[bi, 1] = c_hid
+    spikes[bi, 2] = c_out
+    ll_out[bi] = l_out
+
+
+@njit_inline
+def _eligibilities(bi, last, n_in, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, err, prob, filt_a, filt_b,
+                   times, raster, ew, ev, eg):
+    """DESIGN.md section 5, event-driven: each post-synaptic error ``err = s - sigmoid(u)``
+    filtered backwards by the kernel once, then every synapse of a pre-synaptic neuron that
+    spiked written once (``sum`` over its spike times of the filtered error of its target)."""
+    N = raster.shape[2]
+    K, Kb = a.shape[0], b.shape[0]
+    for i in range(n_in, N):
+        acc = 0.0
+        for t in range(last + 1):
+            e = raster[bi, t, i] - prob[t, i]
+            err[i, t] = e
+            acc += e
+        eg[bi, i] = acc
+    for i in range(n_in, N):
+        _filter_back(filt_a, i, err, a, ff_decay, last)
+        _filter_back(filt_b, i, err, b, fb_decay, last)
+    for j in range(N):
+        ns = 0
+        for tp in range(last):
+            if raster[bi, tp, j]:
+                times[ns] = tp
+                ns += 1
+        if ns == 0:
+            continue
+        if K == 1 and ns == 1:  # the common case, without the inner loops
+            t0 = times[0]
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                ew[bi, pre_syn[q], 0] = filt_a[t0, qpost[q], 0]
+        elif K == 1 and ns == 2:
+            t0, t1 = times[0], times[1]
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                i = qpost[q]
+                ew[bi, pre_syn[q], 0] = 0.0 + filt_a[t0, i, 0] + filt_a[t1, i, 0]
+        else:
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                syn = pre_syn[q]
+                i = qpost[q]
+                for k in range(K):
+                    acc = 0.0
+                    for m in range(ns):
+                        acc += filt_a[times[m], i, k]
+                    ew[bi, syn, k] = acc
+        if j >= n_in:
+            for k in range(Kb):
+                acc = 0.0
+                for m in range(ns):
+                    acc += filt_b[times[m], j, k]
+                ev[bi, j, k] = acc
+
+
 @njit
-def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
-                  n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay,
-                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg):
-    """Batch elements ``lo..hi-1``, one after the other, in one call (a call per element
-    would pay numba's reference counting on every array argument). The scratch buffers
-    (``drive``: pushed future input of general kernels, ``cur_ff``/``cur_fb``: recursive
-    currents of geometric kernels, ``phase``, ``prob``, ``filt_*``: backward-filtered
-    errors) are allocated once here and cleared per element, with its output slices.
-    ``qpost[q]`` is the post-synaptic neuron of the ``q``-th synapse in pre-synaptic order
-    and ``wq[q]`` its weight times ``a(0)`` (geometric feedforward kernels only)."""
+def _decide_range(lo, hi, d, m, net, out):
+    """Batch elements ``lo..hi-1`` of the groups ``d`` (:class:`Drive`), ``m`` (:class:`Mode`),
+    ``net`` (:class:`Net`) and ``out`` (:class:`Out`), one after the other, in one call.
+
+    Per element, in the order of the module docstring: the network's steps up to ``t*``
+    (steps 1, 2 and 4, here in the loop: numba counts the references of every array a helper
+    receives, on each call, and the steps take twenty), then the helpers: the decoder
+    (step 3), the counters and log-likelihoods, the eligibilities (``learn``). The scratch
+    buffers are allocated once per call and cleared per element: ``drive`` (pushed future
+    input of general kernels, then the post-synaptic errors), ``cur_ff``/``cur_fb``
+    (recursive currents of geometric kernels), ``phase`` (threshold-mode inputs), ``prob``,
+    ``filt_*`` (backward-filtered errors), ``times``, ``hazard`` (median outputs)."""
+    p_in, rand, tie, clamp, use_clamp = d
+    deterministic, median_out, decoder, learn = m
+    n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay = net
+    raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg = out
     _, T, N = raster.shape
     K, Kb = a.shape[0], b.shape[0]
     out0 = n_in + n_hid
@@ -198,6 +424,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
         hazard[:] = 0.0
         n_sops = 0
         last = T - 1
+        # --- steps 1, 2, 4: the network until the first output spike (or T) ---------------
         for t in range(T):
             for j in range(n_in):  # every cell up to t* is written; the tail is cleared below
                 p = p_in[bi, j, t]  # inputs' potential and prob stay 0 (never written)
@@ -235,7 +462,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
                 raster[bi, t, i] = 1 if s else 0
                 if s and i >= out0:
                     any_out = True
-            if (decoder == 0 and any_out) or t == T - 1:
+            if (decoder == FIRST_TO_SPIKE and any_out) or t == T - 1:
                 last = t
                 break
             horizon = T - 1 - t
@@ -245,7 +472,7 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
             if fb_decay >= 0.0:
                 for i in range(n_in, N):
                     cur_fb[i] *= fb_decay
-            for j in range(N):
+            for j in range(N):  # step 4: each spike into its targets' traces
                 if raster[bi, t, j] == 0:
                     continue
                 n_sops += (pre_ptr[j + 1] - pre_ptr[j]) * K
@@ -260,142 +487,14 @@ def _decide_range(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, medi
                         cur_fb[j] += v[j, 0] * b[0, 0]
                     else:
                         _push(drive, j, t, horizon, v[j], b)
-        # cells past t* must read 0; only those the previous decision in this slot wrote can be
-        # non-zero (t_star still holds its t*; buffers start zeroed with t_star = -1)
-        for t in range(last + 1, min(t_star[bi], T - 1) + 1):
-            for i in range(N):
-                raster[bi, t, i] = 0
-                potential[bi, t, i] = 0.0
-        t_star[bi] = last
+        _clear_tail(bi, last, raster, potential, t_star)
         sops[bi] = n_sops
-
-        # --- decode --------------------------------------------------------------
-        n_first = 0
-        best = -1
-        best_u = -np.inf
-        if decoder == 0:
-            for o in range(n_out):
-                if raster[bi, last, out0 + o]:
-                    n_first += 1
-        else:
-            top = 0
-            for o in range(n_out):
-                c = 0
-                for t in range(last + 1):
-                    c += raster[bi, t, out0 + o]
-                if c > top:
-                    top = c
-                    n_first = 1
-                elif c == top and c > 0:
-                    n_first += 1
-        if n_first > 0:
-            pick = min(int(tie[bi] * n_first), n_first - 1)
-            seen = 0
-            for o in range(n_out):
-                if decoder == 0:
-                    hit = raster[bi, last, out0 + o] == 1
-                else:
-                    c = 0
-                    for t in range(last + 1):
-                        c += raster[bi, t, out0 + o]
-                    hit = c == top
-                if not hit:
-                    continue
-                if deterministic:
-                    peak = _peak(potential, bi, out0 + o, last)
-                    if peak > best_u:
-                        best_u = peak
-                        best = o
-                elif seen == pick:
-                    best = o
-                seen += 1
-            no_spike[bi] = False
-        else:
-            no_spike[bi] = True
-            if deterministic:
-                for o in range(n_out):
-                    peak = _peak(potential, bi, out0 + o, last)
-                    if peak > best_u:
-                        best_u = peak
-                        best = o
-            else:
-                best = min(int(tie[bi] * n_out), n_out - 1)
-        action[bi] = best
-
-        # --- counters and learning signal ---------------------------------------------
-        c_in = 0
-        c_hid = 0
-        c_out = 0
-        l_out = 0.0
-        for t in range(last + 1):
-            for i in range(n_in):
-                c_in += raster[bi, t, i]
-        for i in range(n_in):
-            ll_neuron[bi, i] = 0.0
-        for i in range(n_in, N):  # neuron-major, as the reference sums
-            l_i = 0.0
-            for t in range(last + 1):
-                s = raster[bi, t, i]
-                if i < out0:
-                    c_hid += s
-                else:
-                    c_out += s
-                l_i += _log_p(s, potential[bi, t, i], prob[t, i])
-            ll_neuron[bi, i] = l_i
-            if i >= out0:
-                l_out += l_i
-        spikes[bi, 0] = c_in
-        spikes[bi, 1] = c_hid
-        spikes[bi, 2] = c_out
-        ll_out[bi] = l_out
-        if not learn:
-            continue
-
-        # --- eligibilities, event-driven ---------------------------------------------
-        # drive is reused as the post-synaptic error err_{i,t} = s - sigmoid(u)
-        for i in range(n_in, N):
-            acc = 0.0
-            for t in range(last + 1):
-                e = raster[bi, t, i] - prob[t, i]
-                drive[i, t] = e
-                acc += e
-            eg[bi, i] = acc
-        for i in range(n_in, N):
-            _filter_back(filt_a, i, drive, a, ff_decay, last)
-            _filter_back(filt_b, i, drive, b, fb_decay, last)
-        # per pre-synaptic neuron: its spike times, then each of its synapses is written once
-        for j in range(N):
-            ns = 0
-            for tp in range(last):
-                if raster[bi, tp, j]:
-                    times[ns] = tp
-                    ns += 1
-            if ns == 0:
-                continue
-            if K == 1 and ns == 1:  # the common case, without the inner loops
-                t0 = times[0]
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    ew[bi, pre_syn[q], 0] = filt_a[t0, qpost[q], 0]
-            elif K == 1 and ns == 2:
-                t0, t1 = times[0], times[1]
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    i = qpost[q]
-                    ew[bi, pre_syn[q], 0] = 0.0 + filt_a[t0, i, 0] + filt_a[t1, i, 0]
-            else:
-                for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                    syn = pre_syn[q]
-                    i = qpost[q]
-                    for k in range(K):
-                        acc = 0.0
-                        for m in range(ns):
-                            acc += filt_a[times[m], i, k]
-                        ew[bi, syn, k] = acc
-            if j >= n_in:
-                for k in range(Kb):
-                    acc = 0.0
-                    for m in range(ns):
-                        acc += filt_b[times[m], j, k]
-                    ev[bi, j, k] = acc
+        # --- step 3, counters, learning signal, eligibilities ---------------------------------
+        _decode(bi, last, tie, deterministic, decoder, n_out, out0, raster, potential, action, no_spike)
+        _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron)
+        if learn:  # drive is reused for the post-synaptic errors
+            _eligibilities(bi, last, n_in, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, drive, prob, filt_a,
+                           filt_b, times, raster, ew, ev, eg)
 
 
 @njit
@@ -415,14 +514,17 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, dec
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
-    so chunks can run on separate threads."""
-    B, T, N = raster.shape
+    so chunks can run on separate threads. (Plain arguments at the Python boundary: numba
+    unboxes arrays faster than named tuples of them; they are grouped here, once per call.)"""
+    B = raster.shape[0]
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
+    d = Drive(p_in, rand, tie, clamp, use_clamp)
+    m = Mode(deterministic, median_out, decoder, learn)
+    net = Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay)
+    out = Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
     per = (B + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        _decide_range(c * per, min(B, (c + 1) * per), p_in, rand, tie, clamp, use_clamp, deterministic, median_out,
-                      decoder, learn, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay,
-                      raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
+        _decide_range(c * per, min(B, (c + 1) * per), d, m, net, out)
 
 
 # Batch elements are independent and every random number is drawn before the call, so the

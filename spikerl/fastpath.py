@@ -27,7 +27,8 @@ import numpy as np
 
 from ._numba import njit
 from .coding import BoxFeatures, ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures, PopulationFeatures
-from .engine import _NO_CLAMP, DECODERS, DETERMINISTIC, Workspace, _decide_range, _presynaptic_order, geometric_decay
+from .engine import (_NO_CLAMP, DECODERS, DETERMINISTIC, Drive, Mode, Net, Out, Workspace, _decide_range,
+                     _presynaptic_order, geometric_decay)
 
 # feature maps of the compiled encoder
 NORMALIZED, POPULATION, ONEHOT, MULTI_ONEHOT = 0, 1, 2, 3
@@ -97,9 +98,9 @@ def _decide_one(p_in, rand, tie, no_clamp, deterministic, median_out, decoder, v
     """The ``K`` decisions of ``p_in`` -> the action index; adds the figures to ``stats``."""
     K = p_in.shape[0]
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
-    _decide_range(0, K, p_in, rand, tie, no_clamp, False, deterministic, median_out,
-                  decoder, False, n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay,
-                  fb_decay, raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
+    _decide_range(0, K, Drive(p_in, rand, tie, no_clamp, False), Mode(deterministic, median_out, decoder, False),
+                  Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay),
+                  Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg))
     if vote:
         counts = np.zeros(n_out, np.int64)
         for k in range(K):
