@@ -170,6 +170,12 @@ def mode_energy(facts: dict, mode: str, fig: dict) -> tuple[dict, dict]:
     return ops, {t.name: energy(ops, t, encoder_exps=exps) for t in TABLES}
 
 
+def per_seed(value: float) -> str:
+    """A seed's mean return: whole numbers, two decimals on tasks whose returns are below 10
+    (FrozenLake's 0..1 would all read 0 or 1)."""
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
+
+
 def report(out: Path) -> str:
     from spikerl.energy import breakdown_markdown, sources_markdown
 
@@ -204,7 +210,7 @@ def report(out: Path) -> str:
                 nj = {k: ("-" if v is None else f"{v['total'] / 1000:.3f}") for k, v in en.items()}
                 lines.append(
                     f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} | {mode} | {iqm(means):.1f} "
-                    f"| {ok}/{len(rs)} | {', '.join(f'{m:.0f}' for m in means)} | {e['latency']:.2f} "
+                    f"| {ok}/{len(rs)} | {', '.join(per_seed(m) for m in means)} | {e['latency']:.2f} "
                     f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {e['macs_per_decision']:.0f} "
                     f"| {nj['45 nm CMOS']} | {nj['Loihi']} | {np.mean([r['steps_per_second'] for r in rs]):.0f} |")
                 if env == "CartPole-v1" and not tag and agent in ("fts-snn", "ppo") and mode != "threshold_net":
