@@ -504,10 +504,16 @@ def _presynaptic_order(post, pre_syn, w, a):
     S = pre_syn.shape[0]
     qpost = np.empty(S, np.int64)
     wq = np.empty(S)
-    for q in range(S):
+    presynaptic_order_into(post, pre_syn, w, a, qpost, wq)
+    return qpost, wq
+
+
+@njit_inline
+def presynaptic_order_into(post, pre_syn, w, a, qpost, wq):
+    """:func:`_presynaptic_order` into the caller's buffers."""
+    for q in range(pre_syn.shape[0]):
         qpost[q] = post[pre_syn[q]]
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
-    return qpost, wq
 
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,

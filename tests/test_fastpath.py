@@ -100,3 +100,18 @@ def test_bad_observations_still_name_the_dimension(bad):
     assert agent.predict_rng.bit_generator.state == state  # nothing drawn for a refused observation
     with pytest.raises(ValueError, match="out of the"):
         SpikingAgent("FrozenLake-v1", seed=0).predict(np.int64(16))
+
+
+@pytest.mark.parametrize("make, bad", [
+    (lambda: SpikingAgent("FrozenLake-v1", seed=9), np.int64(99)),  # an index outside Discrete(16)
+    (lambda: SpikingAgent("CartPole-v1", seed=3), np.array([0.0, np.nan, 0.0, 0.0], np.float32)),
+])
+def test_an_observation_the_compiled_path_cannot_encode_costs_no_draws(make, bad):
+    """The compiled call draws first; when it cannot encode, the draws are given back, the
+    batched path raises the error that names the problem, and the generator is where it was."""
+    agent = make()
+    agent.predict(agent.observation_space.sample(), deterministic=True)
+    before = agent.predict_rng.bit_generator.state
+    with pytest.raises(ValueError, match="observation"):
+        agent.predict(bad, deterministic=True)
+    assert agent.predict_rng.bit_generator.state == before and agent._predictors
