@@ -176,6 +176,72 @@ def per_seed(value: float) -> str:
     return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
 
 
+def mode_figures(env: str, rs: list, mode: str):
+    """One mode of one agent's cells on ``env``: per-seed means, seeds at the threshold, mean
+    per-decision figures, operations and energy (both tables)."""
+    thr = rs[0]["threshold"]
+    means = [r[mode]["mean_return"] for r in rs]
+    ok = sum(m >= thr for m in means) if thr is not None else "-"
+    e = {k: np.mean([r[mode].get(k, 0.0) for r in rs]) for k in
+         ("latency", "spikes_per_decision", "sops_per_decision", "macs_per_decision")}
+    facts = agent_facts(env, rs[0].get("agent_file", rs[0]["agent"]), rs[0]["overrides"])
+    ops, en = mode_energy(facts, mode, e)
+    return means, ok, e, ops, en
+
+
+AGENT_ORDER = ("fts-snn", "fts-snn-td", "ppo", "a2c", "dqn")
+MODE_NAMES = {"sampled": "sampled", "deterministic": "deterministic", "threshold_net": "threshold network"}
+
+
+def short_steps(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1000:g}k"
+
+
+def headline(out: Path) -> str:
+    """The README's compact table from a run folder's cells (untagged rows): per task and agent
+    one line per mode, its return, latency, work and CMOS energy from the same episodes."""
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    rows = [r for r in rows if not r["tag"] and r["agent"] in AGENT_ORDER]
+    lines = ["| task (steps), threshold | agent (seeds) | mode | final return IQM | seeds >= threshold "
+             "| latency (steps) | per decision | energy / decision, 45 nm CMOS (nJ) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for env in sorted({r["env"] for r in rows}):
+        first_env = True
+        for agent in AGENT_ORDER:
+            rs = sorted((r for r in rows if r["env"] == env and r["agent"] == agent), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            steps = {r["steps"] for r in rs}
+            task = (f"{env} ({'/'.join(short_steps(s) for s in sorted(steps))}), {rs[0]['threshold']:g}"
+                    if first_env else "")
+            first_env = False
+            who = f"{agent} ({rs[0]['seed']}-{rs[-1]['seed']})"
+            for mode in ("sampled", "deterministic", "threshold_net"):
+                if not all(mode in r for r in rs):
+                    continue
+                means, ok, e, ops, en = mode_figures(env, rs, mode)
+                name = "vote of 15" if mode == "deterministic" and agent.startswith("fts") else MODE_NAMES[mode]
+                work = (f"{e['macs_per_decision']:,.0f} MACs" if e["macs_per_decision"] else
+                        f"{e['spikes_per_decision']:,.0f} spikes, {e['sops_per_decision']:,.0f} syn. ops")
+                lines.append(f"| {task} | {who} | {name} | {iqm(means):.1f} | {ok}/{len(rs)} | {e['latency']:.1f} "
+                             f"| {work} | {en['45 nm CMOS']['total'] / 1000:.1f} |")
+                task, who = "", ""
+    return "\n".join(lines)
+
+
+README_START, README_END = "<!-- headline table: start -->", "<!-- headline table: end -->"
+
+
+def write_readme_table(readme: Path, table: str, command: str) -> None:
+    """Replace the README's block between the headline markers by ``table`` (and its command)."""
+    text = readme.read_text()
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"{readme}: needs one {README_START} and one {README_END} line")
+    head, rest = text.split(README_START)
+    _, tail = rest.split(README_END)
+    readme.write_text(f"{head}{README_START}\n<!-- written by: {command} -->\n\n{table}\n\n{README_END}{tail}")
+
+
 def report(out: Path) -> str:
     from spikerl.energy import breakdown_markdown, sources_markdown
 
@@ -196,17 +262,11 @@ def report(out: Path) -> str:
                 groups.setdefault((r["agent"], r["tag"]), []).append(r)
         for (agent, tag), rs in sorted(groups.items()):
             rs.sort(key=lambda r: r["seed"])
-            thr = rs[0]["threshold"]
             name = agent + (f" [{tag}]" if tag else "")
-            facts = agent_facts(env, rs[0].get("agent_file", agent), rs[0]["overrides"])
             for mode in ("sampled", "deterministic", "threshold_net"):
                 if not all(mode in r for r in rs):
                     continue
-                means = [r[mode]["mean_return"] for r in rs]
-                ok = sum(m >= thr for m in means) if thr is not None else "-"
-                e = {k: np.mean([r[mode].get(k, 0.0) for r in rs]) for k in
-                     ("latency", "spikes_per_decision", "sops_per_decision", "macs_per_decision")}
-                ops, en = mode_energy(facts, mode, e)
+                means, ok, e, ops, en = mode_figures(env, rs, mode)
                 nj = {k: ("-" if v is None else f"{v['total'] / 1000:.3f}") for k, v in en.items()}
                 lines.append(
                     f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} | {mode} | {iqm(means):.1f} "
@@ -294,6 +354,8 @@ def main() -> None:
     ap.add_argument("--report", metavar="DIR", help="print the table of a finished run folder")
     ap.add_argument("--md", help="with --report: also write the table to this file")
     ap.add_argument("--rliable", metavar="DIR", help="with --report: rliable statistics and figures into DIR")
+    ap.add_argument("--readme", metavar="README", help="with --report: write the compact headline table into "
+                    "README between its headline markers")
     ap.add_argument("--reevaluate", metavar="DIR", help="score saved spiking models again in the vote and "
                     "threshold deterministic modes (cells trained before vote became the default)")
     args = ap.parse_args()
@@ -309,6 +371,9 @@ def main() -> None:
             Path(args.md).write_text(text + "\n")
         if args.rliable:
             print(rliable_report(Path(args.report), Path(args.rliable)))
+        if args.readme:
+            write_readme_table(Path(args.readme), headline(Path(args.report)),
+                               "python benchmarks/default_agent.py " + " ".join(sys.argv[1:]))
         return
     overrides = {}
     for item in args.set:

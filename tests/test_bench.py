@@ -150,3 +150,36 @@ def test_rliable_report_compares_the_spiking_agent_with_every_ann(tmp_path):
     (cells / "Acrobot-v1__a2c__s102.json").unlink()
     with pytest.raises(ValueError, match="a2c on Acrobot-v1 has seeds \\[100, 101\\]"):
         mod.rliable_report(cells, tmp_path / "out", reps=50)
+
+
+def test_readme_headline_table_is_the_reports_rows(tmp_path):
+    """The compact README table carries, per mode, the same return IQM, seeds at the threshold
+    and CMOS energy as the full report of the same cells; it replaces only the marked block."""
+    import shutil
+
+    mod, root = _default_agent_module()
+    src = root / "results" / "default" / "cells"
+    for name in ("CartPole-v1__ppo__s100.json", "CartPole-v1__ppo__s101.json",
+                 "CartPole-v1__fts-snn__s100.json", "CartPole-v1__fts-snn__s101.json"):
+        shutil.copy(src / name, tmp_path / name)
+    full = {tuple(c.strip() for c in line.split("|")[1:5:3]): line.split("|")
+            for line in mod.report(tmp_path).splitlines() if line.startswith(("| ppo", "| fts-snn"))}
+    short = mod.headline(tmp_path).splitlines()[2:]
+    assert len(short) == 5  # fts-snn: sampled, vote, threshold network; ppo: both modes
+    agent = ""
+    for line in short:
+        c = [x.strip() for x in line.split("|")]
+        agent = c[2].split(" ")[0] or agent
+        mode = {"vote of 15": "deterministic", "threshold network": "threshold_net"}.get(c[3], c[3])
+        ref = full[(agent, mode)]
+        assert c[4] == ref[5].strip() and c[5] == ref[6].strip()  # IQM, seeds >= threshold
+        assert float(c[8]) == pytest.approx(float(ref[12]), abs=0.051)  # CMOS nJ
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{mod.README_START}\nold table\n{mod.README_END}\nrest\n")
+    mod.write_readme_table(readme, "NEW", "cmd")
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{mod.README_END}\nrest\n")
+    assert "NEW" in text and "old table" not in text and "written by: cmd" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="headline table: start"):
+        mod.write_readme_table(readme, "NEW", "cmd")
