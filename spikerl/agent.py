@@ -379,9 +379,9 @@ class SpikingAgent(PolicyGradientAgent):
         ``keep_raster`` the raster ``(B, K, N, T)`` holds every sample's spikes."""
         mode = self.config.deterministic_outputs if deterministic else False
         if mode != "vote":
-            return self.policy.act(obs, self.predict_rng, deterministic=mode, keep_raster=keep_raster)
+            return self.policy.act(obs, self.predict_rng, deterministic=mode, keep_raster=keep_raster, score=False)
         K, B, n = self.config.vote_samples, len(obs), len(self.action_values)
-        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng, keep_raster=keep_raster)
+        out = self.policy.act(np.repeat(obs, K, axis=0), self.predict_rng, keep_raster=keep_raster, score=False)
         votes = (out.action.reshape(B, K)[:, :, None] == np.arange(n)[None, None, :]).sum(1)
         raster = None if out.raster is None else out.raster.reshape(B, K, *out.raster.shape[1:])
         return out._replace(action=votes.argmax(1), ll_out=out.ll_out.reshape(B, K).mean(1),

@@ -198,12 +198,14 @@ class Drive(NamedTuple):
 
 
 class Mode(NamedTuple):
-    """Spike mode (sampled, threshold, median outputs), decoder and whether to learn."""
+    """Spike mode (sampled, threshold, median outputs), decoder, whether to learn and whether
+    to score (the log-likelihoods; ``predict`` does without, they cost a log per neuron-step)."""
 
     deterministic: bool
     median_out: bool
     decoder: int
     learn: bool
+    score: bool
 
 
 class Out(NamedTuple):
@@ -295,34 +297,37 @@ def _decode(bi, last, tie, deterministic, decoder, n_out, out0, raster, potentia
 
 
 @njit_inline
-def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron):
-    """Spikes per population up to ``t*`` and each neuron's log-likelihood ``sum_t log p(s | u)``
-    (``ll_out``: the outputs', the learning signal)."""
+def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score):
+    """Spikes per population up to ``t*`` and (``score``) each neuron's log-likelihood
+    ``sum_t log p(s | u)`` (``ll_out``: the outputs', the learning signal; NaN unscored)."""
     N = raster.shape[2]
     c_in = 0
     c_hid = 0
     c_out = 0
-    l_out = 0.0
     for t in range(last + 1):
         for i in range(n_in):
             c_in += raster[bi, t, i]
-    for i in range(n_in):
-        ll_neuron[bi, i] = 0.0
-    for i in range(n_in, N):  # neuron-major, as the reference sums
-        l_i = 0.0
-        for t in range(last + 1):
-            s = raster[bi, t, i]
-            if i < out0:
-                c_hid += s
-            else:
-                c_out += s
-            l_i += _log_p(s, potential[bi, t, i], prob[t, i])
-        ll_neuron[bi, i] = l_i
-        if i >= out0:
-            l_out += l_i
+        for i in range(n_in, out0):
+            c_hid += raster[bi, t, i]
+        for i in range(out0, N):
+            c_out += raster[bi, t, i]
     spikes[bi, 0] = c_in
     spikes[bi, 1] = c_hid
     spikes[bi, 2] = c_out
+    if not score:
+        ll_neuron[bi, :] = np.nan
+        ll_out[bi] = np.nan
+        return
+    for i in range(n_in):
+        ll_neuron[bi, i] = 0.0
+    l_out = 0.0
+    for i in range(n_in, N):  # neuron-major, as the reference sums
+        l_i = 0.0
+        for t in range(last + 1):
+            l_i += _log_p(raster[bi, t, i], potential[bi, t, i], prob[t, i])
+        ll_neuron[bi, i] = l_i
+        if i >= out0:
+            l_out += l_i
     ll_out[bi] = l_out
 
 
@@ -392,7 +397,7 @@ def _decide_range(lo, hi, d, m, net, out):
     (recursive currents of geometric kernels), ``phase`` (threshold-mode inputs), ``prob``,
     ``filt_*`` (backward-filtered errors), ``times``, ``hazard`` (median outputs)."""
     p_in, rand, tie, clamp, use_clamp = d
-    deterministic, median_out, decoder, learn = m
+    deterministic, median_out, decoder, learn, score = m
     n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay = net
     raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg = out
     _, T, N = raster.shape
@@ -491,7 +496,7 @@ def _decide_range(lo, hi, d, m, net, out):
         sops[bi] = n_sops
         # --- step 3, counters, learning signal, eligibilities ---------------------------------
         _decode(bi, last, tie, deterministic, decoder, n_out, out0, raster, potential, action, no_spike)
-        _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron)
+        _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score)
         if learn:  # drive is reused for the post-synaptic errors
             _eligibilities(bi, last, n_in, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, drive, prob, filt_a,
                            filt_b, times, raster, ew, ev, eg)
@@ -516,7 +521,7 @@ def presynaptic_order_into(post, pre_syn, w, a, qpost, wq):
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
 
 
-def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn,
+def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn, score,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
@@ -525,7 +530,7 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, dec
     B = raster.shape[0]
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     d = Drive(p_in, rand, tie, clamp, use_clamp)
-    m = Mode(deterministic, median_out, decoder, learn)
+    m = Mode(deterministic, median_out, decoder, learn, score or learn)
     net = Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay)
     out = Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
     per = (B + n_chunks - 1) // n_chunks
@@ -628,6 +633,7 @@ def decide(
     learn: bool = False,
     clamp: np.ndarray | None = None,
     workspace: Workspace | None = None,
+    score: bool = True,
 ) -> Decisions:
     """Run one decision for a batch of ``B`` network states.
 
@@ -646,7 +652,9 @@ def decide(
             network). Ties go to the output with the highest peak potential.
         decoder: ``"first_to_spike"`` (stop at the first output spike) or ``"rate"``
             (run all ``T`` steps, argmax of output spike counts).
-        learn: also return eligibilities.
+        learn: also return eligibilities (and score).
+        score: compute the log-likelihoods ``ll_out``/``ll_neuron`` (NaN when ``False`` and not
+            learning: ``predict`` does without them, a log per neuron-step, a third of a vote's time).
         clamp: optional ``(B, N, T)`` int8; entries ``0``/``1`` force a neuron's spike
             (teacher forcing; input neurons included), ``-1`` leaves it free.
         workspace: reuse these output buffers (see :class:`Workspace`).
@@ -679,11 +687,11 @@ def decide(
         if clamp.shape[0] != B:
             raise ValueError(f"clamp must have batch size B={B}, got {clamp.shape[0]}")
     return _decide_validated(topo, params, a, b, p_in, rng, uniforms, tie, deterministic, decoder, learn, clamp,
-                             workspace)
+                             workspace, score)
 
 
 def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, deterministic=False,
-                      decoder="first_to_spike", learn=False, clamp=None, workspace=None) -> Decisions:
+                      decoder="first_to_spike", learn=False, clamp=None, workspace=None, score=True) -> Decisions:
     """:func:`decide` after its checks (callers that built their arrays themselves, such as
     :class:`~spikerl.policy.SpikingPolicy`, call this directly)."""
     B, _, T = p_in.shape
@@ -700,7 +708,7 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
     mode = DETERMINISTIC[deterministic]
     threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
     (_kernel_threaded if threads > 1 else _kernel)(
-        p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, DECODERS[decoder], bool(learn),
+        p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, DECODERS[decoder], bool(learn), bool(score),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],

@@ -226,12 +226,14 @@ class SpikingPolicy:
         return int(self.theta.size)
 
     def act(self, obs, rng: np.random.Generator, *, deterministic: bool | str = False, learn: bool = False,
-            features: np.ndarray | None = None, keep_raster: bool = False) -> PolicyOutput:
+            features: np.ndarray | None = None, keep_raster: bool = False, score: bool = True) -> PolicyOutput:
         """Decide for a batch of observations (or of precomputed encoder ``features``).
-        ``keep_raster`` returns the kernel's spike array of each decision also when not learning."""
+        ``keep_raster`` returns the kernel's spike array of each decision also when not learning;
+        ``score=False`` skips the log-likelihoods (``ll_out`` NaN; ``predict`` needs none)."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
-                              deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace)
+                              deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace,
+                              score=score)
         if not learn:
             # copies: the workspace is overwritten by the next call
             return PolicyOutput(r.action.copy(), None, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,

@@ -295,3 +295,23 @@ def test_workspace_reuse_equals_fresh_buffers():
         reused = decide(topo, p, a, b, p_in, uniforms=U, tie=tie, learn=True, workspace=ws)
         for field in fresh._fields:
             assert np.array_equal(getattr(fresh, field), getattr(reused, field)), field
+
+
+@pytest.mark.parametrize("deterministic", [False, True, "median"])
+@pytest.mark.parametrize("recursive", [False, True])
+def test_unscored_decisions_are_the_scored_ones_without_log_likelihoods(deterministic, recursive):
+    """``score=False`` (predict) skips only the log-likelihoods (NaN): every other output is the
+    scored call's, bit for bit; learning always scores."""
+    topo, params, a, b, rng = _net(4, 5, 3, seed=2, Kb=2, recursive=recursive, recurrent=True)
+    p_in = rng.random((7, topo.n_in, 9))
+    U, tie = rng.random((7, topo.n_neurons, 9)), rng.random(7)
+    kw = dict(uniforms=U, tie=tie, deterministic=deterministic)
+    scored, unscored = decide(topo, params, a, b, p_in, **kw), decide(topo, params, a, b, p_in, score=False, **kw)
+    for field in scored._fields:
+        got, want = getattr(unscored, field), getattr(scored, field)
+        if field in ("ll_out", "ll_neuron"):
+            assert np.isnan(got[:, topo.n_in:] if got.ndim == 2 else got).all() and np.isfinite(want).all()
+        elif want is not None:
+            assert np.array_equal(got, want), field
+    learnt = decide(topo, params, a, b, p_in, learn=True, score=False, **kw)
+    np.testing.assert_array_equal(learnt.ll_out, decide(topo, params, a, b, p_in, learn=True, **kw).ll_out)
