@@ -103,6 +103,7 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
          eval_episodes: int = 20, use_wandb: bool = True, sampler_seed: int = 0) -> dict:
     """Run (or continue) the study; returns ``{"best_value", "best_params", "yaml", "trials"}``."""
     import optuna
+    from optuna.trial import TrialState
 
     seeds = [int(s) for s in seeds]
     if not seeds or any(s >= REPORT_SEEDS_FROM or s < 0 for s in seeds):
@@ -134,13 +135,21 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
         from .train import build_model
 
         # The budget is the study's, not the process's: with several processes on one study, a
-        # trial that finds ``trials`` others numbered before it (finished or running) is not run.
+        # trial that finds ``trials`` others numbered before it (finished or running; failed
+        # ones, e.g. of a killed process, do not count) is not run.
         before = [t for t in trial.study.get_trials(deepcopy=False)
-                  if t.number < trial.number and not t.user_attrs.get(BUDGET_SPENT)]
+                  if t.number < trial.number and not t.user_attrs.get(BUDGET_SPENT) and t.state != TrialState.FAIL]
         if len(before) >= trials:
             trial.set_user_attr(BUDGET_SPENT, True)
             trial.study.stop()
             raise optuna.TrialPruned("the study's trial budget is spent")
+        if not state["sampled"]:
+            state["sampled"] = True
+            if trial.number > 0:
+                # the study has trials already, of another process or of an earlier run, whose
+                # sampler had this seed: the same seed would draw their parameters again, so this
+                # process samples from its own stream (a fresh study's first process keeps its seed)
+                trial.study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + trial.number)
         params = sample(trial, space_def)
         values = []
         for i, seed in enumerate(seeds):
@@ -164,11 +173,12 @@ def tune(agent: str, env_id: str, *, trials: int, steps: int, seeds=(0, 1), stor
                      **{f"params/{k}": v for k, v in params.items()}})
 
     done = len([t for t in study.trials if t.state.is_finished() and not t.user_attrs.get(BUDGET_SPENT)])
+    state = {"sampled": False}
     try:
         study.optimize(objective, n_trials=max(trials - done, 0))
     finally:
         log.close()
-    counted = [t for t in study.trials if not t.user_attrs.get(BUDGET_SPENT)]
+    counted = [t for t in study.trials if not t.user_attrs.get(BUDGET_SPENT) and t.state != TrialState.FAIL]
     best = study.best_trial
     data = _read_yaml(agent_path)
     data.setdefault("envs", {}).setdefault(env_file.id, {}).update(best.params)

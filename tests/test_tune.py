@@ -5,7 +5,7 @@ import pytest
 
 from spikerl.cli import main
 from spikerl.config import ConfigError, load_agent_file, resolve_hyperparameters, load_env_file
-from spikerl.tune import load_space, tune
+from spikerl.tune import load_space, sample, tune
 from wandb_reader import history
 
 
@@ -88,12 +88,17 @@ def test_the_trial_budget_is_the_studys_whatever_the_number_of_processes(tmp_pat
     from spikerl.tune import open_study
 
     storage = f"sqlite:///{tmp_path / 'tune.db'}"
-    other = open_study("shared", storage)
-    running = other.ask()  # the other process's trial, still running
+    other = open_study("shared", storage)  # the other process, same sampler seed
+    running = other.ask()  # its trial, still running
+    theirs = sample(running, load_space("ppo"))
+    killed = other.ask()  # and one of a process that was killed: failed, not counted
+    other._storage.set_trial_state_values(killed._trial_id, optuna.trial.TrialState.FAIL)
     res = tune("ppo", "CartPole-v1", trials=2, steps=300, seeds=[0], out=tmp_path, eval_episodes=2,
                use_wandb=False, storage=storage, study_name="shared")
-    rows = (tmp_path / "ppo-CartPole-v1.trials.jsonl").read_text().splitlines()
+    rows = [json.loads(r) for r in (tmp_path / "ppo-CartPole-v1.trials.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and res["trials"] == 2
     states = [t.state for t in optuna.load_study(study_name="shared", storage=storage).trials]
-    assert states[:2] == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE]
-    assert running.number == 0
+    TS = optuna.trial.TrialState
+    assert states[:3] == [TS.RUNNING, TS.FAIL, TS.COMPLETE] and running.number == 0
+    # the same seed would have drawn the other process's parameters again: this one draws its own
+    assert rows[0]["params"] != theirs
