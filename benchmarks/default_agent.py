@@ -199,15 +199,18 @@ def short_steps(n: int) -> str:
 
 def headline(out: Path) -> str:
     """The README's compact table from a run folder's cells (untagged rows): per task and agent
-    one line per mode, its return, latency, work and CMOS energy from the same episodes."""
+    one line per mode, its return, latency, work and CMOS energy from the same episodes.
+    Agents in :data:`AGENT_ORDER` first, then any other (a tuned agent's file name) by name."""
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    rows = [r for r in rows if not r["tag"] and r["agent"] in AGENT_ORDER]
+    rows = [r for r in rows if not r["tag"]]
+    order = {a: i for i, a in enumerate(AGENT_ORDER)}
+    agents = sorted({r["agent"] for r in rows}, key=lambda a: (order.get(a, len(order)), a))
     lines = ["| task (steps), threshold | agent (seeds) | mode | final return IQM | seeds >= threshold "
              "| latency (steps) | per decision | energy / decision, 45 nm CMOS (nJ) |",
              "|---|---|---|---|---|---|---|---|"]
     for env in sorted({r["env"] for r in rows}):
         first_env = True
-        for agent in AGENT_ORDER:
+        for agent in agents:
             rs = sorted((r for r in rows if r["env"] == env and r["agent"] == agent), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -232,8 +235,10 @@ def headline(out: Path) -> str:
 README_START, README_END = "<!-- headline table: start -->", "<!-- headline table: end -->"
 
 
-def write_readme_table(readme: Path, table: str, command: str) -> None:
-    """Replace the README's block between the headline markers by ``table`` (and its command)."""
+def write_readme_table(readme: Path, table: str, command: str, block: str = "headline") -> None:
+    """Replace the README's block between the ``block`` markers (``<!-- headline table: start -->``
+    and ``... end -->``) by ``table`` and the command that wrote it."""
+    README_START, README_END = f"<!-- {block} table: start -->", f"<!-- {block} table: end -->"  # noqa: N806
     text = readme.read_text()
     if text.count(README_START) != 1 or text.count(README_END) != 1:
         raise ValueError(f"{readme}: needs one {README_START} and one {README_END} line")
@@ -354,8 +359,9 @@ def main() -> None:
     ap.add_argument("--report", metavar="DIR", help="print the table of a finished run folder")
     ap.add_argument("--md", help="with --report: also write the table to this file")
     ap.add_argument("--rliable", metavar="DIR", help="with --report: rliable statistics and figures into DIR")
-    ap.add_argument("--readme", metavar="README", help="with --report: write the compact headline table into "
-                    "README between its headline markers")
+    ap.add_argument("--readme", metavar="README", help="with --report: write the compact table into README "
+                    "between its <!-- BLOCK table: start/end --> markers")
+    ap.add_argument("--readme-block", default="headline", metavar="BLOCK", help="which README block (default headline)")
     ap.add_argument("--reevaluate", metavar="DIR", help="score saved spiking models again in the vote and "
                     "threshold deterministic modes (cells trained before vote became the default)")
     args = ap.parse_args()
@@ -373,7 +379,7 @@ def main() -> None:
             print(rliable_report(Path(args.report), Path(args.rliable)))
         if args.readme:
             write_readme_table(Path(args.readme), headline(Path(args.report)),
-                               "python benchmarks/default_agent.py " + " ".join(sys.argv[1:]))
+                               "python benchmarks/default_agent.py " + " ".join(sys.argv[1:]), args.readme_block)
         return
     overrides = {}
     for item in args.set:

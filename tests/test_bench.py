@@ -180,6 +180,9 @@ def test_readme_headline_table_is_the_reports_rows(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{mod.README_END}\nrest\n")
     assert "NEW" in text and "old table" not in text and "written by: cmd" in text
+    readme.write_text(text + "<!-- tuned table: start -->\n<!-- tuned table: end -->\n")
+    mod.write_readme_table(readme, "TUNED", "cmd2", block="tuned")
+    assert readme.read_text().count("NEW") == 1 and "TUNED" in readme.read_text().split("tuned table: start")[1]
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="headline table: start"):
         mod.write_readme_table(readme, "NEW", "cmd")
