@@ -204,21 +204,27 @@ def headline(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     rows = [r for r in rows if not r["tag"]]
     order = {a: i for i, a in enumerate(AGENT_ORDER)}
-    agents = sorted({r["agent"] for r in rows}, key=lambda a: (order.get(a, len(order)), a))
+
+    def rank(agent: str, env: str):  # a tuned agent's file is AGENT-ENV.yaml: ranked as AGENT
+        suffix = "-" + env.replace("/", "-")
+        base = agent[: -len(suffix)] if agent.endswith(suffix) else agent
+        return order.get(base, len(order)), agent
+
     lines = ["| task (steps), threshold | agent (seeds) | mode | final return IQM | seeds >= threshold "
              "| latency (steps) | per decision | energy / decision, 45 nm CMOS (nJ) |",
              "|---|---|---|---|---|---|---|---|"]
     for env in sorted({r["env"] for r in rows}):
-        first_env = True
-        for agent in agents:
+        first_env, task_steps = True, None
+        for agent in sorted({r["agent"] for r in rows if r["env"] == env}, key=lambda a: rank(a, env)):
             rs = sorted((r for r in rows if r["env"] == env and r["agent"] == agent), key=lambda r: r["seed"])
             if not rs:
                 continue
-            steps = {r["steps"] for r in rs}
-            task = (f"{env} ({'/'.join(short_steps(s) for s in sorted(steps))}), {rs[0]['threshold']:g}"
-                    if first_env else "")
+            steps = "/".join(short_steps(s) for s in sorted({r["steps"] for r in rs}))
+            if first_env:
+                task_steps = steps
+            task = f"{env} ({steps}), {rs[0]['threshold']:g}" if first_env else ""
             first_env = False
-            who = f"{agent} ({rs[0]['seed']}-{rs[-1]['seed']})"
+            who = f"{agent} ({rs[0]['seed']}-{rs[-1]['seed']}{'' if steps == task_steps else ', ' + steps + ' steps'})"
             for mode in ("sampled", "deterministic", "threshold_net"):
                 if not all(mode in r for r in rs):
                     continue
