@@ -73,7 +73,8 @@ class Decisions(NamedTuple):
         sops: ``(B,)`` int64 synaptic operations (each spike x fan-out x bases accumulates).
         ll_out: ``(B,)`` learning signal: log-likelihood of the output spikes.
         ll_neuron: ``(B, N)`` log-likelihood of each neuron's spikes up to ``t_star`` (0 for inputs);
-            the trajectory's is the sum over hidden and output neurons.
+            the trajectory's is the sum over hidden and output neurons. Both NaN when the call
+            did not score (``score=False`` without ``learn``).
         raster: ``(B, N, T)`` uint8 spikes (zero after ``t_star``).
         potential: ``(B, N, T)`` float64 membrane potentials (zero for inputs and after ``t_star``).
         ew, ev, eg: eligibilities ``(B, S, K)``, ``(B, N, Kb)``, ``(B, N)``; ``None`` unless ``learn``.
