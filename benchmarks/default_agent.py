@@ -238,19 +238,24 @@ def headline(out: Path) -> str:
     return "\n".join(lines)
 
 
-README_START, README_END = "<!-- headline table: start -->", "<!-- headline table: end -->"
+def readme_markers(block: str = "headline") -> tuple[str, str]:
+    """The lines that enclose a written table in the README."""
+    return f"<!-- {block} table: start -->", f"<!-- {block} table: end -->"
+
+
+README_START, README_END = readme_markers()
 
 
 def write_readme_table(readme: Path, table: str, command: str, block: str = "headline") -> None:
-    """Replace the README's block between the ``block`` markers (``<!-- headline table: start -->``
-    and ``... end -->``) by ``table`` and the command that wrote it."""
-    README_START, README_END = f"<!-- {block} table: start -->", f"<!-- {block} table: end -->"  # noqa: N806
+    """Replace the README's block between the ``block`` markers (:func:`readme_markers`) by
+    ``table`` and the command that wrote it."""
+    start, end = readme_markers(block)
     text = readme.read_text()
-    if text.count(README_START) != 1 or text.count(README_END) != 1:
-        raise ValueError(f"{readme}: needs one {README_START} and one {README_END} line")
-    head, rest = text.split(README_START)
-    _, tail = rest.split(README_END)
-    readme.write_text(f"{head}{README_START}\n<!-- written by: {command} -->\n\n{table}\n\n{README_END}{tail}")
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise ValueError(f"{readme}: needs one {start} and one {end} line")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    readme.write_text(f"{head}{start}\n<!-- written by: {command} -->\n\n{table}\n\n{end}{tail}")
 
 
 def report(out: Path) -> str:
