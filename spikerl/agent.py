@@ -275,7 +275,11 @@ class PolicyGradientAgent:
         if valid.any():
             enc.update(np.asarray(obs)[valid])
         feats = self._next_feats if self._next_feats is not None else enc.features_of(obs)
-        out = self.policy.act(None, self.rng, learn=True, features=feats)
+        # a rule that replays its decisions needs no eligibilities now, only log-probabilities (the
+        # learning-signal estimator's running baseline follows every decision it is shown)
+        pol = self.policy
+        learn = self._rule.needs_eligibility or pol.estimator is not None or not pol.scores_without_learning
+        out = pol.act(None, self.rng, learn=learn, features=feats, keep_raster=not learn)
         next_obs, rewards, terminated, truncated, infos = env.step(self.action_values[out.action])
         next_obs = obs_array(self.observation_space, next_obs)
         rewards = np.asarray(rewards, dtype=np.float64)
@@ -290,11 +294,11 @@ class PolicyGradientAgent:
             for b in np.flatnonzero(done):
                 final_obs[b] = obs_array(self.observation_space, infos["final_obs"][b])
             final_feats = enc.features_of(final_obs)
-        next_values = self.critic.value(final_feats)
         # features of the next observation serve the next step, unless running statistics move the bounds
         self._next_feats = next_feats if enc.stationary else None
 
-        transition = Transition(valid, out, feats, rewards, terminated & valid, done, next_values)
+        transition = Transition(valid, out, feats, rewards, terminated & valid, done,
+                                value_of_next=lambda: self.critic.value(final_feats))
         for update in self._rule.step(transition):
             self._apply(update.grad, update.hidden_rate)
 

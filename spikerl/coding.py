@@ -133,6 +133,7 @@ class BoxFeatures:
             raise ValueError(f"encoder bounds: high must exceed low in every dimension, got low={lo}, high={hi}")
         self.n_std = float(n_std)
         self.stats = RunningStats(self.obs_dim)
+        self._bounds_key, self._bounds = None, None  # bounds() of the statistics they were computed from
 
     def _given(self, value, name, default):
         arr = np.asarray(value, dtype=np.float64).ravel()
@@ -144,10 +145,16 @@ class BoxFeatures:
         """Current ``(low, high)``: fixed where known, running statistics elsewhere."""
         if self.fixed.all():
             return self.fixed_low, self.fixed_high
-        mean, spread = self.stats.mean, np.maximum(self.n_std * self.stats.std, 1e-3)
+        st = self.stats
+        key = self._bounds_key  # running statistics replace their arrays whenever they change
+        if key is not None and key[0] is st.mean and key[1] is st.m2 and key[2] == st.count:
+            return self._bounds
+        mean, spread = st.mean, np.maximum(self.n_std * st.std, 1e-3)
         low = np.clip(mean - spread, self.space_low, self.space_high - 1e-3)
         high = np.clip(mean + spread, low + 1e-3, self.space_high)
-        return np.where(self.fixed, self.fixed_low, low), np.where(self.fixed, self.fixed_high, high)
+        self._bounds = np.where(self.fixed, self.fixed_low, low), np.where(self.fixed, self.fixed_high, high)
+        self._bounds_key = (st.mean, st.m2, st.count)
+        return self._bounds
 
     @property
     def stationary(self) -> bool:

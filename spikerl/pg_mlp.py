@@ -23,6 +23,7 @@ class MLPPolicy:
     (a :class:`~spikerl.policy.Policy`: a decision costs ``macs`` multiply-accumulates)."""
 
     spiking = False
+    scores_without_learning = True
 
     def __init__(self, encoder, n_actions: int, hidden: int, activation: str, rng: np.random.Generator):
         self.encoder, self.n_actions, self.hidden, self.activation = encoder, n_actions, hidden, activation
@@ -111,7 +112,7 @@ class MLPPolicy:
         ll = np.log(probs[np.arange(B), action] + 1e-300)
         zeros = np.zeros(B, np.int64)
         return PolicyOutput(action, elig, ll, np.zeros((B, 3), np.int64), zeros, np.ones(B, np.int64),
-                            np.zeros(B, bool), None, ll if learn else None, ll[:, None] if learn else None)
+                            np.zeros(B, bool), None, ll, ll[:, None])
 
     def _score(self, f, pre, h, probs, action) -> np.ndarray:
         """``grad log pi(action | f)`` in ``theta`` order, ``(B, P)``."""

@@ -19,7 +19,7 @@ from .network import GLMParams, Topology, check_params, init_params, layered, to
 class PolicyOutput(NamedTuple):
     """A batch of decisions; ``elig`` is ``(B, P)`` in ``theta`` order or ``None``.
 
-    When learning, ``log_prob`` is ``log P(decision)`` under the current parameters: of the
+    When scored (always when learning), ``log_prob`` is ``log P(decision)`` under the current parameters: of the
     whole spike trajectory (hidden and output neurons up to ``t*``) for a spiking policy, of
     the action for an ANN; ``raster`` ``(B, N, T)`` holds what replays the decision exactly
     (``None`` for an ANN, which replays from its features).
@@ -66,6 +66,9 @@ class Policy(Protocol):
     estimator or not, the unit each belongs to); ``estimator`` forms hidden eligibilities
     (``None``: every score is exact). ``spiking`` says how a decision costs: spikes and
     synaptic operations (counted in :class:`PolicyOutput`) or multiply-accumulates (``macs``).
+    ``scores_without_learning``: ``act(learn=False)`` still returns ``log_prob`` and
+    ``ll_neuron`` (a rule that replays its decisions then acts without eligibilities; a policy
+    that says False is asked to learn whenever the agent trains).
     """
 
     encoder: Encoder
@@ -75,6 +78,7 @@ class Policy(Protocol):
     param_neuron: np.ndarray
     estimator: object
     spiking: bool
+    scores_without_learning: bool
 
     @property
     def n_params(self) -> int: ...
@@ -127,6 +131,7 @@ class SpikingPolicy:
     """
 
     spiking = True
+    scores_without_learning = True
 
     def __init__(self, encoder: Encoder, topo: Topology, ff_kernel, fb_kernel, params: GLMParams, decoder: str,
                  estimator=None, *, rate_reg: float = 0.0, target_rate: float = 0.1, out_bias_max: float | None = None):
@@ -229,15 +234,20 @@ class SpikingPolicy:
             features: np.ndarray | None = None, keep_raster: bool = False, score: bool = True) -> PolicyOutput:
         """Decide for a batch of observations (or of precomputed encoder ``features``).
         ``keep_raster`` returns the kernel's spike array of each decision also when not learning;
-        ``score=False`` skips the log-likelihoods (``ll_out`` NaN; ``predict`` needs none)."""
+        ``score=False`` skips the log-likelihoods (``ll_out`` NaN; ``predict`` needs none); scored
+        without ``learn``, the output has ``log_prob`` and ``ll_neuron`` but no eligibilities."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
                               deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace,
                               score=score)
         if not learn:
             # copies: the workspace is overwritten by the next call
+            log_prob = ll_neuron = None
+            if score:  # what a rule that replays needs of the acting decision (no eligibilities)
+                n_in, n_hid = self.topo.n_in, self.topo.n_hid
+                log_prob, ll_neuron = r.ll_out + r.ll_neuron[:, n_in : n_in + n_hid].sum(1), r.ll_neuron.copy()
             return PolicyOutput(r.action.copy(), None, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                                r.no_spike.copy(), None, raster=r.raster.copy() if keep_raster else None)
+                                r.no_spike.copy(), None, log_prob, ll_neuron, r.raster.copy() if keep_raster else None)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, r.ll_neuron.copy(), r.raster.copy())

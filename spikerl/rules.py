@@ -6,7 +6,8 @@ pre-synaptic trace, in ``theta`` order). A **reward factor** turns rewards into 
 scalar ``M_d`` per decision and the update ``theta += eta * mean_d(M_d e_d)``. All rules share
 one interface, :meth:`Rule.step`: the agent hands it each vector step as a
 :class:`Transition` and applies, in order, every update it yields (zero, one or many), so the
-learning loop never dispatches on the rule.
+learning loop never dispatches on the rule (``needs_eligibility`` tells it whether the
+decisions it acts with must carry their eligibilities).
 
 - :class:`ProximalRule` (the default): collects ``n_steps x n_envs`` decisions, stores each
   as the bits that replay it exactly, computes advantages by GAE(lambda) from the critic,
@@ -165,16 +166,31 @@ def _traces(raster: np.ndarray, bank: np.ndarray) -> np.ndarray:
 
 # -- reward factors -------------------------------------------------------------------------
 
-class Transition(NamedTuple):
-    """One vector step as a rule sees it (arrays over environments)."""
+class Transition:
+    """One vector step as a rule sees it (arrays over environments).
 
-    valid: np.ndarray  # bool: the env acted (False on a NEXT_STEP reset step)
-    out: object  # PolicyOutput of the decisions taken
-    features: np.ndarray  # encoder features of the observations acted on
-    rewards: np.ndarray
-    terminated: np.ndarray
-    done: np.ndarray  # terminated or truncated (and valid)
-    next_values: np.ndarray  # critic value of the next observation (the final one at an episode end)
+    ``next_values``, the critic's value of each next observation (the final one at an episode
+    end), is either given or computed on first use by ``value_of_next()``: a rule that needs it
+    only at episode ends and rollout ends does not pay for a critic evaluation every step.
+    """
+
+    __slots__ = ("valid", "out", "features", "rewards", "terminated", "done", "_next_values", "_value_of_next")
+
+    def __init__(self, valid, out, features, rewards, terminated, done, next_values=None, *, value_of_next=None):
+        if (next_values is None) == (value_of_next is None):
+            raise ValueError("Transition needs exactly one of next_values and value_of_next")
+        self.valid = valid  # bool: the env acted (False on a NEXT_STEP reset step)
+        self.out = out  # PolicyOutput of the decisions taken
+        self.features = features  # encoder features of the observations acted on
+        self.rewards, self.terminated = rewards, terminated
+        self.done = done  # terminated or truncated (and valid)
+        self._next_values, self._value_of_next = next_values, value_of_next
+
+    @property
+    def next_values(self) -> np.ndarray:
+        if self._next_values is None:
+            self._next_values = self._value_of_next()
+        return self._next_values
 
 
 class Update(NamedTuple):
@@ -299,6 +315,10 @@ class ProximalRule:
     """Batched proximal reward factor (PPO's clipped surrogate, kept local; see the module
     docstring): ``step`` collects into a :class:`RolloutBuffer`, ``_train`` replays it."""
 
+    needs_eligibility = False
+    """Whether acting must compute eligibilities: no, the replay computes them; acting needs
+    only the decisions' log-probabilities and rasters."""
+
     def __init__(self, n_envs: int, policy, critic: Critic, *, gamma: float, lam: float, n_steps: int, n_epochs: int,
                  batch_size: int, clip_range: float, ent_coef: float, target_kl: float | None, ratio: str,
                  normalize_advantage: bool, scale_rewards: bool, rng: np.random.Generator):
@@ -313,7 +333,9 @@ class ProximalRule:
         rewards = self.scaler(tr.rewards, tr.valid, tr.done) if self.scaler is not None else tr.rewards
         # truncation: bootstrap with the critic (a terminated episode is worth 0 afterwards)
         trunc = tr.done & ~tr.terminated
-        rewards = np.where(trunc, rewards + self.gamma * tr.next_values, rewards) * tr.valid
+        if trunc.any():
+            rewards = np.where(trunc, rewards + self.gamma * tr.next_values, rewards)
+        rewards = rewards * tr.valid
         record = self.policy.record(tr.out, tr.features)  # what replays each decision
         self.buffer.add(valid=tr.valid, done=tr.done, reward=rewards, features=tr.features,
                         log_prob=self._ratio_terms(tr.out), **{"record." + k: v for k, v in record.items()})
@@ -390,6 +412,8 @@ class ProximalRule:
 
 class MonteCarloRule:
     """REINFORCE with a critic baseline and optional per-parameter control variates."""
+
+    needs_eligibility = True
 
     def __init__(self, n_envs: int, critic: Critic, *, gamma: float, batch_size: int,
                  normalize_advantage: bool, control_variate: bool):
@@ -480,6 +504,8 @@ class MonteCarloRule:
 
 class ActorCriticRule:
     """Online actor-critic with eligibility traces across decisions (no episode buffer)."""
+
+    needs_eligibility = True
 
     def __init__(self, n_envs: int, n_params: int, critic: Critic, *, gamma: float, lam: float):
         self.critic, self.gamma, self.lam = critic, gamma, lam

@@ -210,6 +210,35 @@ def test_replayed_decision_reproduces_acting():
     assert np.all(out.log_prob < out.ll_out)  # hidden spikes are part of the trajectory
 
 
+def test_acting_without_eligibilities_scores_as_learning():
+    """The proximal rule acts without eligibilities (it replays its decisions for them): the
+    decisions, log-probabilities and rasters are those of acting with them, bit for bit, for
+    the spiking and the ANN policy; and a rollout trains to the same parameters either way."""
+    from spikerl.pg_mlp import PGMLPAgent
+
+    obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
+    for agent in (SpikingAgent("CartPole-v1", seed=0, n_envs=2), PGMLPAgent("CartPole-v1", seed=0, n_envs=2)):
+        pol = agent.policy
+        agent.encoder.update(obs)
+        assert pol.scores_without_learning
+        full = pol.act(obs, np.random.default_rng(1), learn=True)
+        lean = pol.act(obs, np.random.default_rng(1), learn=False, keep_raster=True)
+        assert lean.elig is None
+        for name in ("action", "log_prob", "ll_neuron", "raster"):
+            a, b = getattr(full, name), getattr(lean, name)
+            assert (a is None) == (b is None), name
+            if a is not None:
+                np.testing.assert_array_equal(a, b, err_msg=name)
+    thetas = []
+    for lean in (True, False):
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, n_steps=16, n_epochs=2, batch_size=8)
+        agent.policy.scores_without_learning = lean
+        start = agent.policy.theta.copy()
+        thetas.append(agent.learn(64).policy.theta.copy())
+        assert agent.n_updates > 0 and not np.array_equal(thetas[-1], start)
+    np.testing.assert_array_equal(thetas[0], thetas[1])
+
+
 def test_vote_mode_estimates_the_policys_mode():
     agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="vote", vote_samples=101, n_envs=2, **CARTPOLE)
     agent.learn(3000)

@@ -30,6 +30,7 @@ class TabularSoftmax:
     """A third policy, written only against the protocol: one logit per (state, action)."""
 
     spiking = False
+    scores_without_learning = False  # log-probabilities only when learning: the loop asks for them
 
     def __init__(self, encoder, n_actions):
         self.encoder, self.n_actions = encoder, n_actions
