@@ -10,8 +10,10 @@ An encoder is two choices:
   ``tile`` (a ``Discrete`` grid position, one neuron per tile of a chosen size); ``auto``
   picks ``population`` for a Box and ``onehot`` for the discrete spaces;
 - a **temporal code** over ``T`` steps: ``rate`` (Bernoulli with ``p = p_max f`` every
-  step) or ``time`` (latency: one spike at ``t = round((1 - f)(T - 1))``, earlier for
-  larger values, none when ``f < f_min``).
+  step), ``regular`` (the same rate ``r = p_max f`` without the noise: a spike at step ``t``
+  iff ``floor(1/2 + (t+1) r) > floor(1/2 + t r)``, the spikes of a phase that starts at 1/2
+  and fires each time it passes 1) or ``time`` (latency: one spike at
+  ``t = round((1 - f)(T - 1))``, earlier for larger values, none when ``f < f_min``).
 
 Bounds for the Box features come from a finite observation space, else from a given
 range (the env's YAML), else from running statistics (``mean +- n_std * std``). Values
@@ -25,7 +27,7 @@ from gymnasium import spaces
 from ._numba import njit
 
 FEATURES = ("auto", "normalized", "population", "onehot", "tile")
-CODES = ("rate", "time")
+CODES = ("rate", "time", "regular")
 
 
 def discrete_components(space):
@@ -339,6 +341,22 @@ class RateCode:
         return np.repeat((self.p_max * f)[:, :, None], self.T, axis=2)
 
 
+class RegularCode:
+    """Deterministic spikes at rate ``r = p_max f``: a spike at ``t`` iff
+    ``floor(1/2 + (t + 1) r) > floor(1/2 + t r)`` (probabilities 0 or 1). The input carries
+    the observation without sampling noise; the policy's randomness is its own neurons'."""
+
+    name = "regular"
+
+    def __init__(self, T: int, p_max: float):
+        self.T, self.p_max = T, p_max
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        r = (self.p_max * f)[:, :, None]
+        t = np.arange(self.T, dtype=np.float64)
+        return np.floor(0.5 + (t + 1.0) * r) - np.floor(0.5 + t * r)
+
+
 class TimeCode:
     """One input spike at ``t = round((1 - f)(T - 1))`` (earlier for larger ``f``), none when ``f < f_min``."""
 
@@ -364,9 +382,9 @@ class Encoder:
             onehot/tile; ``MultiDiscrete`` or a ``Tuple`` of ``Discrete`` for onehot).
         features: one of ``auto`` (population for a Box, onehot for the discrete spaces),
             ``normalized``, ``population``, ``onehot``, ``tile``.
-        code: ``rate`` or ``time``.
+        code: ``rate``, ``regular`` or ``time``.
         T: presentation length in steps (``>= 1``).
-        p_max: spike probability of a fully active input neuron under rate coding.
+        p_max: spike probability (rate) or rate (regular) of a fully active input neuron.
         n_fields: receptive fields per dimension (population).
         width: field width in units of the spacing between centres (population).
         low, high: bounds per dimension that replace infinite space bounds.
@@ -421,7 +439,9 @@ class Encoder:
             self.feature_map = OneHotFeatures(space)
         else:
             self.feature_map = TileFeatures(space, grid_shape=grid_shape, tile=tile)
-        self.temporal_code = RateCode(self.T, self.p_max) if code == "rate" else TimeCode(self.T, self.f_min)
+        codes = {"rate": lambda: RateCode(self.T, self.p_max), "regular": lambda: RegularCode(self.T, self.p_max),
+                 "time": lambda: TimeCode(self.T, self.f_min)}
+        self.temporal_code = codes[code]()
         self.n_inputs, self.obs_dim = self.feature_map.n_inputs, self.feature_map.obs_dim
 
     @property

@@ -204,7 +204,8 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
         flash += 4 * fm.index_of.size
         enc_defs = (f"#define ENC_BOX 0\n#define ENC_POPULATION 0\n#define ENC_FIELDS 1\n#define ENC_INV_WIDTH 0.0\n"
                     f"#define ENC_N_STATES {fm.n_states}\n#define ENC_START {fm.start}\n")
-    enc_defs += (f"#define ENC_TIME_CODE {int(enc.code == 'time')}\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
+    code_id = {"rate": 0, "time": 1, "regular": 2}[enc.code]
+    enc_defs += (f"#define ENC_CODE {code_id} /* 0 rate, 1 time, 2 regular */\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
                  f"#define ENC_F_MIN {_lit(enc.f_min)}\n")
     # ---- network ------------------------------------------------------------------
     parts.append(_ints("int32_t", "pre_ptr", topo.pre_ptr))
@@ -646,9 +647,9 @@ static void temporal(spk_state *st, const spk_real *f)
 {
     int j;
     for (j = 0; j < SPK_N_IN; j++) {
-#if ENC_TIME_CODE
+#if ENC_CODE == 1
         st->spike_step[j] = f[j] >= ENC_F_MIN ? (int32_t)rint((1.0 - f[j]) * (SPK_T - 1)) : -1;
-#else
+#else /* rate and regular codes keep the rate */
         st->p_in[j] = (spk_real)(ENC_P_MAX * f[j]);
 #endif
     }
@@ -656,8 +657,10 @@ static void temporal(spk_state *st, const spk_real *f)
 
 static double input_p(const spk_state *st, int j, int t)
 {
-#if ENC_TIME_CODE
+#if ENC_CODE == 1
     return t == st->spike_step[j] ? 1.0 : 0.0;
+#elif ENC_CODE == 2 /* a spike iff floor(1/2 + (t+1) r) > floor(1/2 + t r) */
+    return floor(0.5 + (t + 1.0) * (double)st->p_in[j]) - floor(0.5 + t * (double)st->p_in[j]);
 #else
     (void)t;
     return (double)st->p_in[j];

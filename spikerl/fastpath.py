@@ -35,6 +35,9 @@ from .engine import (_NO_CLAMP, DECODERS, DETERMINISTIC, Drive, Mode, Net, Out, 
 
 # feature maps of the compiled encoder
 NORMALIZED, POPULATION, ONEHOT, MULTI_ONEHOT = 0, 1, 2, 3
+RATE_CODE, TIME_CODE, REGULAR_CODE = 0, 1, 2
+CODE_IDS = {"rate": RATE_CODE, "time": TIME_CODE, "regular": REGULAR_CODE}
+"""Temporal codes (:data:`spikerl.coding.CODES`) -> the compiled encoder's branch."""
 FEATURE_KIND = ((NormalizedFeatures, NORMALIZED), (PopulationFeatures, POPULATION), (OneHotFeatures, ONEHOT),
                 (ComponentOneHotFeatures, MULTI_ONEHOT))
 """Feature-map classes (tile features are one-hot features with their own index) -> compiled encoder."""
@@ -42,7 +45,7 @@ FEATURE_KIND = ((NormalizedFeatures, NORMALIZED), (PopulationFeatures, POPULATIO
 
 @njit_inline
 def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
-                centres, inv_width, index_of, offset, nvec, start, p_max, time_code, f_min, f, p_in):
+                centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in):
     """Features of one observation ``x`` (into ``f``) into every row of ``p_in`` ``(K, n_in, T)``.
     Returns ``False`` (nothing written that matters) when ``x`` is not finite or not in the space."""
     K, n_in, T = p_in.shape
@@ -80,10 +83,16 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
                 return False
             f[offset[c] + int(s)] = 1.0
     for j in range(n_in):
-        if time_code:
+        if code == TIME_CODE:
             tj = int(np.rint((1.0 - f[j]) * (T - 1))) if f[j] >= f_min else -1
             for t in range(T):
                 p = 1.0 if t == tj else 0.0
+                for k in range(K):
+                    p_in[k, j, t] = p
+        elif code == REGULAR_CODE:  # coding.RegularCode, element by element
+            r = p_max * f[j]
+            for t in range(T):
+                p = np.floor(0.5 + (t + 1.0) * r) - np.floor(0.5 + t * r)
                 for k in range(K):
                     p_in[k, j, t] = p
         else:
@@ -96,7 +105,7 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
 
 @njit
 def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
-                 centres, inv_width, index_of, offset, nvec, start, p_max, time_code, f_min, f, p_in,
+                 centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in,
                  rand, tie, no_clamp, deterministic, median_out, decoder, vote,
                  n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay, qpost, wq,
                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg,
@@ -105,7 +114,7 @@ def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, m
     single decision, or the majority of the ``K``), adding the figures to ``stats``; ``-1``
     when ``x`` cannot be encoded (nothing counted). Every buffer is the caller's."""
     if not _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
-                       centres, inv_width, index_of, offset, nvec, start, p_max, time_code, f_min, f, p_in):
+                       centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in):
         return -1
     K = p_in.shape[0]
     presynaptic_order_into(post, pre_syn, w, a, qpost, wq)
@@ -178,7 +187,7 @@ class SinglePredictor:
         self.shape = (1,) if self.kind == ONEHOT else tuple(int(s) for s in (fm.space.shape if box else fm.nvec.shape))
         self.size = int(np.prod(self.shape))
         self.n_std = fm.n_std if box else 0.0
-        self.time_code = enc.code == "time"
+        self.code = CODE_IDS[enc.code]
         self._theta, self._topo = policy.theta, topo
 
     def valid_for(self, policy) -> bool:
@@ -206,7 +215,7 @@ class SinglePredictor:
         chosen = _predict_one(
             x, self.kind, self.fixed, self.fixed_low, self.fixed_high, self.space_low, self.space_high, mean, m2,
             float(count), self.n_std, self.centres, self.inv_width, self.index_of, self.offset, self.nvec, self.start,
-            enc.p_max, self.time_code, enc.f_min, self.features, self.p_in, buf["uniforms"], buf["tie"], _NO_CLAMP,
+            enc.p_max, self.code, enc.f_min, self.features, self.p_in, buf["uniforms"], buf["tie"], _NO_CLAMP,
             self.deterministic, self.median_out, self.decoder, self.vote, topo.n_in, topo.n_hid, topo.n_out,
             topo.pre_ptr, topo.pre_syn, topo.post, p.w, p.v, p.bias, pol.ff_kernel, pol.fb_kernel, self.ff_decay,
             self.fb_decay, self.qpost, self.wq, buf["raster"], buf["potential"], buf["action"], buf["t_star"],

@@ -48,7 +48,7 @@ class AgentConfig:
     """Encoder feature map: auto (population for a Box observation space, onehot for a
     Discrete, MultiDiscrete or Tuple-of-Discrete one), normalized, population, onehot, tile."""
     code: str = "rate"
-    """Temporal code of the inputs: rate or time."""
+    """Temporal code of the inputs: rate (Bernoulli), regular (the same rate, deterministic) or time."""
     n_fields: int = 8
     """Gaussian receptive fields per observation dimension (population)."""
     field_width: float = 1.0

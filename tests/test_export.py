@@ -93,6 +93,7 @@ def test_threshold_and_median_modes_identical(trained, cartpole_obs, tmp_path):
     {"kernel": "raised_cosine", "n_basis": 3, "memory": 6},  # the pushed (bank) path
     {"decoder": "rate"},
     {"code": "time", "features": "normalized"},
+    {"code": "regular"},
     {"feedback": False, "n_hidden": 0},
 ])
 def test_other_networks_identical(overrides, tmp_path):

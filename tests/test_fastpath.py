@@ -51,6 +51,7 @@ CASES = {
     "normalized-time-fixed": (lambda: SpikingAgent("CartPole-v1", seed=13, features="normalized", code="time", T=6,
                                                    obs_norm="space", obs_low=[-1] * 4, obs_high=[1] * 4), 0),
     "rate-decoder": (lambda: SpikingAgent("CartPole-v1", seed=6, decoder="rate"), 0),
+    "regular-code": (lambda: SpikingAgent("CartPole-v1", seed=14, code="regular"), 800),
     "box-actions": (lambda: SpikingAgent("Pendulum-v1", seed=7, action_bins=5), 600),
     "windy-tile": (lambda: SpikingAgent("spikerl/WindyGridWorld-v0", seed=8, features="tile", grid_shape=(7, 10),
                                         tile=(2, 2)), 600),

@@ -166,7 +166,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(finite, min_size=3, max_size=3), st.sampled_from(["normalized", "population"]),
-       st.sampled_from(["rate", "time"]))
+       st.sampled_from(["rate", "time", "regular"]))
 def test_encoders_accept_any_finite_observation(values, features, code):
     space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float64)
     enc = Encoder(space, features=features, code=code, T=5)

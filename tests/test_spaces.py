@@ -119,7 +119,7 @@ def test_tuple_observations_train_save_and_evaluate(tmp_path):
 
 def test_one_encoder_class_per_feature_map_composed_with_the_temporal_code():
     from spikerl.coding import (ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures, PopulationFeatures,
-                                RateCode, TileFeatures, TimeCode)
+                                RateCode, RegularCode, TileFeatures, TimeCode)
 
     box = spaces.Box(-1.0, 1.0, (2,))
     cases = [(box, dict(features="normalized"), NormalizedFeatures), (box, dict(features="population"), PopulationFeatures),
@@ -127,7 +127,7 @@ def test_one_encoder_class_per_feature_map_composed_with_the_temporal_code():
              (spaces.Discrete(6), dict(features="tile", grid_shape=(2, 3), tile=(1, 2)), TileFeatures),
              (spaces.MultiDiscrete([2, 3]), dict(features="onehot"), ComponentOneHotFeatures)]
     for space, kw, cls in cases:
-        for code, code_cls in (("rate", RateCode), ("time", TimeCode)):
+        for code, code_cls in (("rate", RateCode), ("time", TimeCode), ("regular", RegularCode)):
             enc = Encoder(space, code=code, T=4, **kw)
             assert type(enc.feature_map) is cls and type(enc.temporal_code) is code_cls
             space.seed(0)
@@ -137,3 +137,27 @@ def test_one_encoder_class_per_feature_map_composed_with_the_temporal_code():
     # tile: cells (0,0),(0,1) share a tile, (0,2) has its own; the second row is another tile row
     tile = Encoder(spaces.Discrete(6), features="tile", grid_shape=(2, 3), tile=(1, 2))
     assert tile.n_inputs == 4 and tile.features_of(np.arange(6)).argmax(1).tolist() == [0, 0, 1, 2, 2, 3]
+
+
+def test_regular_code_fires_at_the_rate_without_noise():
+    """The regular code spikes at the rate code's rate, deterministically: floor(1/2 + T r)
+    spikes in T steps, evenly spaced; the kernel's threshold mode turns rate-code inputs into
+    the same spikes (its inputs are a phase that starts at 1/2)."""
+    from spikerl.coding import RateCode, RegularCode
+    from spikerl.engine import decide
+    from spikerl.kernels import exponential_bank
+    from spikerl.network import init_params, layered
+
+    T, p_max = 16, 0.9
+    f = np.random.default_rng(0).uniform(0, 1, size=(64, 5))
+    p = RegularCode(T, p_max)(f)
+    assert set(np.unique(p)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(p.sum(2), np.floor(0.5 + T * p_max * f))
+    gaps = [np.diff(np.flatnonzero(row)) for row in p.reshape(-1, T) if row.sum() > 1]
+    assert all(g.max() - g.min() <= 1 for g in gaps)  # evenly spaced
+    topo = layered(5, 0, 2, skip=True)
+    a = exponential_bank(2.0, T)
+    params = init_params(topo, 1, 1, rng=np.random.default_rng(1))
+    thr = decide(topo, params, a, a, RateCode(T, p_max)(f), rng=np.random.default_rng(2), deterministic=True,
+                 decoder="rate")
+    np.testing.assert_array_equal(thr.raster[:, :5, :], p.astype(np.uint8))
