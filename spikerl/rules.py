@@ -51,6 +51,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ._numba import njit
 from .optim import Adam
 
 
@@ -248,7 +249,20 @@ def modulated_gradient(M: np.ndarray, elig: np.ndarray, unit: np.ndarray) -> np.
     its unit (``M`` with one column: the same modulator for every parameter)."""
     if M.shape[1] == 1:
         return M[:, 0] @ elig / len(M)
-    return np.einsum("bp,bp->p", M[:, unit], elig) / len(M)  # each synapse gated by its own neuron
+    # each synapse gated by its own neuron; summed over decisions in order, as einsum("bp,bp->p",
+    # M[:, unit], elig) does, without building M[:, unit]
+    return _gated_sum(np.ascontiguousarray(M, dtype=np.float64), np.ascontiguousarray(elig, dtype=np.float64),
+                      np.ascontiguousarray(unit, dtype=np.int64)) / len(M)
+
+
+@njit
+def _gated_sum(M, elig, unit):
+    B, P = elig.shape
+    g = np.zeros(P)
+    for b in range(B):
+        for p in range(P):
+            g[p] += M[b, unit[p]] * elig[b, p]
+    return g
 
 
 class RolloutBuffer:
