@@ -143,6 +143,7 @@ class SpikingPolicy:
         self.rate_reg, self.target_rate, self.out_bias_max = float(rate_reg), float(target_rate), out_bias_max
         self.workspace = Workspace()
         self.replay_workspace = Workspace()
+        self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
     def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
@@ -258,9 +259,12 @@ class SpikingPolicy:
         The kernel stops at the same ``t*``, since the first output spike is part of the raster."""
         B, N, T = raster.shape
         clamp = np.ascontiguousarray(raster, dtype=np.int8)
-        zeros = np.zeros((B, self.topo.n_in, T))
-        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, zeros, None,
-                              uniforms=np.zeros((B, N, T)), tie=np.zeros(B), decoder=self.decoder, learn=True,
+        zeros = self._replay_zeros  # inputs and uniforms are never read: every neuron is clamped
+        if zeros is None or zeros[0].shape != (B, self.topo.n_in, T) or zeros[1].shape != (B, N, T):
+            self._replay_zeros = (np.zeros((B, self.topo.n_in, T)), np.zeros((B, N, T)), np.zeros(B))
+        p_in, uniforms, tie = self._replay_zeros
+        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
+                              uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
                               clamp=clamp, workspace=self.replay_workspace)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
