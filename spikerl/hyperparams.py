@@ -47,14 +47,16 @@ class AgentConfig:
     features: str = "auto"
     """Encoder feature map: auto (population for a Box observation space, onehot for a
     Discrete, MultiDiscrete or Tuple-of-Discrete one), normalized, population, onehot, tile."""
-    code: str = "rate"
-    """Temporal code of the inputs: rate (Bernoulli), regular (the same rate, deterministic) or time."""
+    code: str = "regular"
+    """Temporal code of the inputs: regular (spikes at rate ``p_max f``, evenly spaced, no
+    sampling: the policy's randomness is its own neurons'), rate (Bernoulli with ``p = p_max
+    f`` every step: the input adds sampling noise) or time (one spike, earlier for larger f)."""
     n_fields: int = 8
     """Gaussian receptive fields per observation dimension (population)."""
     field_width: float = 1.0
     """Receptive-field width in units of the spacing between centres."""
     p_max: float = 0.9
-    """Spike probability of a fully active input neuron (rate code)."""
+    """Spike rate (regular code) or probability per step (rate code) of a fully active input neuron."""
     obs_low: list | None = None
     """Lower bounds replacing infinite observation-space bounds (None: running statistics)."""
     obs_high: list | None = None
