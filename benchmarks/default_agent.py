@@ -78,7 +78,8 @@ def run_cell(cell: dict) -> dict:
            "n_parameters": n_parameters(model, agent_file.kind), "threshold": env_file.solved_threshold}
     modes = [("sampled", False, None), ("deterministic", True, None)]
     if agent_file.kind == "spiking":
-        modes.append(("threshold_net", True, "threshold"))  # the deterministic-limit network, a mode of its own
+        default = res["deterministic_outputs"] = model.config.deterministic_outputs
+        modes = [("sampled", False, None)] + spiking_modes(default)
     for mode, det, outputs in modes:
         if outputs is not None:
             model.config.deterministic_outputs = outputs
@@ -86,6 +87,42 @@ def run_cell(cell: dict) -> dict:
                                    make_kwargs=env_file.make_kwargs)
     path.write_text(json.dumps(res))
     return res
+
+
+SPIKING_MODES = (("vote", "vote"), ("threshold_net", "threshold"))
+"""A spiking cell's named deterministic modes (key, ``deterministic_outputs``) besides the
+sampled one, in the order they are evaluated: the vote draws from the predict generator, so
+its figures depend on what ran before it, and every cell runs sampled, vote, threshold."""
+
+
+def spiking_modes(default: str) -> list:
+    """``(key, deterministic, outputs)`` of a spiking cell's deterministic evaluations: the
+    agent's own deterministic mode is ``deterministic``, the others keep their keys."""
+    modes = [("deterministic" if out == default else key, True, out) for key, out in SPIKING_MODES]
+    if default not in dict(SPIKING_MODES).values():  # median: its own, after the named ones
+        modes.append(("deterministic", True, default))
+    return modes
+
+
+def det_outputs(cell: dict) -> str:
+    """What a spiking cell's ``deterministic`` figures are (cells written before the key: the vote)."""
+    return cell.get("deterministic_outputs", "vote")
+
+
+MODE_KEYS = ("sampled", "deterministic", "vote", "threshold_net")
+"""Every mode a cell can hold (ANN cells: the first two)."""
+OUTPUT_NAMES = {"vote": "vote of 15", "threshold": "threshold network", "median": "median outputs"}
+
+
+def mode_name(cell: dict, mode: str, spiking: bool) -> str:
+    """A row's mode as tables print it: the spiking agent's deterministic row names its kind."""
+    if mode == "vote":
+        return OUTPUT_NAMES["vote"]
+    if mode == "threshold_net":
+        return OUTPUT_NAMES["threshold"]
+    if mode == "deterministic" and spiking:
+        return f"deterministic: {OUTPUT_NAMES.get(det_outputs(cell), det_outputs(cell))}"
+    return mode
 
 
 def reevaluate(path: Path) -> None:
@@ -101,6 +138,7 @@ def reevaluate(path: Path) -> None:
     if not model_path.exists() or "threshold_net" in res:
         return
     env_file, _ = load_env_file(res["env"])
+    res["deterministic_outputs"] = "vote"
     for key, mode in (("deterministic", "vote"), ("threshold_net", "threshold")):
         model = load_model(model_path, deterministic_outputs=mode)
         r = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=True,
@@ -153,8 +191,9 @@ def agent_facts(env_id: str, agent: str, overrides: dict) -> dict:
     return _FACTS[key]
 
 
-def mode_energy(facts: dict, mode: str, fig: dict) -> tuple[dict, dict]:
-    """Operations and energy (both tables) of one decision in ``mode`` from a cell's figures."""
+def mode_energy(facts: dict, mode: str, fig: dict, det: str = "vote") -> tuple[dict, dict]:
+    """Operations and energy (both tables) of one decision in ``mode`` from a cell's figures
+    (``det``: what the cell's ``deterministic`` mode is)."""
     from spikerl.energy import TABLES, ann_ops, energy, spiking_ops
 
     if facts["kind"] == "ann":  # MACs as the cell measured them (the acting network's, per forward pass)
@@ -162,7 +201,8 @@ def mode_energy(facts: dict, mode: str, fig: dict) -> tuple[dict, dict]:
                       deterministic=mode != "sampled")
         exps = 0
     else:
-        m = {"sampled": "sampled", "deterministic": "vote", "threshold_net": "threshold"}[mode]
+        m = {"sampled": "sampled", "deterministic": "threshold" if det == "median" else det, "vote": "vote",
+             "threshold_net": "threshold"}[mode]
         exps = facts["encoder_exps"]
         ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
                           latency=fig["latency"], spikes=fig["spikes_per_decision"], sops=fig["sops_per_decision"],
@@ -185,12 +225,11 @@ def mode_figures(env: str, rs: list, mode: str):
     e = {k: np.mean([r[mode].get(k, 0.0) for r in rs]) for k in
          ("latency", "spikes_per_decision", "sops_per_decision", "macs_per_decision")}
     facts = agent_facts(env, rs[0].get("agent_file", rs[0]["agent"]), rs[0]["overrides"])
-    ops, en = mode_energy(facts, mode, e)
+    ops, en = mode_energy(facts, mode, e, det_outputs(rs[0]))
     return means, ok, e, ops, en
 
 
 AGENT_ORDER = ("fts-snn", "fts-snn-td", "ppo", "a2c", "dqn")
-MODE_NAMES = {"sampled": "sampled", "deterministic": "deterministic", "threshold_net": "threshold network"}
 
 
 def short_steps(n: int) -> str:
@@ -225,11 +264,11 @@ def headline(out: Path) -> str:
             task = f"{env} ({steps}), {rs[0]['threshold']:g}" if first_env else ""
             first_env = False
             who = f"{agent} ({rs[0]['seed']}-{rs[-1]['seed']}{'' if steps == task_steps else ', ' + steps + ' steps'})"
-            for mode in ("sampled", "deterministic", "threshold_net"):
+            for mode in MODE_KEYS:
                 if not all(mode in r for r in rs):
                     continue
                 means, ok, e, ops, en = mode_figures(env, rs, mode)
-                name = "vote of 15" if mode == "deterministic" and agent.startswith("fts") else MODE_NAMES[mode]
+                name = mode_name(rs[0], mode, not e["macs_per_decision"])
                 work = (f"{e['macs_per_decision']:,.0f} MACs" if e["macs_per_decision"] else
                         f"{e['spikes_per_decision']:,.0f} spikes, {e['sops_per_decision']:,.0f} syn. ops")
                 lines.append(f"| {task} | {who} | {name} | {iqm(means):.1f} | {ok}/{len(rs)} | {e['latency']:.1f} "
@@ -279,17 +318,18 @@ def report(out: Path) -> str:
         for (agent, tag), rs in sorted(groups.items()):
             rs.sort(key=lambda r: r["seed"])
             name = agent + (f" [{tag}]" if tag else "")
-            for mode in ("sampled", "deterministic", "threshold_net"):
+            for mode in MODE_KEYS:
                 if not all(mode in r for r in rs):
                     continue
                 means, ok, e, ops, en = mode_figures(env, rs, mode)
                 nj = {k: ("-" if v is None else f"{v['total'] / 1000:.3f}") for k, v in en.items()}
                 lines.append(
-                    f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} | {mode} | {iqm(means):.1f} "
+                    f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} "
+                    f"| {mode_name(rs[0], mode, not e['macs_per_decision'])} | {iqm(means):.1f} "
                     f"| {ok}/{len(rs)} | {', '.join(per_seed(m) for m in means)} | {e['latency']:.2f} "
                     f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {e['macs_per_decision']:.0f} "
                     f"| {nj['45 nm CMOS']} | {nj['Loihi']} | {np.mean([r['steps_per_second'] for r in rs]):.0f} |")
-                if env == "CartPole-v1" and not tag and agent in ("fts-snn", "ppo") and mode != "threshold_net":
+                if env == "CartPole-v1" and not tag and agent in ("fts-snn", "ppo") and mode in ("sampled", "deterministic"):
                     breakdown.append((f"{agent}, {mode}", ops, en))
         lines.append("")
     if breakdown:
@@ -312,7 +352,11 @@ def rliable_report(cells: Path, out: Path, envs=("CartPole-v1", "Acrobot-v1"), s
     from spikerl.stats import aggregate, improvement_figure, normalise, performance_profile, probability_of_improvement
 
     rows = [json.loads(p.read_text()) for p in sorted(cells.glob("*.json")) if not json.loads(p.read_text())["tag"]]
-    name = lambda a, m: f"{a} {'vote' if a.startswith('fts') and m == 'deterministic' else m}"  # noqa: E731
+    spiking_det = {det_outputs(r) for r in rows if r["agent"] == spiking and r["env"] in envs}
+    if len(spiking_det) > 1:
+        raise ValueError(f"{cells}: {spiking}'s cells mix deterministic modes {sorted(spiking_det)}")
+    det = spiking_det.pop() if spiking_det else "vote"
+    name = lambda a, m: f"{a} {det if a == spiking and m == 'deterministic' else m}"  # noqa: E731
     anns = [a for a in ANNS if all(any(r["env"] == e and r["agent"] == a for r in rows) for e in envs)]
     if not anns or not all(any(r["env"] == e and r["agent"] == spiking for r in rows) for e in envs):
         raise ValueError(f"{cells}: needs {spiking} and at least one of {ANNS} on every task of {envs}")

@@ -266,7 +266,8 @@ def write_report(bench_dir: Path, out: Path | None = None) -> Path:
               "sigmoids, comparisons, random draws, spikes and the encoder's exponentials; ANN: MACs, activations, the "
               "softmax and its draw; `spikerl/energy.py` says how each is counted) and priced with two published "
               "per-operation tables; a row's energy is that of its own mode. The spiking agent's deterministic mode "
-              "is its `deterministic_outputs` (the vote of several sampled decisions by default, each counted).", "",
+              "is its `deterministic_outputs` (the threshold network by default; a vote counts each of its sampled "
+              "decisions).", "",
               breakdown_markdown(breakdown) if breakdown else "", "Per-operation figures:", "", sources_markdown()]
     path = out / "report.md"
     path.write_text("\n".join(lines))

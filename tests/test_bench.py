@@ -170,8 +170,7 @@ def test_readme_headline_table_is_the_reports_rows(tmp_path):
     for line in short:
         c = [x.strip() for x in line.split("|")]
         agent = c[2].split(" ")[0] or agent
-        mode = {"vote of 15": "deterministic", "threshold network": "threshold_net"}.get(c[3], c[3])
-        ref = full[(agent, mode)]
+        ref = full[(agent, c[3])]  # both tables name a mode alike
         assert c[4] == ref[5].strip() and c[5] == ref[6].strip()  # IQM, seeds >= threshold
         assert float(c[8]) == pytest.approx(float(ref[12]), abs=0.051)  # CMOS nJ
     readme = tmp_path / "README.md"
@@ -186,3 +185,39 @@ def test_readme_headline_table_is_the_reports_rows(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="headline table: start"):
         mod.write_readme_table(readme, "NEW", "cmd")
+
+
+def test_a_cells_deterministic_mode_is_the_agents_own(tmp_path):
+    """A spiking cell evaluates sampled, vote, threshold in that order whatever the agent's
+    default (the vote draws from the predict generator); its ``deterministic`` figures are the
+    default's, priced and named as that mode: a cell of the threshold default reads like the
+    same figures filed under the vote default, row for row."""
+    import shutil
+
+    mod, root = _default_agent_module()
+    assert mod.spiking_modes("threshold") == [("vote", True, "vote"), ("deterministic", True, "threshold")]
+    assert mod.spiking_modes("vote") == [("deterministic", True, "vote"), ("threshold_net", True, "threshold")]
+    assert mod.spiking_modes("median") == [("vote", True, "vote"), ("threshold_net", True, "threshold"),
+                                           ("deterministic", True, "median")]
+    src = root / "results" / "default" / "cells"
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    for s in (100, 101):
+        name = f"CartPole-v1__fts-snn__s{s}.json"
+        shutil.copy(src / name, old / name)
+        cell = json.loads((src / name).read_text())
+        assert mod.det_outputs(cell) == "vote"
+        cell["vote"], cell["deterministic"] = cell["deterministic"], cell.pop("threshold_net")
+        cell["deterministic_outputs"] = "threshold"
+        (new / name).write_text(json.dumps(cell))
+
+    def rows(folder):
+        return {line.split("|")[4].strip(): [c.strip() for c in line.split("|")[5:14]]
+                for line in mod.report(folder).splitlines() if line.startswith("| fts-snn |")}
+
+    a, b = rows(old), rows(new)
+    assert set(a) == {"sampled", "deterministic: vote of 15", "threshold network"}
+    assert set(b) == {"sampled", "vote of 15", "deterministic: threshold network"}
+    assert b["deterministic: threshold network"] == a["threshold network"]  # figures and CMOS/Loihi energy
+    assert b["vote of 15"] == a["deterministic: vote of 15"]
+    assert "deterministic: threshold network" in mod.headline(new)
