@@ -63,7 +63,9 @@ def train_snn(tile, T, seed, steps, code="rate"):
     from ..agent import SpikingAgent
 
     hp, _ = _hp("fts-snn")
-    hp.update(tile=list(tile), T=T, memory=max(T, 1), code=code)
+    # the paper's input codes (rate vs time) and this study's deterministic mode (the vote of 15),
+    # whatever the agent's defaults (regular inputs, the threshold network) became since
+    hp.update(tile=list(tile), T=T, memory=max(T, 1), code=code, deterministic_outputs="vote")
     return SpikingAgent(ENV_ID, seed=seed, **hp).learn(steps)
 
 
