@@ -50,7 +50,7 @@ def test_raster_drawn_is_the_kernels_spike_array(tmp_path, env_id):
 
 
 def test_vote_mode_shows_the_first_sample_with_its_own_decision_step(tmp_path):
-    agent = SpikingAgent("CartPole-v1", seed=4)
+    agent = SpikingAgent("CartPole-v1", seed=4, deterministic_outputs="vote")
     K = agent.config.vote_samples
     agent.predict_rng = np.random.default_rng(2)
     ep = run_episode(agent, "CartPole-v1", seed=0, deterministic=True, video=False)
