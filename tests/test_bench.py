@@ -144,8 +144,9 @@ def test_rliable_report_compares_the_spiking_agent_with_every_ann(tmp_path):
     text = mod.rliable_report(cells, tmp_path / "out", reps=50)
     pairs = [tuple(c.strip() for c in line.split("|")[1:3]) for line in text.splitlines()
              if line.startswith("| fts-snn") and "P(X" not in line and line.count("|") == 4]
-    assert pairs == [(x, f"{ann} {m}") for ann in ("ppo", "a2c") for x, m in
-                     (("fts-snn sampled", "sampled"), ("fts-snn vote", "deterministic"), ("fts-snn sampled", "deterministic"))]
+    assert pairs == [(x, f"{ann} {m}") for ann in ("ppo", "a2c") for x, m in  # the spiking cells' own deterministic mode
+                     (("fts-snn sampled", "sampled"), ("fts-snn threshold", "deterministic"),
+                      ("fts-snn sampled", "deterministic"))]
     assert "dqn" not in text and (tmp_path / "out" / "probability_of_improvement.png").is_file()
     (cells / "Acrobot-v1__a2c__s102.json").unlink()
     with pytest.raises(ValueError, match="a2c on Acrobot-v1 has seeds \\[100, 101\\]"):
@@ -192,8 +193,6 @@ def test_a_cells_deterministic_mode_is_the_agents_own(tmp_path):
     default (the vote draws from the predict generator); its ``deterministic`` figures are the
     default's, priced and named as that mode: a cell of the threshold default reads like the
     same figures filed under the vote default, row for row."""
-    import shutil
-
     mod, root = _default_agent_module()
     assert mod.spiking_modes("threshold") == [("vote", True, "vote"), ("deterministic", True, "threshold")]
     assert mod.spiking_modes("vote") == [("deterministic", True, "vote"), ("threshold_net", True, "threshold")]
@@ -202,10 +201,11 @@ def test_a_cells_deterministic_mode_is_the_agents_own(tmp_path):
     src = root / "results" / "default" / "cells"
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir(), new.mkdir()
-    for s in (100, 101):
+    for s in (100, 101):  # the previous default's cells (rate code, vote), untagged here
         name = f"CartPole-v1__fts-snn__s{s}.json"
-        shutil.copy(src / name, old / name)
-        cell = json.loads((src / name).read_text())
+        cell = json.loads((src / f"CartPole-v1__fts-snn__rate-code-vote__s{s}.json").read_text())
+        cell["tag"] = ""
+        (old / name).write_text(json.dumps(cell))
         assert mod.det_outputs(cell) == "vote"
         cell["vote"], cell["deterministic"] = cell["deterministic"], cell.pop("threshold_net")
         cell["deterministic_outputs"] = "threshold"
