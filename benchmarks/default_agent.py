@@ -127,7 +127,7 @@ def mode_name(cell: dict, mode: str, spiking: bool) -> str:
 
 def reevaluate(path: Path) -> None:
     """Score a finished spiking cell's saved model again in the deterministic modes: ``vote``
-    (the default: an estimate of the policy's mode) as ``deterministic``, and the
+    (the default when such cells were written) as ``deterministic``, and the
     ``threshold`` network as a named mode of its own. Its sampled scores stand."""
     from spikerl.config import load_env_file
     from spikerl.evaluation import evaluate_model
