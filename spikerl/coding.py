@@ -28,6 +28,8 @@ from ._numba import njit
 
 FEATURES = ("auto", "normalized", "population", "onehot", "tile")
 CODES = ("rate", "time", "regular")
+CODE_IDS = {code: i for i, code in enumerate(CODES)}
+"""Temporal code -> the number the compiled encoder (``fastpath``) and the C export branch on."""
 
 
 def discrete_components(space):

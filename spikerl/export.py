@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .coding import BoxFeatures, ComponentOneHotFeatures, PopulationFeatures
+from .coding import CODE_IDS, BoxFeatures, ComponentOneHotFeatures, PopulationFeatures
 from .engine import DETERMINISTIC, geometric_decay
 from .policy import SpikingPolicy
 
@@ -204,8 +204,8 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
         flash += 4 * fm.index_of.size
         enc_defs = (f"#define ENC_BOX 0\n#define ENC_POPULATION 0\n#define ENC_FIELDS 1\n#define ENC_INV_WIDTH 0.0\n"
                     f"#define ENC_N_STATES {fm.n_states}\n#define ENC_START {fm.start}\n")
-    code_id = {"rate": 0, "time": 1, "regular": 2}[enc.code]
-    enc_defs += (f"#define ENC_CODE {code_id} /* 0 rate, 1 time, 2 regular */\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
+    enc_defs += "".join(f"#define ENC_CODE_{c.upper()} {i}\n" for c, i in CODE_IDS.items())
+    enc_defs += (f"#define ENC_CODE {CODE_IDS[enc.code]} /* {enc.code} */\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
                  f"#define ENC_F_MIN {_lit(enc.f_min)}\n")
     # ---- network ------------------------------------------------------------------
     parts.append(_ints("int32_t", "pre_ptr", topo.pre_ptr))
@@ -647,7 +647,7 @@ static void temporal(spk_state *st, const spk_real *f)
 {
     int j;
     for (j = 0; j < SPK_N_IN; j++) {
-#if ENC_CODE == 1
+#if ENC_CODE == ENC_CODE_TIME
         st->spike_step[j] = f[j] >= ENC_F_MIN ? (int32_t)rint((1.0 - f[j]) * (SPK_T - 1)) : -1;
 #else /* rate and regular codes keep the rate */
         st->p_in[j] = (spk_real)(ENC_P_MAX * f[j]);
@@ -657,9 +657,9 @@ static void temporal(spk_state *st, const spk_real *f)
 
 static double input_p(const spk_state *st, int j, int t)
 {
-#if ENC_CODE == 1
+#if ENC_CODE == ENC_CODE_TIME
     return t == st->spike_step[j] ? 1.0 : 0.0;
-#elif ENC_CODE == 2 /* a spike iff floor(1/2 + (t+1) r) > floor(1/2 + t r) */
+#elif ENC_CODE == ENC_CODE_REGULAR /* a spike iff floor(1/2 + (t+1) r) > floor(1/2 + t r) */
     return floor(0.5 + (t + 1.0) * (double)st->p_in[j]) - floor(0.5 + t * (double)st->p_in[j]);
 #else
     (void)t;

@@ -29,15 +29,14 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import njit, njit_inline
-from .coding import BoxFeatures, ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures, PopulationFeatures
+from .coding import (CODE_IDS, BoxFeatures, ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures,
+                     PopulationFeatures)
 from .engine import (_NO_CLAMP, DECODERS, DETERMINISTIC, Drive, Mode, Net, Out, Workspace, _decide_range,
                      geometric_decay, presynaptic_order_into)
 
 # feature maps of the compiled encoder
 NORMALIZED, POPULATION, ONEHOT, MULTI_ONEHOT = 0, 1, 2, 3
-RATE_CODE, TIME_CODE, REGULAR_CODE = 0, 1, 2
-CODE_IDS = {"rate": RATE_CODE, "time": TIME_CODE, "regular": REGULAR_CODE}
-"""Temporal codes (:data:`spikerl.coding.CODES`) -> the compiled encoder's branch."""
+TIME_CODE, REGULAR_CODE = CODE_IDS["time"], CODE_IDS["regular"]  # any other code: rate
 FEATURE_KIND = ((NormalizedFeatures, NORMALIZED), (PopulationFeatures, POPULATION), (OneHotFeatures, ONEHOT),
                 (ComponentOneHotFeatures, MULTI_ONEHOT))
 """Feature-map classes (tile features are one-hot features with their own index) -> compiled encoder."""

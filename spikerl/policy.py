@@ -245,8 +245,7 @@ class SpikingPolicy:
             # copies: the workspace is overwritten by the next call
             log_prob = ll_neuron = None
             if score:  # what a rule that replays needs of the acting decision (no eligibilities)
-                n_in, n_hid = self.topo.n_in, self.topo.n_hid
-                log_prob, ll_neuron = r.ll_out + r.ll_neuron[:, n_in : n_in + n_hid].sum(1), r.ll_neuron.copy()
+                log_prob, ll_neuron = self._trajectory_log_prob(r), r.ll_neuron.copy()
             return PolicyOutput(r.action.copy(), None, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                                 r.no_spike.copy(), None, log_prob, ll_neuron, r.raster.copy() if keep_raster else None)
         log_prob, elig, hidden_rate = self._learning_terms(r)
@@ -277,12 +276,17 @@ class SpikingPolicy:
         """:meth:`replay` of decisions stored by :meth:`record`."""
         return self.replay(np.unpackbits(record["raster"], axis=-1, count=self.encoder.T))
 
+    def _trajectory_log_prob(self, r) -> np.ndarray:
+        """``log P`` of a decision's hidden and output spikes: the outputs' plus the hidden neurons'."""
+        n_in, n_hid = self.topo.n_in, self.topo.n_hid
+        return r.ll_out + r.ll_neuron[:, n_in : n_in + n_hid].sum(1)
+
     def _learning_terms(self, r):
         """Joint log-probability, eligibility in ``theta`` order and hidden rates of a kernel result."""
         B = r.action.shape[0]
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
         elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
-        log_prob = r.ll_out + r.ll_neuron[:, n_in : n_in + n_hid].sum(1)
+        log_prob = self._trajectory_log_prob(r)
         hidden_rate = None
         if n_hid:
             hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
