@@ -11,6 +11,7 @@ empty), ``fts-snn-td`` the online actor-critic, ``ppo`` the RL Zoo's PPO.
     python benchmarks/default_agent.py --envs CartPole-v1 --agents fts-snn --seeds 100-109 --out runs/ablation \\
         --set ratio=output --tag ratio-output            # an ablation: one lever switched
     python benchmarks/default_agent.py --report runs/default [--md results/default/table.md]
+    python benchmarks/default_agent.py --ablation results/default/cells runs/ablation   # lever rows vs the default
 
 A finished cell (its JSON exists) is never redone, so an interrupted run continues.
 """
@@ -338,6 +339,62 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def mode_result(cell: dict, outputs: str) -> dict:
+    """A spiking cell's figures in a named mode (``sampled``, ``threshold`` or ``vote``),
+    whichever of them was the cell's own deterministic mode."""
+    if outputs == "sampled":
+        return cell["sampled"]
+    if det_outputs(cell) == outputs:
+        return cell["deterministic"]
+    return cell[dict((out, key) for key, out in SPIKING_MODES)[outputs]]
+
+
+ABLATION_MODES = (("sampled", "sampled"), ("threshold", "threshold network"), ("vote", "vote of 15"))
+
+
+def ablation(default: Path, levers: Path, agent: str = "fts-snn") -> str:
+    """Each lever switched off alone against the default, per task: one row per tag of
+    ``levers`` (its overrides, and the default's value of each), and the default's untagged
+    cells of ``default`` on the same seeds; IQM of the seeds' means, seeds at the threshold and
+    each seed's mean, per mode (:data:`ABLATION_MODES`). A lever's seeds must all have a
+    default cell (else a clear error)."""
+    from spikerl.agent import SpikingConfig
+
+    defaults = SpikingConfig()
+    base = {(r["env"], r["seed"]): r for r in map(json.loads, (p.read_text() for p in sorted(default.glob("*.json"))))
+            if r["agent"] == agent and not r["tag"]}
+    groups: dict = {}
+    for r in (json.loads(p.read_text()) for p in sorted(levers.glob("*.json"))):
+        if r["agent"] == agent and r["tag"]:
+            groups.setdefault(r["env"], {}).setdefault(r["tag"], []).append(r)
+    lines = ["| task (steps), seeds | lever switched off: setting (default) | "
+             + " | ".join(f"{name}: IQM (seeds >= threshold; per seed)" for _, name in ABLATION_MODES) + " |",
+             "|---|---|" + "---|" * len(ABLATION_MODES)]
+
+    def cells_row(task: str, lever: str, rs: list) -> str:
+        thr = rs[0]["threshold"]
+        out = []
+        for outputs, _ in ABLATION_MODES:
+            means = [mode_result(r, outputs)["mean_return"] for r in rs]
+            ok = sum(m >= thr for m in means)
+            out.append(f"{iqm(means):.1f} ({ok}/{len(rs)}; {', '.join(per_seed(m) for m in means)})")
+        return f"| {task} | {lever} | " + " | ".join(out) + " |"
+
+    for env in sorted(groups):
+        seeds = sorted({r["seed"] for rs in groups[env].values() for r in rs})
+        missing = [s for s in seeds if (env, s) not in base]
+        if missing:
+            raise ValueError(f"{default}: no default {agent} cell on {env} for seeds {missing}")
+        rs = [base[env, s] for s in seeds]
+        task = f"{env} ({short_steps(rs[0]['steps'])}), {seeds[0]}-{seeds[-1]}"
+        lines.append(cells_row(task, "none (the default)", rs))
+        for tag, rs in sorted(groups[env].items()):
+            rs.sort(key=lambda r: r["seed"])
+            lever = ", ".join(f"{k}={v} ({getattr(defaults, k, '?')})" for k, v in rs[0]["overrides"].items())
+            lines.append(cells_row("", lever or tag, rs))
+    return "\n".join(lines)
+
+
 ANNS = ("ppo", "a2c", "dqn")
 """The ANN baselines the spiking agent is compared with, each in both of its modes."""
 
@@ -412,7 +469,10 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="name of the override set (part of the cell names)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--report", metavar="DIR", help="print the table of a finished run folder")
-    ap.add_argument("--md", help="with --report: also write the table to this file")
+    ap.add_argument("--ablation", nargs=2, metavar=("DEFAULT", "LEVERS"), help="the ablation table: the tagged "
+                    "cells of LEVERS (one lever switched off each) against the untagged default cells of DEFAULT on "
+                    "the same seeds (with --md, --readme)")
+    ap.add_argument("--md", help="with --report or --ablation: also write the table to this file")
     ap.add_argument("--rliable", metavar="DIR", help="with --report: rliable statistics and figures into DIR")
     ap.add_argument("--readme", metavar="README", help="with --report: write the compact table into README "
                     "between its <!-- BLOCK table: start/end --> markers")
@@ -423,6 +483,15 @@ def main() -> None:
     if args.reevaluate:
         for path in sorted(Path(args.reevaluate).glob("*.json")):
             reevaluate(path)
+        return
+    if args.ablation:
+        text = ablation(Path(args.ablation[0]), Path(args.ablation[1]))
+        print(text)
+        if args.md:
+            Path(args.md).write_text(text + "\n")
+        if args.readme:
+            write_readme_table(Path(args.readme), text,
+                               "python benchmarks/default_agent.py " + " ".join(sys.argv[1:]), args.readme_block)
         return
     if args.report:
         text = report(Path(args.report))

@@ -221,3 +221,37 @@ def test_a_cells_deterministic_mode_is_the_agents_own(tmp_path):
     assert b["deterministic: threshold network"] == a["threshold network"]  # figures and CMOS/Loihi energy
     assert b["vote of 15"] == a["deterministic: vote of 15"]
     assert "deterministic: threshold network" in mod.headline(new)
+
+
+def test_ablation_table_puts_each_lever_beside_the_default_on_its_seeds(tmp_path):
+    """--ablation: per task the default's cells on the levers' seeds (other seeds left out),
+    then one row per lever with its setting and the default's value; each mode read from the
+    key the cell filed it under; a lever seed without a default cell is a clear error."""
+    mod, root = _default_agent_module()
+    default, levers = tmp_path / "default", tmp_path / "levers"
+    default.mkdir(), levers.mkdir()
+    src = json.loads((root / "results" / "default" / "cells" / "CartPole-v1__fts-snn__s100.json").read_text())
+    assert src["deterministic_outputs"] == "threshold"
+
+    def cell(seed, tag, overrides, sampled, threshold, vote, det="threshold"):
+        c = json.loads(json.dumps(src))
+        c.update(seed=seed, tag=tag, overrides=overrides, deterministic_outputs=det)
+        c.pop("vote", None), c.pop("threshold_net", None)
+        for key, value in (("sampled", sampled), ("deterministic", threshold if det == "threshold" else vote),
+                           ("vote" if det == "threshold" else "threshold_net", vote if det == "threshold" else threshold)):
+            c[key] = dict(src["sampled"], mean_return=float(value))
+        return c
+
+    for seed, values in ((100, (480, 500, 499)), (101, (490, 500, 500)), (102, (100, 100, 100))):
+        (default / f"CartPole-v1__fts-snn__s{seed}.json").write_text(json.dumps(cell(seed, "", {}, *values)))
+    for seed, values in ((100, (300, 200, 470)), (101, (476, 480, 481))):  # filed under the vote default
+        (levers / f"CartPole-v1__fts-snn__ratio-joint__s{seed}.json").write_text(
+            json.dumps(cell(seed, "ratio-joint", {"ratio": "joint"}, *values, det="vote")))
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in mod.ablation(default, levers).splitlines()[2:]]
+    assert rows == [
+        ["CartPole-v1 (100k), 100-101", "none (the default)", "485.0 (2/2; 480, 490)", "500.0 (2/2; 500, 500)",
+         "499.5 (2/2; 499, 500)"],
+        ["", "ratio=joint (neuron)", "388.0 (1/2; 300, 476)", "340.0 (1/2; 200, 480)", "475.5 (1/2; 470, 481)"]]
+    (default / "CartPole-v1__fts-snn__s101.json").unlink()
+    with pytest.raises(ValueError, match=r"no default fts-snn cell on CartPole-v1 for seeds \[101\]"):
+        mod.ablation(default, levers)
