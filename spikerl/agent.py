@@ -25,7 +25,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from .callbacks import BaseCallback, make_callback
+from .callbacks import BaseCallback, KeyValueLogger, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
 from .fastpath import SinglePredictor
@@ -34,6 +34,7 @@ from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy, decision_summary
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
 from .serialization import describe_space, load_agent, save_agent
+from .vec_env import SB3VecEnv, is_sb3_vec_env
 
 
 MAX_ACTIONS = 256
@@ -74,7 +75,17 @@ def _make_vec_env(env, n_envs: int) -> gym.vector.VectorEnv:
         return env
     if isinstance(env, gym.Env):
         return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
-    raise ValueError(f"env must be a Gymnasium Env, VectorEnv or env id, got {type(env).__name__}")
+    if is_sb3_vec_env(env):
+        return SB3VecEnv(env)
+    raise ValueError(f"env must be a Gymnasium Env, VectorEnv, Stable-Baselines3 VecEnv or env id, got "
+                     f"{type(env).__name__}")
+
+
+def _info_list(infos: dict, n: int) -> list[dict]:
+    """Gymnasium's vector ``infos`` (arrays, entry ``i`` present where ``infos["_key"][i]``) as
+    SB3's list of one dict per environment."""
+    return [{k: v[i] for k, v in infos.items() if not k.startswith("_") and ("_" + k not in infos or infos["_" + k][i])}
+            for i in range(n)]
 
 
 class PolicyGradientAgent:
@@ -84,7 +95,7 @@ class PolicyGradientAgent:
     :class:`~spikerl.policy.Policy` protocol.
 
     Args:
-        env: a Gymnasium ``Env``, ``VectorEnv`` or env id (``None`` only when loading for
+        env: a Gymnasium ``Env``, ``VectorEnv``, Stable-Baselines3 ``VecEnv`` or env id (``None`` only when loading for
             prediction).
         seed: seeds the environments, the network's initialisation and every random draw.
         **hyperparameters: fields of :attr:`config_class`.
@@ -128,6 +139,9 @@ class PolicyGradientAgent:
         self.n_episodes = 0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)
         self.decision_stats = np.zeros(6)  # decisions, in, hid, out spikes, sops, latency (training)
+        self.logger = KeyValueLogger()
+        """What SB3 callbacks record into (``model.logger.record``/``dump``)."""
+        self._last_step = None  # (new_obs, actions, rewards, dones, infos) of the last vector step
         self.predict_stats = np.zeros(6)  # the same for predict calls
         self._obs = None
         self._next_feats = None
@@ -195,7 +209,30 @@ class PolicyGradientAgent:
         raise ValueError(f"observation must have shape {shape} or (B, *{shape}), got {obs.shape}")
 
     def get_env(self):
-        return self.env
+        """The vector env the agent trains on (an SB3 ``VecEnv`` it was given: that object)."""
+        return self.env.venv if isinstance(self.env, SB3VecEnv) else self.env
+
+    def get_vec_normalize_env(self):
+        """The SB3 ``VecNormalize`` in the env the agent was given, if any (else None), as SB3's
+        ``get_vec_normalize_env``: SB3's ``EvalCallback`` syncs its statistics to its eval env."""
+        env = self.get_env()
+        while env is not None:
+            if all(hasattr(env, name) for name in ("obs_rms", "ret_rms", "normalize_obs")):
+                return env
+            env = getattr(env, "venv", None)
+        return None
+
+    @property
+    def rollout_locals(self) -> dict:
+        """What SB3 callbacks read in ``self.locals``: ``self``, ``total_timesteps`` (the target of
+        this ``learn``) and, after the first step, the last vector step's ``new_obs``,
+        ``actions``, ``rewards``, ``dones`` and ``infos`` (one dict per environment)."""
+        out = {"self": self, "total_timesteps": getattr(self, "_target", self.num_timesteps)}
+        if self._last_step is not None:
+            new_obs, actions, rewards, dones, infos = self._last_step
+            infos = infos["sb3_infos"] if isinstance(self.env, SB3VecEnv) else _info_list(infos, len(dones))
+            out.update(new_obs=new_obs, actions=actions, rewards=rewards, dones=dones, infos=infos)
+        return out
 
     def set_env(self, env) -> None:
         vec = _make_vec_env(env, self.config.n_envs)
@@ -203,7 +240,7 @@ class PolicyGradientAgent:
                                    ("action", self.action_space, vec.single_action_space)):
             if describe_space(mine) != describe_space(theirs):
                 raise ValueError(f"the env's {name} space {theirs} does not match the agent's {mine}")
-        self.env, self._obs, self._rule, self._next_feats = vec, None, None, None
+        self.env, self._obs, self._rule, self._next_feats, self._last_step = vec, None, None, None, None
 
     # -- learning ---------------------------------------------------------------------
     def _make_rule(self):
@@ -280,7 +317,8 @@ class PolicyGradientAgent:
         pol = self.policy
         learn = self._rule.needs_eligibility or pol.estimator is not None or not pol.scores_without_learning
         out = pol.act(None, self.rng, learn=learn, features=feats, keep_raster=not learn)
-        next_obs, rewards, terminated, truncated, infos = env.step(self.action_values[out.action])
+        actions = self.action_values[out.action]
+        next_obs, rewards, terminated, truncated, infos = env.step(actions)
         next_obs = obs_array(self.observation_space, next_obs)
         rewards = np.asarray(rewards, dtype=np.float64)
         check_finite(rewards[None, :], "reward")
@@ -324,6 +362,7 @@ class PolicyGradientAgent:
             self.n_episodes += 1
         self._skip = done if not same_step else np.zeros_like(done)
         self._obs = next_obs
+        self._last_step = (next_obs, actions, rewards, done, infos)
 
     def energy_summary(self, which: str = "train") -> dict:
         """Per-decision averages of the training decisions (``train``) or of ``predict`` calls."""
@@ -344,7 +383,7 @@ class SpikingAgent(PolicyGradientAgent):
     """A spiking policy network that learns with the three-factor rule.
 
     Args:
-        env: a Gymnasium ``Env``, ``VectorEnv`` or env id (``None`` only when loading for
+        env: a Gymnasium ``Env``, ``VectorEnv``, Stable-Baselines3 ``VecEnv`` or env id (``None`` only when loading for
             prediction).
         seed: seeds the environments, the network's initialisation and every spike draw.
         **hyperparameters: fields of :class:`SpikingConfig`.

@@ -1,5 +1,13 @@
 """Callbacks in the shape SB3 users know: ``on_training_start``, ``on_step`` (return False
-to stop), ``on_training_end``; evaluation with stop-at-threshold, checkpoints, a progress bar."""
+to stop), ``on_training_end``; evaluation with stop-at-threshold, checkpoints, a progress bar.
+
+An SB3 user's own callbacks (``stable_baselines3.common.callbacks``: ``CheckpointCallback``,
+``EvalCallback``, ``CallbackList``, ``StopTrainingOnMaxEpisodes``, a subclass of their
+``BaseCallback``, ...) are hosted as they are (:class:`SB3Callback`): the agent offers what
+they read of an SB3 model (``num_timesteps``, ``get_env``, ``get_vec_normalize_env``,
+``save``, ``logger``) and, at each step, SB3's rollout locals (``dones``, ``infos``,
+``rewards``, ``new_obs``, ``actions``, ``total_timesteps``). Recognised by their interface,
+so spikerl never imports SB3 for them."""
 from __future__ import annotations
 
 import os
@@ -56,18 +64,90 @@ class _FunctionCallback(BaseCallback):
         return self.fn(self.model) is not False
 
 
+def is_sb3_callback(callback) -> bool:
+    """Whether ``callback`` is a Stable-Baselines3 callback (or has its interface)."""
+    return not isinstance(callback, BaseCallback) and all(
+        hasattr(callback, name) for name in ("init_callback", "on_training_start", "on_step", "update_locals",
+                                             "on_rollout_start", "on_rollout_end", "on_training_end"))
+
+
+class SB3Callback(BaseCallback):
+    """A Stable-Baselines3 callback ``callback`` run by spikerl's loop: ``init_callback`` with
+    the agent, ``on_training_start(locals, globals)`` and ``on_rollout_start`` when training
+    starts, then per vector step ``update_locals`` (the agent's :attr:`rollout_locals`) and
+    ``on_step`` (False stops training), and ``on_rollout_end``/``on_training_end`` at the end
+    (spikerl's rules have no rollout phase a callback could act in between)."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def init(self, model) -> None:
+        super().init(model)
+        self.callback.init_callback(model)
+
+    def on_training_start(self) -> None:
+        self.callback.on_training_start(dict(self.model.rollout_locals), {})
+        self.callback.on_rollout_start()
+
+    def on_step(self) -> bool:
+        self.callback.update_locals(self.model.rollout_locals)
+        return bool(self.callback.on_step())
+
+    def on_training_end(self) -> None:
+        self.callback.on_rollout_end()
+        self.callback.on_training_end()
+
+
+class KeyValueLogger:
+    """What SB3 callbacks call on ``model.logger``: ``record``/``record_mean`` key-value pairs,
+    ``dump(step)`` them (appended to :attr:`history` as ``(step, {key: value})``; printed when
+    ``verbose``). SB3's ``exclude`` argument is accepted (nothing here is excluded)."""
+
+    def __init__(self, verbose: int = 0):
+        self.verbose = verbose
+        self.name_to_value: dict = {}
+        self._means: dict = {}
+        self.history: list[tuple[int, dict]] = []
+
+    def record(self, key: str, value, exclude=None) -> None:
+        self.name_to_value[key] = value
+
+    def record_mean(self, key: str, value, exclude=None) -> None:
+        total, n = self._means.get(key, (0.0, 0))
+        self._means[key] = (total + float(value), n + 1)
+        self.name_to_value[key] = (total + float(value)) / (n + 1)
+
+    def dump(self, step: int = 0) -> None:
+        if self.name_to_value:
+            self.history.append((int(step), dict(self.name_to_value)))
+            if self.verbose:
+                print(f"[{step}] " + ", ".join(f"{k}={v}" for k, v in sorted(self.name_to_value.items())))
+        self.name_to_value, self._means = {}, {}
+
+    def log(self, *args, **kwargs) -> None:
+        if self.verbose:
+            print(*args)
+
+
+def _as_callback(callback) -> BaseCallback:
+    if isinstance(callback, BaseCallback):
+        return callback
+    if is_sb3_callback(callback):
+        return SB3Callback(callback)
+    if callable(callback):
+        return _FunctionCallback(callback)
+    raise ValueError(f"callback must be a spikerl or Stable-Baselines3 callback, a list of them or a function, got "
+                     f"{type(callback).__name__}")
+
+
 def make_callback(callback, progress_bar: bool = False) -> BaseCallback:
-    """``None``, a callback, a list of callbacks, or a function ``f(agent) -> bool | None``."""
+    """``None``, a callback (spikerl's or SB3's), a list of them, or a function ``f(agent) -> bool | None``."""
     if callback is None:
         cbs = []
-    elif isinstance(callback, BaseCallback):
-        cbs = [callback]
     elif isinstance(callback, (list, tuple)):
-        cbs = [c if isinstance(c, BaseCallback) else _FunctionCallback(c) for c in callback]
-    elif callable(callback):
-        cbs = [_FunctionCallback(callback)]
+        cbs = [_as_callback(c) for c in callback]
     else:
-        raise ValueError(f"callback must be a BaseCallback, a list of them or a function, got {type(callback).__name__}")
+        cbs = [_as_callback(callback)]
     if progress_bar:
         cbs.append(ProgressBarCallback())
     return CallbackList(cbs)
