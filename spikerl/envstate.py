@@ -14,8 +14,23 @@ import numpy as np
 
 
 def _chain(vec_env) -> list:
-    """The objects that hold state: the vector env, then each sub-env's wrapper chain."""
+    """The objects that hold state: the vector env (an SB3 ``VecEnv`` given to an agent: the
+    adapter, then each ``VecEnvWrapper`` down to the ``VecEnv``), then each sub-env's wrapper
+    chain. An SB3 ``VecEnv`` whose environments live in other processes (``SubprocVecEnv``)
+    cannot be captured: ``ValueError``."""
+    from .vec_env import is_sb3_vec_env
+
     objs = [vec_env]
+    while getattr(vec_env, "venv", None) is not None:  # spikerl's SB3 adapter, SB3's VecEnvWrappers
+        vec_env = vec_env.venv
+        objs.append(vec_env)
+        for stats in ("obs_rms", "ret_rms"):  # VecNormalize's running statistics (mean, var, count)
+            rms = getattr(vec_env, stats, None)
+            if rms is not None and hasattr(rms, "mean") and hasattr(rms, "count"):
+                objs.append(rms)
+    if is_sb3_vec_env(vec_env) and not hasattr(vec_env, "envs"):
+        raise ValueError(f"the environments of {type(vec_env).__name__} run in other processes; their state is "
+                         "not in reach")
     for sub in getattr(vec_env, "envs", []) or []:
         layer = sub
         while layer is not None:

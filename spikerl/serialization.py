@@ -168,8 +168,11 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
                 arrays[f"loop.{k}"] = np.asarray(getattr(agent, "_" + k))
             from .envstate import env_state
 
-            env_arrays, meta["env_state"] = env_state(agent.env)
-            arrays.update({f"env.{k}": v for k, v in env_arrays.items()})
+            try:
+                env_arrays, meta["env_state"] = env_state(agent.env)
+                arrays.update({f"env.{k}": v for k, v in env_arrays.items()})
+            except ValueError:  # out of reach (SubprocVecEnv): a resumed run restarts its episodes
+                pass
     write_arrays(path, arrays, meta)
 
 

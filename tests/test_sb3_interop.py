@@ -74,3 +74,50 @@ def test_sb3_callbacks_run_in_the_loop(tmp_path):
     assert [step for step, _ in evals] == [100, 200, 300, 400]
     assert (tmp_path / "best" / "best_model").is_file()
     assert ev.best_mean_reward == max(row["eval/mean_reward"] for _, row in evals)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_a_run_on_an_sb3_vec_env_resumes_exactly(tmp_path, normalize):
+    """Saved mid-episode and loaded with a fresh VecEnv of the same kind, training continues
+    as if never interrupted: environments, Monitor and TimeLimit counters and (VecNormalize)
+    the running statistics come back with the agent."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    def venv():
+        v = make_vec_env("CartPole-v1", n_envs=4, seed=0)
+        return VecNormalize(v) if normalize else v
+
+    full = SpikingAgent(venv(), seed=3).learn(2400)
+    part = SpikingAgent(venv(), seed=3)
+    part.learn(2400, callback=lambda a: a.num_timesteps < 1300)
+    part.save(tmp_path / "ckpt.spk")
+    resumed = SpikingAgent.load(tmp_path / "ckpt.spk", env=venv())
+    resumed.learn(2400 - resumed.num_timesteps, reset_num_timesteps=False)
+    assert resumed.num_timesteps == full.num_timesteps == 2400
+    np.testing.assert_array_equal(resumed.policy.theta, full.policy.theta)
+    np.testing.assert_array_equal(resumed.critic.c, full.critic.c)
+    if normalize:
+        np.testing.assert_array_equal(resumed.get_env().obs_rms.mean, full.get_env().obs_rms.mean)
+
+
+def test_a_subprocess_vec_env_saves_and_restarts_its_episodes(tmp_path):
+    """Environments in other processes cannot be captured: the save holds the agent without
+    them, and a loaded agent resets its envs and trains on."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    venv = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        agent = SpikingAgent(venv, seed=0).learn(300)
+        agent.save(tmp_path / "a.spk")
+    finally:
+        venv.close()
+    venv = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        resumed = SpikingAgent.load(tmp_path / "a.spk", env=venv)
+        np.testing.assert_array_equal(resumed.policy.theta, agent.policy.theta)
+        resumed.learn(200, reset_num_timesteps=False)
+        assert resumed.num_timesteps == 500
+    finally:
+        venv.close()
