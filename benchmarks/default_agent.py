@@ -90,10 +90,12 @@ def run_cell(cell: dict) -> dict:
     return res
 
 
-SPIKING_MODES = (("vote", "vote"), ("threshold_net", "threshold"))
+SPIKING_MODES = (("vote", "vote"), ("threshold_net", "threshold"), ("regular_net", "regular"))
 """A spiking cell's named deterministic modes (key, ``deterministic_outputs``) besides the
 sampled one, in the order they are evaluated: the vote draws from the predict generator, so
-its figures depend on what ran before it, and every cell runs sampled, vote, threshold."""
+its figures depend on what ran before it, and every cell runs sampled, vote, threshold, then
+the regular network (added later: deterministic, it draws nothing that a later mode reads)."""
+MODE_OUTPUTS = dict(SPIKING_MODES)
 
 
 def spiking_modes(default: str) -> list:
@@ -110,44 +112,45 @@ def det_outputs(cell: dict) -> str:
     return cell.get("deterministic_outputs", "vote")
 
 
-MODE_KEYS = ("sampled", "deterministic", "vote", "threshold_net")
+MODE_KEYS = ("sampled", "deterministic", "vote", "threshold_net", "regular_net")
 """Every mode a cell can hold (ANN cells: the first two)."""
-OUTPUT_NAMES = {"vote": "vote of 15", "threshold": "threshold network", "median": "median outputs"}
+OUTPUT_NAMES = {"vote": "vote of 15", "threshold": "threshold network", "median": "median outputs",
+                "regular": "regular network"}
 
 
 def mode_name(cell: dict, mode: str, spiking: bool) -> str:
     """A row's mode as tables print it: the spiking agent's deterministic row names its kind."""
-    if mode == "vote":
-        return OUTPUT_NAMES["vote"]
-    if mode == "threshold_net":
-        return OUTPUT_NAMES["threshold"]
+    if mode in MODE_OUTPUTS:
+        return OUTPUT_NAMES[MODE_OUTPUTS[mode]]
     if mode == "deterministic" and spiking:
         return f"deterministic: {OUTPUT_NAMES.get(det_outputs(cell), det_outputs(cell))}"
     return mode
 
 
 def reevaluate(path: Path) -> None:
-    """Score a finished spiking cell's saved model again in the deterministic modes: ``vote``
-    (the default when such cells were written) as ``deterministic``, and the
-    ``threshold`` network as a named mode of its own. Its sampled scores stand."""
+    """Score a finished spiking cell's saved model (``.spk`` beside it) in each named
+    deterministic mode the cell lacks (:data:`SPIKING_MODES`); its other figures stand. Cells
+    written before ``deterministic_outputs`` was recorded had the vote as their own mode. Every
+    mode is scored on a freshly loaded model, so a vote scored here draws from the saved
+    predict generator, not from the one the cell's earlier modes had advanced."""
     from spikerl.config import load_env_file
     from spikerl.evaluation import evaluate_model
     from spikerl.serialization import load_model
 
     res = json.loads(path.read_text())
     model_path = path.with_suffix(".spk")
-    if not model_path.exists() or "threshold_net" in res:
+    res["deterministic_outputs"] = det_outputs(res)
+    todo = [(key, out) for key, _, out in spiking_modes(res["deterministic_outputs"]) if key not in res]
+    if not model_path.exists() or not todo:
         return
     env_file, _ = load_env_file(res["env"])
-    res["deterministic_outputs"] = "vote"
-    for key, mode in (("deterministic", "vote"), ("threshold_net", "threshold")):
-        model = load_model(model_path, deterministic_outputs=mode)
-        r = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=True,
-                           make_kwargs=env_file.make_kwargs)
-        res[key] = r
+    for key, outputs in todo:
+        model = load_model(model_path, deterministic_outputs=outputs)
+        res[key] = evaluate_model(model, env_file.id, n_episodes=EVAL_EPISODES, seed=EVAL_SEED, deterministic=True,
+                                  make_kwargs=env_file.make_kwargs)
     path.write_text(json.dumps(res))
-    print(f"  re-evaluated {path.name}: vote {res['deterministic']['mean_return']:.1f}, "
-          f"threshold network {res['threshold_net']['mean_return']:.1f}", file=sys.stderr, flush=True)
+    print(f"  re-evaluated {path.name}: " + ", ".join(f"{OUTPUT_NAMES[out]} {res[key]['mean_return']:.1f}"
+                                                      for key, out in todo), file=sys.stderr, flush=True)
 
 
 def run(envs, agents, seeds, out: Path, steps, overrides, tag, workers) -> None:
@@ -195,15 +198,14 @@ def agent_facts(env_id: str, agent: str, overrides: dict) -> dict:
 def mode_energy(facts: dict, mode: str, fig: dict, det: str = "vote") -> tuple[dict, dict]:
     """Operations and energy (both tables) of one decision in ``mode`` from a cell's figures
     (``det``: what the cell's ``deterministic`` mode is)."""
-    from spikerl.energy import TABLES, ann_ops, energy, spiking_ops
+    from spikerl.energy import OPS_OF_OUTPUTS, TABLES, ann_ops, energy, spiking_ops
 
     if facts["kind"] == "ann":  # MACs as the cell measured them (the acting network's, per forward pass)
         ops = ann_ops(macs=fig["macs_per_decision"], activations=facts["activations"], n_actions=facts["n_actions"],
                       deterministic=mode != "sampled")
         exps = 0
     else:
-        m = {"sampled": "sampled", "deterministic": "threshold" if det == "median" else det, "vote": "vote",
-             "threshold_net": "threshold"}[mode]
+        m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[det if mode == "deterministic" else MODE_OUTPUTS[mode]]
         exps = facts["encoder_exps"]
         ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
                           latency=fig["latency"], spikes=fig["spikes_per_decision"], sops=fig["sops_per_decision"],
@@ -339,25 +341,26 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-def mode_result(cell: dict, outputs: str) -> dict:
-    """A spiking cell's figures in a named mode (``sampled``, ``threshold`` or ``vote``),
-    whichever of them was the cell's own deterministic mode."""
+def mode_result(cell: dict, outputs: str) -> dict | None:
+    """A spiking cell's figures in a named mode (``sampled`` or a ``deterministic_outputs``),
+    whichever of them was the cell's own deterministic mode; None if the cell lacks it."""
     if outputs == "sampled":
         return cell["sampled"]
     if det_outputs(cell) == outputs:
         return cell["deterministic"]
-    return cell[dict((out, key) for key, out in SPIKING_MODES)[outputs]]
+    return cell.get(dict((out, key) for key, out in SPIKING_MODES)[outputs])
 
 
-ABLATION_MODES = (("sampled", "sampled"), ("threshold", "threshold network"), ("vote", "vote of 15"))
+ABLATION_MODES = (("sampled", "sampled"), ("threshold", "threshold network"), ("vote", "vote of 15"),
+                  ("regular", "regular network"))
 
 
 def ablation(default: Path, levers: Path, agent: str = "fts-snn") -> str:
     """Each lever switched off alone against the default, per task: one row per tag of
     ``levers`` (its overrides, and the default's value of each), and the default's untagged
     cells of ``default`` on the same seeds; IQM of the seeds' means, seeds at the threshold and
-    each seed's mean, per mode (:data:`ABLATION_MODES`). A lever's seeds must all have a
-    default cell (else a clear error)."""
+    each seed's mean, per mode (:data:`ABLATION_MODES` that every cell has). A lever's seeds
+    must all have a default cell (else a clear error)."""
     from spikerl.agent import SpikingConfig
 
     defaults = SpikingConfig()
@@ -367,14 +370,17 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn") -> str:
     for r in (json.loads(p.read_text()) for p in sorted(levers.glob("*.json"))):
         if r["agent"] == agent and r["tag"]:
             groups.setdefault(r["env"], {}).setdefault(r["tag"], []).append(r)
+    every = [r for g in groups.values() for rs in g.values() for r in rs]
+    every += [base[r["env"], r["seed"]] for r in every if (r["env"], r["seed"]) in base]
+    modes = [(out, name) for out, name in ABLATION_MODES if all(mode_result(r, out) is not None for r in every)]
     lines = ["| task (steps), seeds | lever switched off: setting (default) | "
-             + " | ".join(f"{name}: IQM (seeds >= threshold; per seed)" for _, name in ABLATION_MODES) + " |",
-             "|---|---|" + "---|" * len(ABLATION_MODES)]
+             + " | ".join(f"{name}: IQM (seeds >= threshold; per seed)" for _, name in modes) + " |",
+             "|---|---|" + "---|" * len(modes)]
 
     def cells_row(task: str, lever: str, rs: list) -> str:
         thr = rs[0]["threshold"]
         out = []
-        for outputs, _ in ABLATION_MODES:
+        for outputs, _ in modes:
             means = [mode_result(r, outputs)["mean_return"] for r in rs]
             ok = sum(m >= thr for m in means)
             out.append(f"{iqm(means):.1f} ({ok}/{len(rs)}; {', '.join(per_seed(m) for m in means)})")
@@ -477,8 +483,8 @@ def main() -> None:
     ap.add_argument("--readme", metavar="README", help="with --report: write the compact table into README "
                     "between its <!-- BLOCK table: start/end --> markers")
     ap.add_argument("--readme-block", default="headline", metavar="BLOCK", help="which README block (default headline)")
-    ap.add_argument("--reevaluate", metavar="DIR", help="score saved spiking models again in the vote and "
-                    "threshold deterministic modes (cells trained before vote became the default)")
+    ap.add_argument("--reevaluate", metavar="DIR", help="score the saved spiking models of a run folder's cells in "
+                    "each named deterministic mode their cells lack")
     args = ap.parse_args()
     if args.reevaluate:
         for path in sorted(Path(args.reevaluate).glob("*.json")):

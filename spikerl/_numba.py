@@ -3,18 +3,58 @@
 ``cache=True`` writes compiled kernels next to the package so later processes skip
 compilation; ``fastmath`` stays off so the compiled kernels and the numpy reference agree
 to rounding error.
+
+numba checks a cached function against its own file only, and a function compiles the
+helpers it calls (or inlines) into itself: after an edit of ``engine.py`` alone, the cached
+``fastpath._predict_one`` would go on running the old kernel. So the cache is stamped with a
+hash of every module of the package, and thrown away when the sources change
+(:func:`_drop_stale_cache`, on import).
 """
 from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
 
 import numba
 
 JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True)
+_STAMP = "spikerl-sources.sha256"
+
+
+def _drop_stale_cache(package: Path = Path(__file__).resolve().parent) -> bool:
+    """Delete the package's numba cache files (``__pycache__/*.nbi``, ``*.nbc``) when the
+    package's sources differ from the ones the cache was stamped with; True if it did. A
+    cache that cannot be written (a read-only install, whose files do not change) is left."""
+    h = hashlib.sha256()
+    for src in sorted(package.rglob("*.py")):
+        h.update(str(src.relative_to(package)).encode() + b"\0" + src.read_bytes())
+    digest = h.hexdigest()
+    cache = package / "__pycache__"
+    stamp = cache / _STAMP
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    try:
+        cache.mkdir(exist_ok=True)
+        for path in [*package.rglob("*.nbi"), *package.rglob("*.nbc")]:
+            path.unlink(missing_ok=True)
+        tmp = cache / f".{_STAMP}.{os.getpid()}"
+        tmp.write_text(digest)
+        os.replace(tmp, stamp)
+    except OSError:
+        return False
+    return True
+
+
+_drop_stale_cache()
 
 
 def njit(fn):
     """Compile ``fn`` with the project's flags."""
     return numba.jit(**JIT_FLAGS)(fn)
-
 
 
 def njit_inline(fn):

@@ -87,16 +87,26 @@ TABLES = (CMOS_45NM, LOIHI)
 
 def spiking_ops(*, n_neurons: int, n_inputs: int, encoder_exps: int, latency: float, spikes: float, sops: float,
                 mode: str, vote_samples: int = 1) -> dict:
-    """Operations of one decision (means over decisions). ``mode``: sampled, vote, threshold."""
+    """Operations of one decision (means over decisions). ``mode``: sampled, vote, threshold or
+    regular (a sigmoid per neuron update, as sampling, whose phase is compared instead of a
+    random draw)."""
+    if mode not in ("sampled", "vote", "threshold", "regular"):
+        raise ValueError(f"mode must be sampled, vote, threshold or regular, got {mode!r}")
     runs = vote_samples if mode == "vote" else 1
     steps = latency * runs
     sampled = mode in ("sampled", "vote")
     updates = steps * (n_neurons - n_inputs)
     return {"synaptic_accumulates": float(sops), "neuron_updates": updates,
-            "nonlinearities": (updates if sampled else 0.0) + encoder_exps,
+            "nonlinearities": (updates if sampled or mode == "regular" else 0.0) + encoder_exps,
             "comparisons": steps * n_neurons,
             "random_draws": (steps * n_neurons + runs) if sampled else 0.0,
             "spikes": float(spikes), "macs": 0.0, "activations": 0.0}
+
+
+OPS_OF_OUTPUTS = {"vote": "vote", "threshold": "threshold", True: "threshold", "median": "threshold",
+                  "regular": "regular"}
+"""The :func:`spiking_ops` mode of each deterministic mode (``deterministic_outputs``): the
+median outputs' softplus sums are counted as the threshold network's comparisons."""
 
 
 def ann_ops(*, macs: float, activations: int, n_actions: int, deterministic: bool) -> dict:
@@ -175,5 +185,5 @@ def sources_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["network_facts", "OpTable", "CMOS_45NM", "LOIHI", "TABLES", "spiking_ops", "ann_ops", "energy", "breakdown_markdown",
+__all__ = ["network_facts", "OPS_OF_OUTPUTS", "OpTable", "CMOS_45NM", "LOIHI", "TABLES", "spiking_ops", "ann_ops", "energy", "breakdown_markdown",
            "sources_markdown"]

@@ -6,7 +6,9 @@ For each of ``B`` independent network states (one per environment) the kernel ru
 1. input neuron ``j`` spikes with probability ``p_in[b, j, t]`` (the encoder's output);
 2. every other neuron computes ``u_{i,t} = drive_{i,t} + b_i`` (``b_i``: the neuron's bias) and spikes with
    probability ``sigmoid(u_{i,t})`` (or iff ``u > 0`` when ``deterministic``; in the
-   ``median`` deterministic mode an output fires when ``sum softplus(u) >= log 2``);
+   ``median`` deterministic mode an output fires when ``sum softplus(u) >= log 2``; in the
+   ``regular`` one every neuron fires regularly at its probability: a phase that starts at
+   1/2 adds ``sigmoid(u_{i,t})`` and fires each time it passes 1);
 3. with the first-to-spike decoder the decision ends at the first step ``t*`` at which an
    output neuron spikes (ties uniform; no spike by ``T`` -> uniform action, flagged);
 4. spikes at ``t`` are pushed, event by event, into the future drive of their targets:
@@ -57,8 +59,8 @@ from .network import GLMParams, Topology, check_param_arrays
 FIRST_TO_SPIKE = 0
 RATE = 1
 DECODERS = {"first_to_spike": FIRST_TO_SPIKE, "rate": RATE}
-DETERMINISTIC = {False: 0, True: 1, "threshold": 1, "median": 2}
-"""Spike modes: sampled, threshold (u > 0), median outputs (see :func:`decide`)."""
+DETERMINISTIC = {False: 0, True: 1, "threshold": 1, "median": 2, "regular": 3}
+"""Spike modes: sampled, threshold (u > 0), median outputs, regular (see :func:`decide`)."""
 
 
 class Decisions(NamedTuple):
@@ -199,11 +201,12 @@ class Drive(NamedTuple):
 
 
 class Mode(NamedTuple):
-    """Spike mode (sampled, threshold, median outputs), decoder, whether to learn and whether
-    to score (the log-likelihoods; ``predict`` does without, they cost a log per neuron-step)."""
+    """Spike mode (sampled, threshold, median outputs, regular), decoder, whether to learn and
+    whether to score (the log-likelihoods; ``predict`` does without, they cost a log per neuron-step)."""
 
     deterministic: bool
     median_out: bool
+    regular: bool
     decoder: int
     learn: bool
     score: bool
@@ -396,9 +399,10 @@ def _decide_range(lo, hi, d, m, net, out):
     buffers are allocated once per call and cleared per element: ``drive`` (pushed future
     input of general kernels, then the post-synaptic errors), ``cur_ff``/``cur_fb``
     (recursive currents of geometric kernels), ``phase`` (threshold-mode inputs), ``prob``,
-    ``filt_*`` (backward-filtered errors), ``times``, ``hazard`` (median outputs)."""
+    ``filt_*`` (backward-filtered errors), ``times``, ``hazard`` (median outputs), ``nphase``
+    (regular mode: the phase of every neuron)."""
     p_in, rand, tie, clamp, use_clamp = d
-    deterministic, median_out, decoder, learn, score = m
+    deterministic, median_out, regular, decoder, learn, score = m
     n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay = net
     raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg = out
     _, T, N = raster.shape
@@ -414,6 +418,7 @@ def _decide_range(lo, hi, d, m, net, out):
     filt_b = np.empty((T, N, Kb))
     times = np.empty(T, np.int64)
     hazard = np.empty(n_out)
+    nphase = np.empty(N)
     # flat views: clearing a row is then one memset (a (S, K) slice is cleared row by row)
     ew_rows = ew.reshape(ew.shape[0], ew.shape[1] * ew.shape[2])
     ev_rows = ev.reshape(ev.shape[0], ev.shape[1] * ev.shape[2])
@@ -428,6 +433,7 @@ def _decide_range(lo, hi, d, m, net, out):
         cur_fb[:] = 0.0
         phase[:] = 0.5
         hazard[:] = 0.0
+        nphase[:] = 0.5
         n_sops = 0
         last = T - 1
         # --- steps 1, 2, 4: the network until the first output spike (or T) ---------------
@@ -456,7 +462,12 @@ def _decide_range(lo, hi, d, m, net, out):
                 if use_clamp and clamp[bi, i, t] >= 0:
                     s = clamp[bi, i, t] > 0
                 elif deterministic:
-                    if median_out and i >= out0:  # fire when P(no spike yet) <= 1/2
+                    if regular:  # the neuron's expected spikes, evenly spaced (as the inputs')
+                        nphase[i] += pi
+                        s = nphase[i] >= 1.0
+                        if s:
+                            nphase[i] -= 1.0
+                    elif median_out and i >= out0:  # fire when P(no spike yet) <= 1/2
                         hazard[i - out0] += _softplus(ui)  # = -log(1 - sigmoid(u))
                         s = hazard[i - out0] >= LN2
                         if s:
@@ -522,7 +533,7 @@ def presynaptic_order_into(post, pre_syn, w, a, qpost, wq):
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
 
 
-def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, decoder, learn, score,
+def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, regular, decoder, learn, score,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
@@ -531,7 +542,7 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, dec
     B = raster.shape[0]
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     d = Drive(p_in, rand, tie, clamp, use_clamp)
-    m = Mode(deterministic, median_out, decoder, learn, score or learn)
+    m = Mode(deterministic, median_out, regular, decoder, learn, score or learn)
     net = Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay)
     out = Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
     per = (B + n_chunks - 1) // n_chunks
@@ -650,7 +661,11 @@ def decide(
             (hidden neurons as in threshold mode; an output fires when the probability that
             it has not fired since its last spike drops to 1/2, i.e. when
             ``sum softplus(u) >= log 2``: the median first-spike time of the sampled
-            network). Ties go to the output with the highest peak potential.
+            network), or ``"regular"`` (every neuron fires regularly at its probability
+            ``sigmoid(u)``, as the regular input code: its phase starts at 1/2, adds
+            ``sigmoid(u)`` each step and fires each time it passes 1; the sampled network's
+            expected spikes without its noise). Ties go to the output with the highest peak
+            potential.
         decoder: ``"first_to_spike"`` (stop at the first output spike) or ``"rate"``
             (run all ``T`` steps, argmax of output spike counts).
         learn: also return eligibilities (and score).
@@ -666,7 +681,7 @@ def decide(
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {decoder!r}")
     if deterministic not in DETERMINISTIC:
-        raise ValueError(f"deterministic must be True, False, 'threshold' or 'median', got {deterministic!r}")
+        raise ValueError(f"deterministic must be True, False, 'threshold', 'median' or 'regular', got {deterministic!r}")
     p_in = np.asarray(p_in)
     if p_in.ndim != 3 or p_in.shape[1] != topo.n_in or p_in.shape[2] < 1:
         raise ValueError(f"p_in must have shape (B, n_in={topo.n_in}, T>=1), got {p_in.shape}")
@@ -709,7 +724,8 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
     mode = DETERMINISTIC[deterministic]
     threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
     (_kernel_threaded if threads > 1 else _kernel)(
-        p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, DECODERS[decoder], bool(learn), bool(score),
+        p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder], bool(learn),
+        bool(score),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],

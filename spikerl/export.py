@@ -5,7 +5,7 @@
 The module holds the trained agent whole: its encoder (bounds frozen at export), the GLM
 network with its weights as ``const`` arrays (exponential kernels run recursively, other
 kernels through their bank), first-to-spike (or rate) decoding with the stop at ``t*``, the
-sampled mode and the agent's deterministic mode (vote, threshold or median), and numpy's
+sampled mode and the agent's deterministic mode (vote, threshold, median or regular), and numpy's
 own default bit generator, PCG64 (128-bit LCG, XSL-RR output; doubles as
 ``(next64 >> 11) * 2^-53``). The C side draws its random numbers in the order the Python
 kernel consumes them (per decision ``N x T`` spike uniforms, neuron-major, then one tie
@@ -34,8 +34,8 @@ from .engine import DETERMINISTIC, geometric_decay
 from .policy import SpikingPolicy
 
 WEIGHT_FORMATS = {"float": None, "int16": (np.int16, "int16_t", 32767), "int8": (np.int8, "int8_t", 127)}
-MODES = {"sampled": 0, "deterministic": 1, "threshold": 2, "median": 3}
-"""C decision modes: ``deterministic`` is the agent's own deterministic mode (vote/threshold/median)."""
+MODES = {"sampled": 0, "deterministic": 1, "threshold": 2, "median": 3, "regular": 4}
+"""C decision modes: ``deterministic`` is the agent's own deterministic mode (vote/threshold/median/regular)."""
 
 
 class ExportError(ValueError):
@@ -250,7 +250,7 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
     header = HEADER.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").format(U=U, name=name, n_obs=n_obs, n_in=n_in, n_hid=n_hid, n_out=n_out, N=N, T=T, S=S,
                            act_dim=act_dim, learn_defs=learn_defs.replace("SPK_", f"{U}_"), KA=K, KB=Kb,
                            P=policy.n_params, C=n_critic, vote=int(cfg.vote_samples), det=det_mode,
-                           det_code={"vote": 0, "threshold": 1, True: 1, "median": 2}[det_mode],
+                           det_code={"vote": 0, "threshold": 1, True: 1, "median": 2, "regular": 3}[det_mode],
                            weights=weights, env=getattr(model, "env_id", None) or "?")
     source = SOURCE.replace("@TABLES@", "".join(parts)).replace(
         "@DEFS@", enc_defs + net_defs + "".join(macros))
@@ -291,7 +291,7 @@ def state_bytes(model, *, learn: bool = False, real: int = 8) -> int:
     N, n_in, n_out = topo.n_neurons, topo.n_in, topo.n_out
     n_obs = enc.obs_dim if enc.features in ("normalized", "population") else 1
     fields = [(8, 4), (8, N * T), (real, N), (real, N), (real, N * T), (real, n_in), (real, n_out), (real, n_out),
-              (real, n_in), (4, n_in), (4, n_out), (1, N)]
+              (real, N), (4, n_in), (4, n_out), (1, N)]
     if learn:
         P, C = policy.n_params, model.critic.c.size
         fields += [(real, P)] * 5 + [(real, C)] * 6 + [(real, n_in), (8, 1), (8, n_obs), (8, n_obs), (8, 2),
@@ -392,9 +392,9 @@ typedef double spk_real;
 #define SPK_C {C}              /* critic weights (learning) */
 #define SPK_ACT_DIM {act_dim}  /* values per env action */
 #define SPK_VOTE {vote}        /* samples of a vote */
-#define SPK_DET_MODE {det_code} /* the agent's deterministic mode: 0 vote, 1 threshold, 2 median ({det}) */
+#define SPK_DET_MODE {det_code} /* the agent's deterministic mode: 0 vote, 1 threshold, 2 median, 3 regular ({det}) */
 
-enum {{ SPK_SAMPLED = 0, SPK_DETERMINISTIC = 1, SPK_THRESHOLD = 2, SPK_MEDIAN = 3 }};
+enum {{ SPK_SAMPLED = 0, SPK_DETERMINISTIC = 1, SPK_THRESHOLD = 2, SPK_MEDIAN = 3, SPK_REGULAR = 4 }};
 
 typedef struct {{ uint64_t hi, lo; }} spk_u128;
 typedef struct {{ spk_u128 state, inc; }} spk_pcg64;
@@ -403,7 +403,7 @@ typedef struct {{
     spk_pcg64 rng;
     double uniforms[SPK_N * SPK_T];
     spk_real cur_ff[SPK_N], cur_fb[SPK_N], drive[SPK_N * SPK_T], p_in[SPK_N_IN];
-    spk_real hazard[SPK_N_OUT], peak[SPK_N_OUT], phase[SPK_N_IN];
+    spk_real hazard[SPK_N_OUT], peak[SPK_N_OUT], phase[SPK_N];
     int32_t spike_step[SPK_N_IN], counts[SPK_N_OUT];
     uint8_t spike[SPK_N];
 #if SPK_LEARN
@@ -709,7 +709,8 @@ static void push(spk_state *st, int i, int t, int kind, int q)
 }
 #endif
 
-/* One network run (DESIGN.md section 2); det: 0 sampled, 1 threshold, 2 median outputs.
+/* One network run (DESIGN.md section 2); det: 0 sampled, 1 threshold, 2 median outputs,
+ * 3 regular (every neuron's phase adds its probability and fires on passing 1).
  * With learn, the raster and spike probabilities are kept for the eligibilities. */
 static void run(spk_state *st, int det, double tie, int learn, spk_result *res)
 {
@@ -725,7 +726,7 @@ static void run(spk_state *st, int det, double tie, int learn, spk_result *res)
     for (i = 0; i < SPK_N * SPK_T; i++)
         st->drive[i] = 0;
 #endif
-    for (j = 0; j < SPK_N_IN; j++)
+    for (j = 0; j < SPK_N; j++)
         st->phase[j] = (spk_real)0.5;
     for (o = 0; o < SPK_N_OUT; o++) {
         st->hazard[o] = 0;
@@ -755,7 +756,12 @@ static void run(spk_state *st, int det, double tie, int learn, spk_result *res)
             u += st->drive[i * SPK_T + t];
 #endif
             pi = sigmoid(u);
-            if (det == 2 && i >= OUT0) {
+            if (det == 3) {
+                st->phase[i] += pi;
+                s = st->phase[i] >= 1;
+                if (s)
+                    st->phase[i] -= 1;
+            } else if (det == 2 && i >= OUT0) {
                 st->hazard[i - OUT0] += (spk_real)softplus((double)u);
                 s = st->hazard[i - OUT0] >= LN2;
                 if (s)
@@ -961,7 +967,7 @@ int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res)
         return -1;
     temporal(st, f);
     if (mode == SPK_DETERMINISTIC)
-        mode = SPK_DET_MODE == 0 ? -1 : SPK_DET_MODE == 1 ? SPK_THRESHOLD : SPK_MEDIAN;
+        mode = SPK_DET_MODE == 0 ? -1 : SPK_DET_MODE == 1 ? SPK_THRESHOLD : SPK_DET_MODE == 2 ? SPK_MEDIAN : SPK_REGULAR;
     if (mode == -1) { /* vote: K sampled runs; K blocks of uniforms, then K ties */
         spk_pcg64 ties = st->rng;
         int votes[SPK_N_OUT], k, o, best = 0;
@@ -992,9 +998,9 @@ int spk_decide(spk_state *st, const double *obs, int mode, spk_result *res)
         res->action = best;
         return best;
     }
-    if (mode < SPK_SAMPLED || mode > SPK_MEDIAN)
+    if (mode < SPK_SAMPLED || mode > SPK_REGULAR)
         return -1;
-    det = mode == SPK_SAMPLED ? 0 : mode == SPK_THRESHOLD ? 1 : 2;
+    det = mode == SPK_SAMPLED ? 0 : mode == SPK_THRESHOLD ? 1 : mode == SPK_MEDIAN ? 2 : 3;
     draw_block(st); /* drawn in every mode: the stream stays in step with Python's */
     run(st, det, spk_uniform(&st->rng), 0, res);
     return res->action;

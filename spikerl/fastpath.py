@@ -105,7 +105,7 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
 @njit
 def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
                  centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in,
-                 rand, tie, no_clamp, deterministic, median_out, decoder, vote,
+                 rand, tie, no_clamp, deterministic, median_out, regular, decoder, vote,
                  n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay, qpost, wq,
                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg,
                  counts, stats):
@@ -117,7 +117,8 @@ def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, m
         return -1
     K = p_in.shape[0]
     presynaptic_order_into(post, pre_syn, w, a, qpost, wq)
-    _decide_range(0, K, Drive(p_in, rand, tie, no_clamp, False), Mode(deterministic, median_out, decoder, False, False),
+    _decide_range(0, K, Drive(p_in, rand, tie, no_clamp, False),
+                  Mode(deterministic, median_out, regular, decoder, False, False),
                   Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay),
                   Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg))
     if vote:
@@ -145,7 +146,7 @@ class SinglePredictor:
     """Compiled ``predict`` for one observation of a :class:`~spikerl.policy.SpikingPolicy`.
 
     Built once per policy and decision mode (``vote`` samples ``vote_samples`` decisions and
-    takes the majority; ``False``, ``True``/``"threshold"`` and ``"median"`` are the kernel's
+    takes the majority; ``False``, ``True``/``"threshold"``, ``"median"`` and ``"regular"`` are the kernel's
     modes); holds the buffers the call writes (workspace, features, synapse order, vote
     counts). The kernel's own working buffers stay allocated inside the compiled call (nine
     small arrays): handed in from outside, the kernel ran 2-6% slower, since the compiler can
@@ -158,7 +159,7 @@ class SinglePredictor:
         self.vote = mode == "vote"
         K = int(vote_samples) if self.vote else 1
         kernel_mode = 0 if self.vote else DETERMINISTIC[mode]
-        self.deterministic, self.median_out = kernel_mode > 0, kernel_mode == 2
+        self.deterministic, self.median_out, self.regular = kernel_mode > 0, kernel_mode == 2, kernel_mode == 3
         self.decoder = DECODERS[policy.decoder]
         fm = enc.feature_map
         self.kind = next(kind for cls, kind in FEATURE_KIND if isinstance(fm, cls))
@@ -215,7 +216,7 @@ class SinglePredictor:
             x, self.kind, self.fixed, self.fixed_low, self.fixed_high, self.space_low, self.space_high, mean, m2,
             float(count), self.n_std, self.centres, self.inv_width, self.index_of, self.offset, self.nvec, self.start,
             enc.p_max, self.code, enc.f_min, self.features, self.p_in, buf["uniforms"], buf["tie"], _NO_CLAMP,
-            self.deterministic, self.median_out, self.decoder, self.vote, topo.n_in, topo.n_hid, topo.n_out,
+            self.deterministic, self.median_out, self.regular, self.decoder, self.vote, topo.n_in, topo.n_hid, topo.n_out,
             topo.pre_ptr, topo.pre_syn, topo.post, p.w, p.v, p.bias, pol.ff_kernel, pol.fb_kernel, self.ff_decay,
             self.fb_decay, self.qpost, self.wq, buf["raster"], buf["potential"], buf["action"], buf["t_star"],
             buf["no_spike"], buf["spikes"], buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"],

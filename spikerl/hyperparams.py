@@ -180,10 +180,12 @@ class SpikingConfig(AgentConfig):
     """What predict(deterministic=True) does: threshold (every neuron fires iff u > 0: the
     deterministic limit, one decision's cost; with regular input spikes it scored at least the
     vote on the tuning seeds), median (hidden neurons as threshold; an output fires when the
-    probability of no spike yet drops to 1/2: the sampled network's median first-spike time)
-    or vote (the most frequent action of vote_samples sampled decisions: an estimate of the
-    stochastic policy's own mode, costing that many decisions; the default with Bernoulli
-    inputs)."""
+    probability of no spike yet drops to 1/2: the sampled network's median first-spike time),
+    regular (every neuron fires regularly at its probability sigmoid(u), as the regular input
+    code does at its rate: the sampled network's expected spikes without its noise, one
+    decision's cost) or vote (the most frequent action of vote_samples sampled decisions: an
+    estimate of the stochastic policy's own mode, costing that many decisions; the default
+    with Bernoulli inputs)."""
     vote_samples: int = 15
     """Sampled decisions per action in the vote mode (ties go to the lowest action index)."""
     hidden_rule: str = "joint"
@@ -222,7 +224,8 @@ class SpikingConfig(AgentConfig):
         }
         choices = {
             "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "learning_signal"),
-            "kernel": ("exponential", "raised_cosine"), "deterministic_outputs": ("threshold", "median", "vote"),
+            "kernel": ("exponential", "raised_cosine"),
+            "deterministic_outputs": ("threshold", "median", "regular", "vote"),
         }
         return _check(self, checks, choices)
 

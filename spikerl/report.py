@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .runs import read_config, read_metrics
-from .energy import TABLES, ann_ops, network_facts, breakdown_markdown, energy, sources_markdown, spiking_ops
+from .energy import (OPS_OF_OUTPUTS, TABLES, ann_ops, breakdown_markdown, energy, network_facts, sources_markdown,
+                     spiking_ops)
 from .stats import iqm_ci
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
@@ -170,8 +171,7 @@ def mode_figures(run: dict, mode: str) -> dict | None:
                       deterministic=mode == "deterministic")
         exps = 0
     else:
-        m = "sampled" if mode == "sampled" else {"vote": "vote", "median": "threshold", "threshold": "threshold",
-                                                 True: "threshold"}[facts["det_mode"]]
+        m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[facts["det_mode"]]
         exps = facts["encoder_exps"]
         ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
                           latency=fig.get("latency") or 0.0, spikes=fig.get("spikes_per_decision") or 0.0,

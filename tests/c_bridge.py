@@ -38,7 +38,8 @@ class Result(ctypes.Structure):
 class CPolicy:
     """The compiled module: ``decide(obs, mode)`` -> (action index, :class:`Result`)."""
 
-    SAMPLED, DETERMINISTIC, THRESHOLD, MEDIAN = (MODES[k] for k in ("sampled", "deterministic", "threshold", "median"))
+    SAMPLED, DETERMINISTIC, THRESHOLD, MEDIAN, REGULAR = (MODES[k] for k in ("sampled", "deterministic", "threshold",
+                                                                             "median", "regular"))
 
     def __init__(self, lib_path, name="spk_policy", n_obs=None):
         self.lib = ctypes.CDLL(str(lib_path))

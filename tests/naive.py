@@ -81,6 +81,7 @@ def steps(topo, params, W, a, b, p_in, uniforms, clamp, deterministic, determini
     ll_neuron = np.zeros(N)
     phase = np.full(n_in, 0.5)
     hazard = np.zeros(n_out)  # median outputs: -log P(no spike since the last one)
+    nphase = np.full(N, 0.5)  # regular mode: each neuron's phase
     last = T - 1
     for t in range(T):
         if deterministic:  # regular firing; a clamped input's phase stands still
@@ -105,6 +106,14 @@ def steps(topo, params, W, a, b, p_in, uniforms, clamp, deterministic, determini
             fire = free & (hazard >= np.log(2.0))
             st[out0:] = np.where(free, fire, st[out0:])
             hazard[fire] = 0.0
+        if deterministic and deterministic_outputs == "regular":
+            free = np.arange(N) >= n_in
+            if clamp is not None:
+                free &= clamp[:, t] < 0
+            nphase[free] += p[free]
+            fire = free & (nphase >= 1.0)
+            st = np.where(free, fire, st)
+            nphase[fire] -= 1.0
         if clamp is not None:
             st = np.where(clamp[:, t] >= 0, clamp[:, t] > 0, st)
         s[n_in:, t] = st[n_in:]

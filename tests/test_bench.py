@@ -189,15 +189,19 @@ def test_readme_headline_table_is_the_reports_rows(tmp_path):
 
 
 def test_a_cells_deterministic_mode_is_the_agents_own(tmp_path):
-    """A spiking cell evaluates sampled, vote, threshold in that order whatever the agent's
-    default (the vote draws from the predict generator); its ``deterministic`` figures are the
-    default's, priced and named as that mode: a cell of the threshold default reads like the
-    same figures filed under the vote default, row for row."""
+    """A spiking cell evaluates sampled, vote, threshold, regular in that order whatever the
+    agent's default (the vote draws from the predict generator); its ``deterministic`` figures
+    are the default's, priced and named as that mode: a cell of the threshold default reads like
+    the same figures filed under the vote default, row for row."""
     mod, root = _default_agent_module()
-    assert mod.spiking_modes("threshold") == [("vote", True, "vote"), ("deterministic", True, "threshold")]
-    assert mod.spiking_modes("vote") == [("deterministic", True, "vote"), ("threshold_net", True, "threshold")]
+    assert mod.spiking_modes("threshold") == [("vote", True, "vote"), ("deterministic", True, "threshold"),
+                                              ("regular_net", True, "regular")]
+    assert mod.spiking_modes("vote") == [("deterministic", True, "vote"), ("threshold_net", True, "threshold"),
+                                         ("regular_net", True, "regular")]
+    assert mod.spiking_modes("regular") == [("vote", True, "vote"), ("threshold_net", True, "threshold"),
+                                            ("deterministic", True, "regular")]
     assert mod.spiking_modes("median") == [("vote", True, "vote"), ("threshold_net", True, "threshold"),
-                                           ("deterministic", True, "median")]
+                                           ("regular_net", True, "regular"), ("deterministic", True, "median")]
     src = root / "results" / "default" / "cells"
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir(), new.mkdir()

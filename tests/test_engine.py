@@ -34,8 +34,8 @@ def _compare(topo, params, a, b, p_in, rng, **kw):
     U = rng.random((B, topo.n_neurons, T))
     tie = rng.random(B)
     got = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True, **kw)
-    if kw.get("deterministic") == "median":
-        kw = dict(kw, deterministic=True, deterministic_outputs="median")
+    if kw.get("deterministic") in ("median", "regular"):
+        kw = dict(kw, deterministic=True, deterministic_outputs=kw["deterministic"])
     want = naive_decide(topo, params, a, b, p_in, U, tie, **kw)
     for field in got._fields:
         np.testing.assert_allclose(np.asarray(getattr(got, field), float), want[field], rtol=1e-9, atol=1e-9, err_msg=field)
@@ -53,7 +53,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("decoder", ["first_to_spike", "rate"])
-@pytest.mark.parametrize("deterministic", [False, True, "median"])
+@pytest.mark.parametrize("deterministic", [False, True, "median", "regular"])
 @pytest.mark.parametrize("recursive", [False, True])
 def test_kernel_matches_reference_on_random_networks(case, decoder, deterministic, recursive):
     topo, params, a, b, rng = _net(seed=1, Kb=2 if case["n_hid"] else 1, recursive=recursive, **case)
@@ -86,7 +86,7 @@ def test_kernel_matches_reference_edge_cases():
     assert np.all(np.isfinite(got.ll_out)) and np.all(np.isfinite(got.ew))
 
 
-@pytest.mark.parametrize("deterministic", [False, "median"])
+@pytest.mark.parametrize("deterministic", [False, "median", "regular"])
 def test_clamped_spikes_match_reference(deterministic):
     topo, params, a, b, rng = _net(3, 4, 2, seed=3, recurrent=True)
     B, T = 4, 8
@@ -111,6 +111,28 @@ def test_median_outputs_fire_at_the_median_first_spike_time():
         assert abs(np.median(sampled) - det.t_star[0]) <= 1, (u, np.median(sampled), det.t_star[0])
     with pytest.raises(ValueError, match="deterministic must be"):
         decide(topo, params, a, b, p_in, rng=rng, deterministic="mode")
+
+
+def test_regular_network_fires_each_neuron_at_its_probability_evenly_spaced():
+    """One output, no input spikes, constant potential u (rate decoder: all T steps): the
+    regular mode fires floor(1/2 + T p) times, p = sigmoid(u), a spike at t iff the phase
+    1/2 + (t+1) p passes an integer (the regular input code's rule), where the sampled
+    network fires T p times on average; the threshold mode fires T times or never."""
+    topo = layered(1, 0, 1)
+    a, b = exponential_bank(2.0, 3), exponential_bank(1.0, 3)
+    T, rng = 40, np.random.default_rng(0)
+    t = np.arange(T)
+    for u in (-4.0, -1.0, -0.2, 0.7, 3.0):
+        params = GLMParams(np.zeros((topo.n_synapses, 1)), np.zeros((2, 1)), np.array([0.0, u]))
+        p = sigmoid(u)
+        reg = decide(topo, params, a, b, np.zeros((1, 1, T)), rng=rng, deterministic="regular", decoder="rate")
+        want = np.floor(0.5 + (t + 1) * p) > np.floor(0.5 + t * p)
+        np.testing.assert_array_equal(reg.raster[0, 1], want)
+        assert reg.raster[0, 1].sum() == np.floor(0.5 + T * p)
+        sampled = decide(topo, params, a, b, np.zeros((2000, 1, T)), rng=rng, decoder="rate").raster[:, 1].sum(1)
+        assert abs(sampled.mean() - reg.raster[0, 1].sum()) < 1.0 + 4 * sampled.std() / np.sqrt(2000)
+        thr = decide(topo, params, a, b, np.zeros((1, 1, T)), rng=rng, deterministic="threshold", decoder="rate")
+        assert thr.raster[0, 1].sum() == (T if u > 0 else 0)
 
 
 def test_same_seed_same_decisions_bit_for_bit():
@@ -297,7 +319,7 @@ def test_workspace_reuse_equals_fresh_buffers():
             assert np.array_equal(getattr(fresh, field), getattr(reused, field)), field
 
 
-@pytest.mark.parametrize("deterministic", [False, True, "median"])
+@pytest.mark.parametrize("deterministic", [False, True, "median", "regular"])
 @pytest.mark.parametrize("recursive", [False, True])
 def test_unscored_decisions_are_the_scored_ones_without_log_likelihoods(deterministic, recursive):
     """``score=False`` (predict) skips only the log-likelihoods (NaN): every other output is the

@@ -78,9 +78,9 @@ def test_trained_cartpole_decisions_identical_in_both_modes(trained, cartpole_ob
         assert trained.predict(o, deterministic=True)[0] == trained.action_values[a]
 
 
-def test_threshold_and_median_modes_identical(trained, cartpole_obs, tmp_path):
+def test_threshold_median_and_regular_modes_identical(trained, cartpole_obs, tmp_path):
     c = _build(trained, tmp_path)
-    for name, mode in (("threshold", c.THRESHOLD), ("median", c.MEDIAN)):
+    for name, mode in (("threshold", c.THRESHOLD), ("median", c.MEDIAN), ("regular", c.REGULAR)):
         rng = np.random.default_rng(1)
         c.seed_from(np.random.default_rng(1))
         for o in cartpole_obs[:500]:

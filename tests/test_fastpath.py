@@ -62,7 +62,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("mode", [False, "vote", "threshold", "median"])
+@pytest.mark.parametrize("mode", [False, "vote", "threshold", "median", "regular"])
 def test_compiled_predict_equals_the_batched_path(case, mode):
     make, steps = CASES[case]
     fast, slow = _twins(make, steps)

@@ -83,3 +83,28 @@ def test_import_spikerl_is_torch_free():
     code = "import sys, spikerl, spikerl.cli, spikerl.export, spikerl.show; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_numba_cache_is_dropped_when_any_module_of_the_package_changes(tmp_path):
+    """numba checks a cached function against its own file only; the package's cache is
+    stamped with all its sources, so an edit of one module (say the kernel that another
+    module's cached function inlined) drops every cache file, and an unchanged package keeps them."""
+    from spikerl._numba import _drop_stale_cache
+
+    pkg = tmp_path / "pkg"
+    (pkg / "__pycache__").mkdir(parents=True)
+    (pkg / "engine.py").write_text("x = 1\n")
+    (pkg / "fastpath.py").write_text("y = 2\n")
+
+    def cached():
+        for name in ("fastpath._predict_one-1.py311.nbi", "fastpath._predict_one-1.py311.1.nbc"):
+            (pkg / "__pycache__" / name).write_bytes(b"compiled")
+
+    cached()
+    assert _drop_stale_cache(pkg) and not list((pkg / "__pycache__").glob("*.nb?"))  # first stamp
+    cached()
+    assert not _drop_stale_cache(pkg) and len(list((pkg / "__pycache__").glob("*.nb?"))) == 2
+    (pkg / "engine.py").write_text("x = 3\n")  # same size, other source
+    assert _drop_stale_cache(pkg) and not list((pkg / "__pycache__").glob("*.nb?"))
+    cached()
+    assert not _drop_stale_cache(pkg) and len(list((pkg / "__pycache__").glob("*.nb?"))) == 2
