@@ -72,7 +72,7 @@ def main():
         lat["batched", det] = predict_latency(snn, obs, det)
     snn._single_predictor = compiled
     mode = snn.config.deterministic_outputs
-    for other in ("threshold", "vote"):  # each deterministic mode, whichever is the default
+    for other in ("regular", "threshold", "vote"):  # each deterministic mode, whichever is the default
         snn.config.deterministic_outputs = other
         lat[other] = predict_latency(snn, obs, True)
     snn.config.deterministic_outputs = mode
@@ -90,7 +90,7 @@ def main():
         what = f"{mode}, {snn.config.vote_samples} samples" if det and mode == "vote" else ("sampled" if not det else mode)
         print(f"predict latency (deterministic={det!s:5}: {what})  spiking {s * 1e6:7.1f} us   PPO {p * 1e6:7.1f} us   "
               f"spiking/PPO {s / p:5.3f}   (batched path {b * 1e6:7.1f} us, {b / s:4.1f}x slower)")
-    for other in ("threshold", "vote"):
+    for other in ("regular", "threshold", "vote"):
         print(f"predict latency ({other:9}, deterministic)  spiking {lat[other] * 1e6:7.1f} us   "
               f"spiking/PPO deterministic {lat[other] / lat['ppo', True]:5.3f}")
     print(f"per decision (stochastic): spikes {e['input_spikes'] + e['hidden_spikes'] + e['output_spikes']:.1f} "

@@ -153,6 +153,24 @@ def reevaluate(path: Path) -> None:
                                                       for key, out in todo), file=sys.stderr, flush=True)
 
 
+def relabel(cell: dict, outputs: str) -> dict:
+    """A spiking cell as an agent whose ``deterministic_outputs`` is ``outputs`` would have
+    written it: the same figures, ``outputs``'s under ``deterministic`` and the cell's former
+    deterministic mode under its own key (:func:`spiking_modes`). The training and every
+    figure are unchanged; the modes are scored in the same order either way, and only the vote
+    draws from the generator. ``outputs`` must be among the cell's modes."""
+    figures = {out: mode_result(cell, out) for _, out in SPIKING_MODES}
+    if figures.get(outputs) is None:
+        raise ValueError(f"cell {cell['env']} {cell['agent']} s{cell['seed']} has no {outputs!r} figures "
+                         "(--reevaluate scores them from the saved model)")
+    new = {k: v for k, v in cell.items() if k not in MODE_KEYS or k == "sampled"}
+    new["deterministic_outputs"] = outputs
+    for key, _, out in spiking_modes(outputs):
+        if figures.get(out) is not None:
+            new[key] = figures[out]
+    return new
+
+
 def run(envs, agents, seeds, out: Path, steps, overrides, tag, workers) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cells = [dict(env=e, agent=a, seed=s, steps=steps, overrides=overrides, tag=tag,
@@ -478,6 +496,8 @@ def main() -> None:
     ap.add_argument("--ablation", nargs=2, metavar=("DEFAULT", "LEVERS"), help="the ablation table: the tagged "
                     "cells of LEVERS (one lever switched off each) against the untagged default cells of DEFAULT on "
                     "the same seeds (with --md, --readme)")
+    ap.add_argument("--relabel", nargs=2, metavar=("DIR", "OUTPUTS"), help="file the spiking cells of DIR as "
+                    "written by an agent whose predict(deterministic=True) is OUTPUTS (a mode they hold)")
     ap.add_argument("--md", help="with --report or --ablation: also write the table to this file")
     ap.add_argument("--rliable", metavar="DIR", help="with --report: rliable statistics and figures into DIR")
     ap.add_argument("--readme", metavar="README", help="with --report: write the compact table into README "
@@ -489,6 +509,13 @@ def main() -> None:
     if args.reevaluate:
         for path in sorted(Path(args.reevaluate).glob("*.json")):
             reevaluate(path)
+        return
+    if args.relabel:
+        folder, outputs = args.relabel
+        for path in sorted(Path(folder).glob("*.json")):
+            cell = json.loads(path.read_text())
+            if cell["agent"].startswith("fts-snn") and det_outputs(cell) != outputs:
+                path.write_text(json.dumps(relabel(cell, outputs)))
         return
     if args.ablation:
         text = ablation(Path(args.ablation[0]), Path(args.ablation[1]))

@@ -176,14 +176,14 @@ class SpikingConfig(AgentConfig):
     """Decay time (steps) of the self-feedback (refractory) kernel."""
     decoder: str = "first_to_spike"
     """first_to_spike or rate."""
-    deterministic_outputs: str = "threshold"
-    """What predict(deterministic=True) does: threshold (every neuron fires iff u > 0: the
-    deterministic limit, one decision's cost; with regular input spikes it scored at least the
-    vote on the tuning seeds), median (hidden neurons as threshold; an output fires when the
-    probability of no spike yet drops to 1/2: the sampled network's median first-spike time),
-    regular (every neuron fires regularly at its probability sigmoid(u), as the regular input
-    code does at its rate: the sampled network's expected spikes without its noise, one
-    decision's cost) or vote (the most frequent action of vote_samples sampled decisions: an
+    deterministic_outputs: str = "regular"
+    """What predict(deterministic=True) does: regular (every neuron fires regularly at its
+    probability sigmoid(u), as the regular input code does at its rate: the sampled network's
+    expected spikes without its noise, one decision's cost; on the tuning seeds it scored at
+    least the threshold network and the vote on every task), threshold (every neuron fires
+    iff u > 0: the deterministic limit), median (hidden neurons as threshold; an output fires
+    when the probability of no spike yet drops to 1/2: the sampled network's median
+    first-spike time) or vote (the most frequent action of vote_samples sampled decisions: an
     estimate of the stochastic policy's own mode, costing that many decisions; the default
     with Bernoulli inputs)."""
     vote_samples: int = 15

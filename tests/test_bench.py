@@ -144,8 +144,9 @@ def test_rliable_report_compares_the_spiking_agent_with_every_ann(tmp_path):
     text = mod.rliable_report(cells, tmp_path / "out", reps=50)
     pairs = [tuple(c.strip() for c in line.split("|")[1:3]) for line in text.splitlines()
              if line.startswith("| fts-snn") and "P(X" not in line and line.count("|") == 4]
+    own = mod.det_outputs(json.loads((cells / "CartPole-v1__fts-snn__s100.json").read_text()))
     assert pairs == [(x, f"{ann} {m}") for ann in ("ppo", "a2c") for x, m in  # the spiking cells' own deterministic mode
-                     (("fts-snn sampled", "sampled"), ("fts-snn threshold", "deterministic"),
+                     (("fts-snn sampled", "sampled"), (f"fts-snn {own}", "deterministic"),
                       ("fts-snn sampled", "deterministic"))]
     assert "dqn" not in text and (tmp_path / "out" / "probability_of_improvement.png").is_file()
     (cells / "Acrobot-v1__a2c__s102.json").unlink()
@@ -166,7 +167,8 @@ def test_readme_headline_table_is_the_reports_rows(tmp_path):
     full = {tuple(c.strip() for c in line.split("|")[1:5:3]): line.split("|")
             for line in mod.report(tmp_path).splitlines() if line.startswith(("| ppo", "| fts-snn"))}
     short = mod.headline(tmp_path).splitlines()[2:]
-    assert len(short) == 5  # fts-snn: sampled, vote, threshold network; ppo: both modes
+    spiking = json.loads((tmp_path / "CartPole-v1__fts-snn__s100.json").read_text())
+    assert len(short) == sum(k in spiking for k in mod.MODE_KEYS) + 2  # each spiking mode; ppo: both modes
     agent = ""
     for line in short:
         c = [x.strip() for x in line.split("|")]
@@ -235,12 +237,12 @@ def test_ablation_table_puts_each_lever_beside_the_default_on_its_seeds(tmp_path
     default, levers = tmp_path / "default", tmp_path / "levers"
     default.mkdir(), levers.mkdir()
     src = json.loads((root / "results" / "default" / "cells" / "CartPole-v1__fts-snn__s100.json").read_text())
-    assert src["deterministic_outputs"] == "threshold"
 
     def cell(seed, tag, overrides, sampled, threshold, vote, det="threshold"):
         c = json.loads(json.dumps(src))
         c.update(seed=seed, tag=tag, overrides=overrides, deterministic_outputs=det)
-        c.pop("vote", None), c.pop("threshold_net", None)
+        for key in ("vote", "threshold_net", "regular_net"):
+            c.pop(key, None)
         for key, value in (("sampled", sampled), ("deterministic", threshold if det == "threshold" else vote),
                            ("vote" if det == "threshold" else "threshold_net", vote if det == "threshold" else threshold)):
             c[key] = dict(src["sampled"], mean_return=float(value))
@@ -259,3 +261,23 @@ def test_ablation_table_puts_each_lever_beside_the_default_on_its_seeds(tmp_path
     (default / "CartPole-v1__fts-snn__s101.json").unlink()
     with pytest.raises(ValueError, match=r"no default fts-snn cell on CartPole-v1 for seeds \[101\]"):
         mod.ablation(default, levers)
+
+
+def test_relabel_files_the_same_figures_under_another_deterministic_mode():
+    """A cell relabelled to another deterministic mode it holds has that mode's figures under
+    ``deterministic`` and the former one's under its own key; relabelled back it is the cell
+    again; a mode the cell lacks is a clear error."""
+    mod, root = _default_agent_module()
+    cell = json.loads((root / "results" / "default" / "cells" / "Acrobot-v1__fts-snn__s101.json").read_text())
+    own = mod.det_outputs(cell)
+    other = next(out for _, out in mod.SPIKING_MODES if out != own)
+    new = mod.relabel(cell, other)
+    assert new["deterministic_outputs"] == other and new["deterministic"] == mod.mode_result(cell, other)
+    assert mod.mode_result(new, own) == cell["deterministic"] and new["sampled"] == cell["sampled"]
+    figures = lambda c: sorted(json.dumps(c[k], sort_keys=True) for k in mod.MODE_KEYS if k in c)  # noqa: E731
+    assert figures(new) == figures(cell)
+    assert mod.relabel(new, own) == cell
+    lacking = {k: v for k, v in cell.items() if k != "vote"}
+    lacking["deterministic_outputs"] = "threshold" if own != "threshold" else "regular"
+    with pytest.raises(ValueError, match="has no 'vote' figures"):
+        mod.relabel(lacking, "vote")
