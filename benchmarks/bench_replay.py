@@ -1,0 +1,69 @@
+"""Where a proximal update's time goes: one replayed decision of the default CartPole agent.
+
+    NUMBA_NUM_THREADS=1 python benchmarks/bench_replay.py [--train 20000] [--batch 128]
+
+Trains the default agent briefly, records a minibatch of its decisions, then times, per
+decision: the rule's replay (unpack the stored bits, the kernel with clamping and
+eligibilities, the eligibility rows in parameter order), the kernel alone with eligibilities,
+with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
+8-env batch. The proximal rule replays every decision ``n_epochs`` times, so
+``n_epochs x replay`` bounds its training speed from above.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def per_call(fn, n: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=300)
+    args = ap.parse_args()
+    from spikerl.agent import SpikingAgent
+    from spikerl.engine import Workspace, _decide_validated
+
+    agent = SpikingAgent("CartPole-v1", seed=0).learn(args.train)
+    pol, B, n = agent.policy, args.batch, args.repeat
+    rng = np.random.default_rng(0)
+    obs = np.random.default_rng(1).normal(0.0, 0.05, (B, 4))
+    record = pol.record(pol.act(obs, rng, keep_raster=True, score=True), None)
+    raster = np.unpackbits(record["raster"], axis=-1, count=pol.encoder.T)
+    clamp = np.ascontiguousarray(raster, dtype=np.int8)
+    N, T = raster.shape[1:]
+    zeros = (np.zeros((B, pol.topo.n_in, T)), np.zeros((B, N, T)), np.zeros(B))
+
+    def kernel(learn, score):
+        ws = Workspace()
+        return lambda: _decide_validated(pol.topo, pol.params, pol.ff_kernel, pol.fb_kernel, zeros[0], None,
+                                         uniforms=zeros[1], tie=zeros[2], learn=learn, score=score, clamp=clamp,
+                                         workspace=ws)
+
+    rows = [("replay as the rule calls it", per_call(lambda: pol.replay_record(record), n) / B),
+            ("kernel, eligibilities", per_call(kernel(True, True), n) / B),
+            ("kernel, log-likelihoods only", per_call(kernel(False, True), n) / B),
+            ("kernel, forward pass only", per_call(kernel(False, False), n) / B)]
+    acting = per_call(lambda: pol.act(obs[:8], rng, score=True), 10 * n)
+    epochs = agent.config.n_epochs
+    print(f"default CartPole-v1 agent after {args.train} steps; {pol.topo.n_in} inputs, {pol.topo.n_hid} hidden, "
+          f"{pol.topo.n_out} outputs, {pol.n_params} parameters; minibatch {B}; one thread")
+    for name, sec in rows:
+        print(f"  {name:30s} {sec * 1e6:6.2f} us per decision")
+    print(f"  acting, 8 envs                 {acting * 1e6:6.1f} us per call ({acting / 8 * 1e6:.1f} us per env step)")
+    cap = 1.0 / (epochs * rows[0][1])
+    print(f"{epochs} replays per decision bound training at {cap:,.0f} env-steps/s before acting, env and updates")
+
+
+if __name__ == "__main__":
+    main()
