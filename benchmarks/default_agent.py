@@ -369,8 +369,8 @@ def mode_result(cell: dict, outputs: str) -> dict | None:
     return cell.get(dict((out, key) for key, out in SPIKING_MODES)[outputs])
 
 
-ABLATION_MODES = (("sampled", "sampled"), ("threshold", "threshold network"), ("vote", "vote of 15"),
-                  ("regular", "regular network"))
+ABLATION_MODES = (("sampled", "sampled"), ("regular", "regular network"), ("threshold", "threshold network"),
+                  ("vote", "vote of 15"))
 
 
 def ablation(default: Path, levers: Path, agent: str = "fts-snn") -> str:
