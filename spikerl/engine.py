@@ -398,9 +398,9 @@ def _decide_range(lo, hi, d, m, net, out):
     (step 3), the counters and log-likelihoods, the eligibilities (``learn``). The scratch
     buffers are allocated once per call and cleared per element: ``drive`` (pushed future
     input of general kernels, then the post-synaptic errors), ``cur_ff``/``cur_fb``
-    (recursive currents of geometric kernels), ``phase`` (threshold-mode inputs), ``prob``,
-    ``filt_*`` (backward-filtered errors), ``times``, ``hazard`` (median outputs), ``nphase``
-    (regular mode: the phase of every neuron)."""
+    (recursive currents of geometric kernels), ``phase`` (deterministic modes: the inputs'
+    phase; regular mode: every neuron's), ``prob``, ``filt_*`` (backward-filtered errors),
+    ``times``, ``hazard`` (median outputs)."""
     p_in, rand, tie, clamp, use_clamp = d
     deterministic, median_out, regular, decoder, learn, score = m
     n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay = net
@@ -412,13 +412,12 @@ def _decide_range(lo, hi, d, m, net, out):
     drive = np.empty((N, T))
     cur_ff = np.empty(N)
     cur_fb = np.empty(N)
-    phase = np.empty(n_in)
+    phase = np.empty(N)
     prob = np.empty((T, N))
     filt_a = np.empty((T, N, K))
     filt_b = np.empty((T, N, Kb))
     times = np.empty(T, np.int64)
     hazard = np.empty(n_out)
-    nphase = np.empty(N)
     # flat views: clearing a row is then one memset (a (S, K) slice is cleared row by row)
     ew_rows = ew.reshape(ew.shape[0], ew.shape[1] * ew.shape[2])
     ev_rows = ev.reshape(ev.shape[0], ev.shape[1] * ev.shape[2])
@@ -433,7 +432,6 @@ def _decide_range(lo, hi, d, m, net, out):
         cur_fb[:] = 0.0
         phase[:] = 0.5
         hazard[:] = 0.0
-        nphase[:] = 0.5
         n_sops = 0
         last = T - 1
         # --- steps 1, 2, 4: the network until the first output spike (or T) ---------------
@@ -463,10 +461,10 @@ def _decide_range(lo, hi, d, m, net, out):
                     s = clamp[bi, i, t] > 0
                 elif deterministic:
                     if regular:  # the neuron's expected spikes, evenly spaced (as the inputs')
-                        nphase[i] += pi
-                        s = nphase[i] >= 1.0
+                        phase[i] += pi
+                        s = phase[i] >= 1.0
                         if s:
-                            nphase[i] -= 1.0
+                            phase[i] -= 1.0
                     elif median_out and i >= out0:  # fire when P(no spike yet) <= 1/2
                         hazard[i - out0] += _softplus(ui)  # = -log(1 - sigmoid(u))
                         s = hazard[i - out0] >= LN2
