@@ -34,7 +34,7 @@ from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy, decision_summary
 from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
 from .serialization import describe_space, load_agent, save_agent
-from .vec_env import SB3VecEnv, is_sb3_vec_env
+from .vec_env import SB3VecEnv, is_sb3_vec_env, venv_chain
 
 
 MAX_ACTIONS = 256
@@ -215,12 +215,8 @@ class PolicyGradientAgent:
     def get_vec_normalize_env(self):
         """The SB3 ``VecNormalize`` in the env the agent was given, if any (else None), as SB3's
         ``get_vec_normalize_env``: SB3's ``EvalCallback`` syncs its statistics to its eval env."""
-        env = self.get_env()
-        while env is not None:
-            if all(hasattr(env, name) for name in ("obs_rms", "ret_rms", "normalize_obs")):
-                return env
-            env = getattr(env, "venv", None)
-        return None
+        return next((env for env in venv_chain(self.get_env())
+                     if all(hasattr(env, name) for name in ("obs_rms", "ret_rms", "normalize_obs"))), None)
 
     @property
     def rollout_locals(self) -> dict:

@@ -18,11 +18,10 @@ def _chain(vec_env) -> list:
     adapter, then each ``VecEnvWrapper`` down to the ``VecEnv``), then each sub-env's wrapper
     chain. An SB3 ``VecEnv`` whose environments live in other processes (``SubprocVecEnv``)
     cannot be captured: ``ValueError``."""
-    from .vec_env import is_sb3_vec_env
+    from .vec_env import is_sb3_vec_env, venv_chain
 
-    objs = [vec_env]
-    while getattr(vec_env, "venv", None) is not None:  # spikerl's SB3 adapter, SB3's VecEnvWrappers
-        vec_env = vec_env.venv
+    objs = []
+    for vec_env in venv_chain(vec_env):  # spikerl's SB3 adapter, SB3's VecEnvWrappers
         objs.append(vec_env)
         for stats in ("obs_rms", "ret_rms"):  # VecNormalize's running statistics (mean, var, count)
             rms = getattr(vec_env, stats, None)

@@ -24,6 +24,14 @@ def is_sb3_vec_env(env) -> bool:
                                                       "action_space", "reset")))
 
 
+def venv_chain(env):
+    """``env``, then each ``.venv`` below it (spikerl's adapter, SB3's ``VecEnvWrapper`` s such as
+    ``VecNormalize``), down to the innermost vector env."""
+    while env is not None:
+        yield env
+        env = getattr(env, "venv", None)
+
+
 class SB3VecEnv(gym.vector.VectorEnv):
     """A Gymnasium ``VectorEnv`` (same-step autoreset) over an SB3 ``VecEnv`` ``venv``.
 
@@ -70,4 +78,4 @@ class SB3VecEnv(gym.vector.VectorEnv):
         pass  # the user's VecEnv is theirs to close (an agent that drops it leaves it open, as SB3 does)
 
 
-__all__ = ["SB3VecEnv", "is_sb3_vec_env"]
+__all__ = ["SB3VecEnv", "is_sb3_vec_env", "venv_chain"]
