@@ -96,13 +96,14 @@ sampled one, in the order they are evaluated: the vote draws from the predict ge
 its figures depend on what ran before it, and every cell runs sampled, vote, threshold, then
 the regular network (added later: deterministic, it draws nothing that a later mode reads)."""
 MODE_OUTPUTS = dict(SPIKING_MODES)
+OUTPUT_KEYS = {out: key for key, out in SPIKING_MODES}
 
 
 def spiking_modes(default: str) -> list:
     """``(key, deterministic, outputs)`` of a spiking cell's deterministic evaluations: the
     agent's own deterministic mode is ``deterministic``, the others keep their keys."""
     modes = [("deterministic" if out == default else key, True, out) for key, out in SPIKING_MODES]
-    if default not in dict(SPIKING_MODES).values():  # median: its own, after the named ones
+    if default not in OUTPUT_KEYS:  # median: its own, after the named ones
         modes.append(("deterministic", True, default))
     return modes
 
@@ -366,7 +367,7 @@ def mode_result(cell: dict, outputs: str) -> dict | None:
         return cell["sampled"]
     if det_outputs(cell) == outputs:
         return cell["deterministic"]
-    return cell.get(dict((out, key) for key, out in SPIKING_MODES)[outputs])
+    return cell.get(OUTPUT_KEYS[outputs])
 
 
 ABLATION_MODES = (("sampled", "sampled"), ("regular", "regular network"), ("threshold", "threshold network"),
