@@ -374,12 +374,13 @@ ABLATION_MODES = (("sampled", "sampled"), ("regular", "regular network"), ("thre
                   ("vote", "vote of 15"))
 
 
-def ablation(default: Path, levers: Path, agent: str = "fts-snn") -> str:
+def ablation(default: Path, levers: Path, agent: str = "fts-snn", heading: str = "lever switched off") -> str:
     """Each lever switched off alone against the default, per task: one row per tag of
     ``levers`` (its overrides, and the default's value of each), and the default's untagged
     cells of ``default`` on the same seeds; IQM of the seeds' means, seeds at the threshold and
     each seed's mean, per mode (:data:`ABLATION_MODES` that every cell has). A lever's seeds
-    must all have a default cell (else a clear error)."""
+    must all have a default cell (else a clear error). A screen (candidates switched on, on
+    tuning seeds) is the same table under its own ``heading``."""
     from spikerl.agent import SpikingConfig
 
     defaults = SpikingConfig()
@@ -392,7 +393,7 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn") -> str:
     every = [r for g in groups.values() for rs in g.values() for r in rs]
     every += [base[r["env"], r["seed"]] for r in every if (r["env"], r["seed"]) in base]
     modes = [(out, name) for out, name in ABLATION_MODES if all(mode_result(r, out) is not None for r in every)]
-    lines = ["| task (steps), seeds | lever switched off: setting (default) | "
+    lines = [f"| task (steps), seeds | {heading}: setting (default) | "
              + " | ".join(f"{name}: IQM (seeds >= threshold; per seed)" for _, name in modes) + " |",
              "|---|---|" + "---|" * len(modes)]
 
@@ -497,9 +498,11 @@ def main() -> None:
     ap.add_argument("--ablation", nargs=2, metavar=("DEFAULT", "LEVERS"), help="the ablation table: the tagged "
                     "cells of LEVERS (one lever switched off each) against the untagged default cells of DEFAULT on "
                     "the same seeds (with --md, --readme)")
+    ap.add_argument("--screen", nargs=2, metavar=("DEFAULT", "CANDIDATES"), help="the same table for candidate "
+                    "settings screened on tuning seeds (tagged cells of CANDIDATES, one setting switched on each)")
     ap.add_argument("--relabel", nargs=2, metavar=("DIR", "OUTPUTS"), help="file the spiking cells of DIR as "
                     "written by an agent whose predict(deterministic=True) is OUTPUTS (a mode they hold)")
-    ap.add_argument("--md", help="with --report or --ablation: also write the table to this file")
+    ap.add_argument("--md", help="with --report, --ablation or --screen: also write the table to this file")
     ap.add_argument("--rliable", metavar="DIR", help="with --report: rliable statistics and figures into DIR")
     ap.add_argument("--readme", metavar="README", help="with --report: write the compact table into README "
                     "between its <!-- BLOCK table: start/end --> markers")
@@ -518,8 +521,9 @@ def main() -> None:
             if cell["agent"].startswith("fts-snn") and det_outputs(cell) != outputs:
                 path.write_text(json.dumps(relabel(cell, outputs)))
         return
-    if args.ablation:
-        text = ablation(Path(args.ablation[0]), Path(args.ablation[1]))
+    if args.ablation or args.screen:
+        text = (ablation(Path(args.ablation[0]), Path(args.ablation[1])) if args.ablation else
+                ablation(Path(args.screen[0]), Path(args.screen[1]), heading="candidate switched on"))
         print(text)
         if args.md:
             Path(args.md).write_text(text + "\n")

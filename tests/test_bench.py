@@ -258,6 +258,9 @@ def test_ablation_table_puts_each_lever_beside_the_default_on_its_seeds(tmp_path
         ["CartPole-v1 (100k), 100-101", "none (the default)", "485.0 (2/2; 480, 490)", "500.0 (2/2; 500, 500)",
          "499.5 (2/2; 499, 500)"],
         ["", "ratio=joint (neuron)", "388.0 (1/2; 300, 476)", "340.0 (1/2; 200, 480)", "475.5 (1/2; 470, 481)"]]
+    screen = mod.ablation(default, levers, heading="candidate switched on").splitlines()  # --screen: same rows
+    assert screen[0].startswith("| task (steps), seeds | candidate switched on: setting (default) |")
+    assert screen[2:] == mod.ablation(default, levers).splitlines()[2:]
     (default / "CartPole-v1__fts-snn__s101.json").unlink()
     with pytest.raises(ValueError, match=r"no default fts-snn cell on CartPole-v1 for seeds \[101\]"):
         mod.ablation(default, levers)
