@@ -10,10 +10,12 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from ._numba import njit
 from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
+from .rules import modulated_gradient
 
 
 class PolicyOutput(NamedTuple):
@@ -276,6 +278,35 @@ class SpikingPolicy:
         """:meth:`replay` of decisions stored by :meth:`record`."""
         return self.replay(np.unpackbits(record["raster"], axis=-1, count=self.encoder.T))
 
+    def replay_gradient(self, record: dict, modulator) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(mean_d M[d, unit] e_d, hidden rates)`` of decisions stored by :meth:`record`, where
+        ``M = modulator(replayed)`` is computed from their log-probabilities (``replayed.elig``
+        is ``None``): what :func:`~spikerl.rules.modulated_gradient` returns from
+        :meth:`replay_record`, bit for bit, without forming the ``(B, P)`` eligibilities (the
+        per-neuron modulators gate the kernel's eligibility arrays in one compiled pass)."""
+        if self.estimator is not None:  # the estimator reshapes the eligibilities: form them
+            r = self.replay_record(record)
+            return modulated_gradient(modulator(r), r.elig, self.param_neuron), r.hidden_rate
+        raster = np.unpackbits(record["raster"], axis=-1, count=self.encoder.T)
+        B, N, T = raster.shape
+        zeros = self._replay_zeros
+        if zeros is None or zeros[0].shape != (B, self.topo.n_in, T) or zeros[1].shape != (B, N, T):
+            self._replay_zeros = (np.zeros((B, self.topo.n_in, T)), np.zeros((B, N, T)), np.zeros(B))
+        p_in, uniforms, tie = self._replay_zeros
+        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
+                              uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
+                              clamp=raster.view(np.int8), workspace=self.replay_workspace)
+        M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
+        if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
+            grad = modulated_gradient(M, self._learning_terms(r)[1], self.param_neuron)
+        else:
+            grad = _gated_parts(np.ascontiguousarray(M, dtype=np.float64), r.ew, r.ev, r.eg, self.param_neuron) / B
+        n_in, n_hid = self.topo.n_in, self.topo.n_hid
+        hidden_rate = None
+        if n_hid and self.rate_reg > 0:  # only the rate regulariser reads them
+            hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
+        return grad, hidden_rate
+
     def _trajectory_log_prob(self, r) -> np.ndarray:
         """``log P`` of a decision's hidden and output spikes: the outputs' plus the hidden neurons'."""
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
@@ -293,3 +324,24 @@ class SpikingPolicy:
         if self.estimator is not None:
             elig = self.estimator.eligibility(self, r, elig)
         return log_prob, elig, hidden_rate
+
+
+@njit
+def _gated_parts(M, ew, ev, eg, unit):
+    """``sum_b M[b, unit[p]] e[b, p]`` over the eligibilities in ``theta`` order (``ew``
+    ``(B, S, K)``, ``ev`` ``(B, N, Kb)``, ``eg`` ``(B, N)``, concatenated; ``unit[p]`` the neuron
+    of parameter ``p``), summed over decisions in order, as
+    :func:`~spikerl.rules.modulated_gradient` sums the concatenation."""
+    B = ew.shape[0]
+    w, v = ew.reshape(B, -1), ev.reshape(B, -1)
+    nw, nv, nb = w.shape[1], v.shape[1], eg.shape[1]
+    g = np.zeros(nw + nv + nb)
+    for b in range(B):
+        m = M[b]
+        for p in range(nw):
+            g[p] += m[unit[p]] * w[b, p]
+        for p in range(nv):
+            g[nw + p] += m[unit[nw + p]] * v[b, p]
+        for p in range(nb):
+            g[nw + nv + p] += m[unit[nw + nv + p]] * eg[b, p]
+    return g

@@ -255,6 +255,17 @@ def modulated_gradient(M: np.ndarray, elig: np.ndarray, unit: np.ndarray) -> np.
                       np.ascontiguousarray(unit, dtype=np.int64)) / len(M)
 
 
+def replayed_gradient(policy, record: dict, modulator) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(mean_d M[d, unit] e_d, hidden rates)`` of stored decisions replayed under the current
+    parameters, ``M = modulator(replayed)`` from their log-probabilities. A policy that gates its
+    eligibilities without forming them (``replay_gradient``) does; any other replays them whole."""
+    fast = getattr(policy, "replay_gradient", None)
+    if fast is not None:
+        return fast(record, modulator)
+    r = policy.replay_record(record)
+    return modulated_gradient(modulator(r), r.elig, policy.param_neuron), r.hidden_rate
+
+
 @njit
 def _gated_sum(M, elig, unit):
     B, P = elig.shape
@@ -375,7 +386,6 @@ class ProximalRule:
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
         phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
         old = buf.flat("log_prob", keep)
-        unit = self.policy.param_neuron
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
         mb = min(self.batch_size, n)
@@ -387,24 +397,26 @@ class ProximalRule:
             for start in range(0, n - mb + 1, mb):
                 idx = order[start : start + mb]
                 self.critic.regress(phi[idx], returns[idx])
-                r = self.policy.replay_record({k: v[idx] for k, v in records.items()})
-                log_prob = self._ratio_terms(r)
                 a = adv[idx]
                 if self.normalize and a.size > 1:
                     a = (a - a.mean()) / (a.std() + 1e-8)
-                a = a[:, None]
-                log_ratio = log_prob - old[idx]
-                rho = np.exp(np.clip(log_ratio, -20.0, 20.0))  # beyond, the gate is shut anyway
-                M, gate = clipped_modulator(rho, a, self.clip)  # (mb, units)
-                if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
-                    M = M - self.ent_coef * (log_prob - log_prob.mean(0))
-                clipped.append(1.0 - gate.mean())
-                kl = float(np.mean(np.sum(rho - 1.0 - log_ratio, axis=1)))  # units are independent given the past
-                kls.append(kl)
-                if self.target_kl is not None and kl > 1.5 * self.target_kl:
+
+                def modulator(r, a=a[:, None], old=old[idx]):
+                    log_prob = self._ratio_terms(r)
+                    log_ratio = log_prob - old
+                    rho = np.exp(np.clip(log_ratio, -20.0, 20.0))  # beyond, the gate is shut anyway
+                    M, gate = clipped_modulator(rho, a, self.clip)  # (mb, units)
+                    if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
+                        M = M - self.ent_coef * (log_prob - log_prob.mean(0))
+                    clipped.append(1.0 - gate.mean())
+                    kls.append(float(np.mean(np.sum(rho - 1.0 - log_ratio, axis=1))))  # units independent given the past
+                    return M
+
+                grad, hidden_rate = replayed_gradient(self.policy, {k: v[idx] for k, v in records.items()}, modulator)
+                if self.target_kl is not None and kls[-1] > 1.5 * self.target_kl:
                     stop = True
                     break
-                yield Update(modulated_gradient(M, r.elig, unit), r.hidden_rate)
+                yield Update(grad, hidden_rate)
             if stop:
                 break
         self.stats = {"clip_fraction": float(np.mean(clipped)) if clipped else 0.0,

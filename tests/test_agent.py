@@ -1,4 +1,5 @@
 """SpikingAgent: the SB3 surface, reproducibility and learning."""
+import copy
 import dataclasses
 
 import gymnasium as gym
@@ -208,6 +209,37 @@ def test_replayed_decision_reproduces_acting():
     np.testing.assert_array_equal(r.ll_neuron, out.ll_neuron)
     np.testing.assert_array_equal(r.elig, out.elig)
     assert np.all(out.log_prob < out.ll_out)  # hidden spikes are part of the trajectory
+
+
+def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
+    """``replay_gradient`` gates the kernel's eligibility arrays without forming them: the
+    same gradient as ``modulated_gradient`` of ``replay_record``'s eligibilities, bit for bit,
+    with one modulator per neuron, one for every parameter, and a hidden-neuron estimator;
+    the modulator sees the replay's log-probabilities and no eligibilities."""
+    from spikerl.rules import modulated_gradient
+
+    obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
+    for kw in ({}, {"hidden_rule": "learning_signal"}):
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw)
+        pol = agent.policy
+        agent.encoder.update(obs)
+        rec = pol.record(pol.act(obs, np.random.default_rng(1), learn=True), agent.encoder.features_of(obs))
+        pol.set_theta(pol.theta + np.random.default_rng(2).normal(0.0, 0.3, pol.n_params))  # ratios != 1
+        estimator = copy.deepcopy(pol.estimator)  # its running baseline follows every replay
+        full = pol.replay_record(rec)
+        for cols in (pol.topo.n_neurons, 1):
+            M = np.random.default_rng(3).normal(size=(64, cols))
+            seen = []
+            pol.estimator = copy.deepcopy(estimator)
+
+            def modulator(r, M=M):
+                seen.append(r)
+                return M
+
+            grad, _ = pol.replay_gradient(rec, modulator)
+            np.testing.assert_array_equal(grad, modulated_gradient(M, full.elig, pol.param_neuron))
+            np.testing.assert_array_equal(seen[0].ll_neuron, full.ll_neuron)
+            np.testing.assert_array_equal(seen[0].log_prob, full.log_prob)
 
 
 def test_acting_without_eligibilities_scores_as_learning():
