@@ -321,18 +321,20 @@ class PolicyGradientAgent:
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         done = (terminated | truncated) & valid
         same_step = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.SAME_STEP
-        next_feats = enc.features_of(next_obs)
-        final_feats = next_feats
-        if same_step and done.any():
-            final_obs = np.array(next_obs, copy=True)
-            for b in np.flatnonzero(done):
-                final_obs[b] = obs_array(self.observation_space, infos["final_obs"][b])
-            final_feats = enc.features_of(final_obs)
-        # features of the next observation serve the next step, unless running statistics move the bounds
-        self._next_feats = next_feats if enc.stationary else None
+        # features of the next observation serve the next step, unless running statistics move the
+        # bounds (then they are computed only if the rule asks for the next observation's value)
+        self._next_feats = enc.features_of(next_obs) if enc.stationary else None
+
+        def final_feats():
+            if same_step and done.any():
+                final_obs = np.array(next_obs, copy=True)
+                for b in np.flatnonzero(done):
+                    final_obs[b] = obs_array(self.observation_space, infos["final_obs"][b])
+                return enc.features_of(final_obs)
+            return self._next_feats if self._next_feats is not None else enc.features_of(next_obs)
 
         transition = Transition(valid, out, feats, rewards, terminated & valid, done,
-                                value_of_next=lambda: self.critic.value(final_feats))
+                                value_of_next=lambda: self.critic.value(final_feats()))
         for update in self._rule.step(transition):
             self._apply(update.grad, update.hidden_rate)
 
