@@ -398,6 +398,7 @@ class SpikingAgent(PolicyGradientAgent):
             decoder=c.decoder, rng=self.rng, w_scale=c.w_scale, bias_hidden=c.bias_hidden, bias_out=c.bias_out,
         )
         policy.rate_reg, policy.target_rate, policy.out_bias_max = float(c.rate_reg), float(c.target_rate), c.out_bias_max
+        policy.causal = bool(c.causal_hidden)
         if c.hidden_rule == "learning_signal":
             policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)
         return policy

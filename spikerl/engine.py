@@ -201,8 +201,9 @@ class Drive(NamedTuple):
 
 
 class Mode(NamedTuple):
-    """Spike mode (sampled, threshold, median outputs, regular), decoder, whether to learn and
-    whether to score (the log-likelihoods; ``predict`` does without, they cost a log per neuron-step)."""
+    """Spike mode (sampled, threshold, median outputs, regular), decoder, whether to learn,
+    whether to score (the log-likelihoods; ``predict`` does without, they cost a log per
+    neuron-step) and whether hidden neurons' scores stop before ``t*`` (``causal``)."""
 
     deterministic: bool
     median_out: bool
@@ -210,6 +211,7 @@ class Mode(NamedTuple):
     decoder: int
     learn: bool
     score: bool
+    causal: bool
 
 
 class Out(NamedTuple):
@@ -301,9 +303,10 @@ def _decode(bi, last, tie, deterministic, decoder, n_out, out0, raster, potentia
 
 
 @njit_inline
-def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score):
+def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score, causal):
     """Spikes per population up to ``t*`` and (``score``) each neuron's log-likelihood
-    ``sum_t log p(s | u)`` (``ll_out``: the outputs', the learning signal; NaN unscored)."""
+    ``sum_t log p(s | u)`` (``ll_out``: the outputs', the learning signal; NaN unscored);
+    ``causal``: a hidden neuron's sum stops before ``t*`` (no output sees its spikes at ``t*``)."""
     N = raster.shape[2]
     c_in = 0
     c_hid = 0
@@ -327,7 +330,7 @@ def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_o
     l_out = 0.0
     for i in range(n_in, N):  # neuron-major, as the reference sums
         l_i = 0.0
-        for t in range(last + 1):
+        for t in range(last if causal and i < out0 else last + 1):
             l_i += _log_p(raster[bi, t, i], potential[bi, t, i], prob[t, i])
         ll_neuron[bi, i] = l_i
         if i >= out0:
@@ -336,17 +339,20 @@ def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_o
 
 
 @njit_inline
-def _eligibilities(bi, last, n_in, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, err, prob, filt_a, filt_b,
-                   times, raster, ew, ev, eg):
+def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, err, prob, filt_a,
+                   filt_b, times, raster, ew, ev, eg, causal):
     """DESIGN.md section 5, event-driven: each post-synaptic error ``err = s - sigmoid(u)``
     filtered backwards by the kernel once, then every synapse of a pre-synaptic neuron that
-    spiked written once (``sum`` over its spike times of the filtered error of its target)."""
+    spiked written once (``sum`` over its spike times of the filtered error of its target).
+    ``causal``: a hidden neuron's error at ``t*`` is 0 (no output sees its spikes at ``t*``)."""
     N = raster.shape[2]
     K, Kb = a.shape[0], b.shape[0]
     for i in range(n_in, N):
         acc = 0.0
         for t in range(last + 1):
             e = raster[bi, t, i] - prob[t, i]
+            if causal and t == last and i < out0:
+                e = 0.0
             err[i, t] = e
             acc += e
         eg[bi, i] = acc
@@ -402,7 +408,7 @@ def _decide_range(lo, hi, d, m, net, out):
     phase; regular mode: every neuron's), ``prob``, ``filt_*`` (backward-filtered errors),
     ``times``, ``hazard`` (median outputs)."""
     p_in, rand, tie, clamp, use_clamp = d
-    deterministic, median_out, regular, decoder, learn, score = m
+    deterministic, median_out, regular, decoder, learn, score, causal = m
     n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay = net
     raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg = out
     _, T, N = raster.shape
@@ -506,10 +512,10 @@ def _decide_range(lo, hi, d, m, net, out):
         sops[bi] = n_sops
         # --- step 3, counters, learning signal, eligibilities ---------------------------------
         _decode(bi, last, tie, deterministic, decoder, n_out, out0, raster, potential, action, no_spike)
-        _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score)
+        _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score, causal)
         if learn:  # drive is reused for the post-synaptic errors
-            _eligibilities(bi, last, n_in, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, drive, prob, filt_a,
-                           filt_b, times, raster, ew, ev, eg)
+            _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, drive, prob,
+                           filt_a, filt_b, times, raster, ew, ev, eg, causal)
 
 
 @njit
@@ -531,7 +537,7 @@ def presynaptic_order_into(post, pre_syn, w, a, qpost, wq):
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
 
 
-def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, regular, decoder, learn, score,
+def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, regular, decoder, learn, score, causal,
                n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
@@ -540,7 +546,7 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, reg
     B = raster.shape[0]
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     d = Drive(p_in, rand, tie, clamp, use_clamp)
-    m = Mode(deterministic, median_out, regular, decoder, learn, score or learn)
+    m = Mode(deterministic, median_out, regular, decoder, learn, score or learn, causal)
     net = Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay)
     out = Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
     per = (B + n_chunks - 1) // n_chunks
@@ -644,6 +650,7 @@ def decide(
     clamp: np.ndarray | None = None,
     workspace: Workspace | None = None,
     score: bool = True,
+    causal: bool = False,
 ) -> Decisions:
     """Run one decision for a batch of ``B`` network states.
 
@@ -672,6 +679,9 @@ def decide(
         clamp: optional ``(B, N, T)`` int8; entries ``0``/``1`` force a neuron's spike
             (teacher forcing; input neurons included), ``-1`` leaves it free.
         workspace: reuse these output buffers (see :class:`Workspace`).
+        causal: hidden neurons' log-likelihoods and eligibilities stop before ``t*``: their
+            spikes at ``t*`` reach no output before the decision, so their score there is
+            noise of mean zero (DESIGN.md section 5); outputs keep every step.
     """
     a = check_bank(ff_kernel, "ff_kernel")
     b = check_bank(fb_kernel, "fb_kernel")
@@ -701,11 +711,12 @@ def decide(
         if clamp.shape[0] != B:
             raise ValueError(f"clamp must have batch size B={B}, got {clamp.shape[0]}")
     return _decide_validated(topo, params, a, b, p_in, rng, uniforms, tie, deterministic, decoder, learn, clamp,
-                             workspace, score)
+                             workspace, score, causal)
 
 
 def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, deterministic=False,
-                      decoder="first_to_spike", learn=False, clamp=None, workspace=None, score=True) -> Decisions:
+                      decoder="first_to_spike", learn=False, clamp=None, workspace=None, score=True,
+                      causal=False) -> Decisions:
     """:func:`decide` after its checks (callers that built their arrays themselves, such as
     :class:`~spikerl.policy.SpikingPolicy`, call this directly)."""
     B, _, T = p_in.shape
@@ -723,7 +734,7 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
     threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
     (_kernel_threaded if threads > 1 else _kernel)(
         p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder], bool(learn),
-        bool(score),
+        bool(score), bool(causal),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],

@@ -193,6 +193,10 @@ class SpikingConfig(AgentConfig):
     unbiased) or learning_signal (the seed rule: per-step kappa-filtered output
     log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
     of learning_signal (deprecated)."""
+    causal_hidden: bool = False
+    """Leave hidden neurons' spikes at the decision step t* out of their score and
+    log-likelihood (ratio): no output sees them before the decision, so those terms are noise
+    of mean zero (an unbiased estimator either way, this one with less variance)."""
     kappa: float = 0.5
     """Filter of the per-step learning signal (learning_signal rule)."""
     ll_baseline_decay: float = 0.99
@@ -221,6 +225,8 @@ class SpikingConfig(AgentConfig):
             "n_hidden": self.n_hidden >= 0, "kappa": 0 <= self.kappa < 1, "vote_samples": self.vote_samples >= 1,
             "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
             "p_connect": 0 < self.p_connect <= 1, "rate_reg": self.rate_reg >= 0,
+            # the learning-signal estimator forms hidden eligibilities itself, over every step
+            "causal_hidden": not (self.causal_hidden and self.hidden_rule == "learning_signal"),
         }
         choices = {
             "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "learning_signal"),

@@ -142,6 +142,9 @@ class SpikingPolicy:
         self.encoder, self.decoder = encoder, decoder
         self.estimator = estimator
         """How hidden neurons' eligibilities are formed (``None``: their plain score, the joint estimator)."""
+        self.causal = False
+        """Hidden neurons' scores and log-likelihoods stop before the decision step ``t*``, which
+        no output sees (the same expected gradient with less noise; see :func:`~spikerl.engine.decide`)."""
         self.rate_reg, self.target_rate, self.out_bias_max = float(rate_reg), float(target_rate), out_bias_max
         self.workspace = Workspace()
         self.replay_workspace = Workspace()
@@ -242,7 +245,7 @@ class SpikingPolicy:
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
                               deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace,
-                              score=score)
+                              score=score, causal=self.causal)
         if not learn:
             # copies: the workspace is overwritten by the next call
             log_prob = ll_neuron = None
@@ -266,7 +269,7 @@ class SpikingPolicy:
         p_in, uniforms, tie = self._replay_zeros
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
                               uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
-                              clamp=clamp, workspace=self.replay_workspace)
+                              clamp=clamp, workspace=self.replay_workspace, causal=self.causal)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
 
@@ -295,7 +298,7 @@ class SpikingPolicy:
         p_in, uniforms, tie = self._replay_zeros
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
                               uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
-                              clamp=raster.view(np.int8), workspace=self.replay_workspace)
+                              clamp=raster.view(np.int8), workspace=self.replay_workspace, causal=self.causal)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
             grad = modulated_gradient(M, self._learning_terms(r)[1], self.param_neuron)

@@ -107,6 +107,33 @@ def test_joint_estimator_is_unbiased_and_learning_signal_is_not():
     assert err > 0.2, f"learning-signal estimator unexpectedly close to the gradient (relative error {err:.3f})"
 
 
+def test_causal_hidden_estimator_is_unbiased_with_less_variance():
+    """Leaving out hidden spikes at t* (no output sees them before the decision) keeps the
+    expectation exact and lowers the second moment of every hidden eligibility; outputs
+    are untouched. Probabilities come from the full trajectory (the true distribution)."""
+    policy = _policy()
+    rasters, rewards, p_in = _trajectories(policy.topo)
+    P = _probabilities(policy, rasters, p_in)
+    exact = _exact_gradient(policy, rasters, rewards, p_in)
+    full = policy.replay(rasters)
+    policy.causal = True
+    causal = policy.replay(rasters)
+    learn, hidden = policy.learnable, policy.hidden_mask & policy.learnable
+    np.testing.assert_allclose(((P * rewards) @ causal.elig)[learn], exact[learn], rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(causal.elig[:, ~policy.hidden_mask], full.elig[:, ~policy.hidden_mask])
+    np.testing.assert_array_equal(causal.ll_out, full.ll_out)
+    assert np.any(causal.elig[:, hidden] != full.elig[:, hidden])
+    second = lambda e: (P * rewards**2) @ e[:, hidden] ** 2  # noqa: E731
+    assert np.all(second(causal.elig) <= second(full.elig) + 1e-15)
+    assert second(causal.elig).sum() < 0.95 * second(full.elig).sum()
+    # the hidden log-likelihoods stop before t*: the causal trajectory is a distribution over the
+    # rasters whose hidden bits at t* are 0 (those at t* are summed out)
+    silent_at_last = np.array([not r[policy.topo.n_in : policy.topo.n_in + policy.topo.n_hid, int(r[-2:].any(0).argmax())
+                                                                                               if r[-2:].any() else T - 1].any()
+                               for r in rasters])
+    assert (p_in * np.exp(causal.log_prob))[silent_at_last].sum() == pytest.approx(1.0, abs=1e-12)
+
+
 def test_learning_signal_eligibility_follows_its_definition():
     """sum_t (l_t - b_t) (s_t - sigmoid(u_t)) xbar_t for hidden synapses, step by step."""
     policy = _policy(LearningSignal(T, kappa=0.3, baseline_decay=1.0))
