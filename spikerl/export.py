@@ -246,7 +246,7 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
         enc_defs += ldefs
         flash += lflash
         n_critic = model.critic.c.size
-        learn_defs = "#define SPK_LEARN 1\n"
+        learn_defs = f"#define SPK_LEARN 1\n#define SPK_CAUSAL {int(policy.causal)}\n"
     header = HEADER.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").format(U=U, name=name, n_obs=n_obs, n_in=n_in, n_hid=n_hid, n_out=n_out, N=N, T=T, S=S,
                            act_dim=act_dim, learn_defs=learn_defs.replace("SPK_", f"{U}_"), KA=K, KB=Kb,
                            P=policy.n_params, C=n_critic, vote=int(cfg.vote_samples), det=det_mode,
@@ -891,6 +891,8 @@ static void run(spk_state *st, int det, double tie, int learn, spk_result *res)
             spk_real acc = 0;
             for (t = 0; t <= last; t++) {
                 spk_real e = (spk_real)st->raster[t * SPK_N + i] - st->prob[t * SPK_N + i];
+                if (SPK_CAUSAL && t == last && i < SPK_N_IN + SPK_N_HID)
+                    e = 0; /* causal_hidden: no output sees a hidden spike at t* */
                 st->err[i * SPK_T + t] = e;
                 acc += e;
             }

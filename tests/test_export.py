@@ -200,13 +200,15 @@ def _learner(model, tmp_path, name="spk_policy"):
     return c, act, update, theta, critic
 
 
-@pytest.mark.parametrize("env_id,steps", [("CartPole-v1", 5_000), ("spikerl/WindyGridWorld-v0", 3_000)])
-def test_learn_module_trains_as_the_python_online_actor_critic(env_id, steps, tmp_path):
+@pytest.mark.parametrize("env_id,steps,causal", [("CartPole-v1", 5_000, False), ("spikerl/WindyGridWorld-v0", 3_000, False),
+                                                 ("CartPole-v1", 5_000, True)])
+def test_learn_module_trains_as_the_python_online_actor_critic(env_id, steps, causal, tmp_path):
     """The --learn module, fed the env through the bridge, ends with the parameters and critic
-    of SpikingAgent(reward_factor="td") trained from the same seed on the same stream."""
+    of SpikingAgent(reward_factor="td") trained from the same seed on the same stream (also
+    with hidden scores stopping before t*, ``causal_hidden``)."""
     env = gym.make(env_id)  # one env, reset in the step that ends an episode: what a device sees
     agent = SpikingAgent(env, seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05,
-                         lr_schedule="constant")
+                         lr_schedule="constant", causal_hidden=causal)
     c, act, update, theta, critic = _learner(agent, tmp_path)
     c.seed_from(agent.rng)
     theta0 = theta()
