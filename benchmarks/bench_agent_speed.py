@@ -3,7 +3,8 @@ with default settings, measured in the same process, one after the other.
 
     python benchmarks/bench_agent_speed.py [--steps 50000]
 
-Prints env-steps/s for training (same number of envs: 8), single-observation ``predict``
+Prints env-steps/s for training (same number of envs: 8) and for the spiking agent's loop
+without its updates (acting, environments and bookkeeping: the ceiling of any rule), single-observation ``predict``
 latency (the compiled one-observation path, and the batched path it replaced, in the same
 run), and per decision: spikes and synaptic operations (spiking) vs MACs (PPO).
 """
@@ -49,6 +50,15 @@ def main():
     snn.learn(args.steps)
     snn_sps = args.steps / (time.perf_counter() - t0)
 
+    # the same loop with the updates left out (rollouts collected and dropped): what acting, the
+    # environments and the bookkeeping alone allow, the ceiling of any rule in this loop
+    idle = SpikingAgent("CartPole-v1", seed=0, **hp)
+    idle.learn(2000)
+    idle._rule._train = lambda last_values: iter(())
+    t0 = time.perf_counter()
+    idle.learn(args.steps)
+    collect_sps = args.steps / (time.perf_counter() - t0)
+
     def ppo_speed(n_envs):
         # SB3's defaults: PPO("MlpPolicy", env) with n_steps=2048, batch 64, 10 epochs
         model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs, seed=0), seed=0, device="cpu", verbose=0)
@@ -85,6 +95,8 @@ def main():
     print(f"training env-steps/s   spiking ({hp['n_envs']} envs) {snn_sps:9.0f}   PPO default (1 env) {ppo_sps:9.0f}   "
           f"ratio {snn_sps / ppo_sps:6.1f}x")
     print(f"                       PPO defaults with {hp['n_envs']} envs {ppo8_sps:9.0f}   ratio {snn_sps / ppo8_sps:6.1f}x")
+    print(f"collection alone       spiking, no updates {collect_sps:9.0f}   ratio to PPO default {collect_sps / ppo_sps:6.1f}x "
+          f"(training spends {1 - snn_sps / collect_sps:.0%} of its time in updates)")
     for det in (True, False):
         s, p, b = lat["spiking", det], lat["ppo", det], lat["batched", det]
         what = f"{mode}, {snn.config.vote_samples} samples" if det and mode == "vote" else ("sampled" if not det else mode)

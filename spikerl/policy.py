@@ -279,7 +279,7 @@ class SpikingPolicy:
 
     def replay_record(self, record: dict) -> Replayed:
         """:meth:`replay` of decisions stored by :meth:`record`."""
-        return self.replay(np.unpackbits(record["raster"], axis=-1, count=self.encoder.T))
+        return self.replay(unpack_bits(record["raster"], self.encoder.T))
 
     def replay_gradient(self, record: dict, modulator) -> tuple[np.ndarray, np.ndarray | None]:
         """``(mean_d M[d, unit] e_d, hidden rates)`` of decisions stored by :meth:`record`, where
@@ -290,7 +290,7 @@ class SpikingPolicy:
         if self.estimator is not None:  # the estimator reshapes the eligibilities: form them
             r = self.replay_record(record)
             return modulated_gradient(modulator(r), r.elig, self.param_neuron), r.hidden_rate
-        raster = np.unpackbits(record["raster"], axis=-1, count=self.encoder.T)
+        raster = unpack_bits(record["raster"], self.encoder.T)
         B, N, T = raster.shape
         zeros = self._replay_zeros
         if zeros is None or zeros[0].shape != (B, self.topo.n_in, T) or zeros[1].shape != (B, N, T):
@@ -327,6 +327,23 @@ class SpikingPolicy:
         if self.estimator is not None:
             elig = self.estimator.eligibility(self, r, elig)
         return log_prob, elig, hidden_rate
+
+
+def unpack_bits(packed: np.ndarray, count: int) -> np.ndarray:
+    """``np.unpackbits(packed, axis=-1, count=count)`` (C-contiguous ``uint8``) in one compiled
+    loop: unpackbits along a short last axis costs more than the replay's own bookkeeping."""
+    lead = packed.shape[:-1]
+    flat = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1, packed.shape[-1])
+    return _unpack_rows(flat, count).reshape(*lead, count)
+
+
+@njit
+def _unpack_rows(packed, count):
+    out = np.empty((packed.shape[0], count), np.uint8)
+    for r in range(packed.shape[0]):
+        for t in range(count):
+            out[r, t] = (packed[r, t >> 3] >> (7 - (t & 7))) & 1
+    return out
 
 
 @njit

@@ -244,6 +244,34 @@ def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float) -> tuple[np
     return np.where(gate, rho * adv, 0.0), gate
 
 
+def ratio_modulator(log_prob: np.ndarray, old: np.ndarray, adv: np.ndarray, clip: float):
+    """:func:`clipped_modulator` of ``rho = exp(clip(log_prob - old, -20, 20))`` for log-probabilities
+    ``(B, U)`` and advantages ``(B,)``, in one compiled pass: ``(M, rho, log_ratio, open)``,
+    ``open`` the number of unclipped entries (what ``gate.sum()`` counts)."""
+    return _ratio_modulator(np.ascontiguousarray(log_prob, dtype=np.float64), np.ascontiguousarray(old, dtype=np.float64),
+                            np.ascontiguousarray(adv, dtype=np.float64), float(clip))
+
+
+@njit
+def _ratio_modulator(log_prob, old, adv, clip):
+    B, U = log_prob.shape
+    M, rho, log_ratio = np.empty((B, U)), np.empty((B, U)), np.empty((B, U))
+    hi, lo = 1 + clip, 1 - clip
+    n_open = 0
+    for b in range(B):
+        a = adv[b]
+        for u in range(U):
+            lr = log_prob[b, u] - old[b, u]
+            r = np.exp(min(max(lr, -20.0), 20.0))  # beyond, the gate is shut anyway
+            log_ratio[b, u], rho[b, u] = lr, r
+            if (a > 0 and r > hi) or (a < 0 and r < lo):
+                M[b, u] = 0.0
+            else:
+                M[b, u] = r * a
+                n_open += 1
+    return M, rho, log_ratio, n_open
+
+
 def modulated_gradient(M: np.ndarray, elig: np.ndarray, unit: np.ndarray) -> np.ndarray:
     """``mean_d M[d, unit[p]] e[d, p]``: each parameter's eligibility times the modulator of
     its unit (``M`` with one column: the same modulator for every parameter)."""
@@ -401,14 +429,12 @@ class ProximalRule:
                 if self.normalize and a.size > 1:
                     a = (a - a.mean()) / (a.std() + 1e-8)
 
-                def modulator(r, a=a[:, None], old=old[idx]):
+                def modulator(r, a=a, old=old[idx]):
                     log_prob = self._ratio_terms(r)
-                    log_ratio = log_prob - old
-                    rho = np.exp(np.clip(log_ratio, -20.0, 20.0))  # beyond, the gate is shut anyway
-                    M, gate = clipped_modulator(rho, a, self.clip)  # (mb, units)
+                    M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip)  # (mb, units)
                     if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
                         M = M - self.ent_coef * (log_prob - log_prob.mean(0))
-                    clipped.append(1.0 - gate.mean())
+                    clipped.append(1.0 - n_open / M.size)
                     kls.append(float(np.mean(np.sum(rho - 1.0 - log_ratio, axis=1))))  # units independent given the past
                     return M
 

@@ -211,6 +211,17 @@ def test_replayed_decision_reproduces_acting():
     assert np.all(out.log_prob < out.ll_out)  # hidden spikes are part of the trajectory
 
 
+def test_unpack_bits_is_numpys_unpackbits():
+    from spikerl.policy import unpack_bits
+
+    rng = np.random.default_rng(0)
+    for T in (1, 5, 8, 9, 16, 20):
+        packed = np.packbits(rng.integers(0, 2, (7, 5, T)).astype(np.uint8), axis=-1)
+        got = unpack_bits(packed, T)
+        np.testing.assert_array_equal(got, np.unpackbits(packed, axis=-1, count=T))
+        assert got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"]
+
+
 def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
     """``replay_gradient`` gates the kernel's eligibility arrays without forming them: the
     same gradient as ``modulated_gradient`` of ``replay_record``'s eligibilities, bit for bit,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from spikerl.policy import PolicyOutput
-from spikerl.rules import Critic, ProximalRule, ReturnScaler, Transition, clipped_modulator, modulated_gradient
+from spikerl.rules import (Critic, ProximalRule, ReturnScaler, Transition, clipped_modulator, modulated_gradient,
+                           ratio_modulator)
 
 
 def test_return_scaler_is_bounded_from_the_first_step():
@@ -82,3 +83,20 @@ def test_each_parameter_is_modulated_by_its_own_neurons_factor():
     np.testing.assert_allclose(grad, want)
     assert np.all(grad[unit == 2] == 0.0)
     np.testing.assert_allclose(modulated_gradient(M[:, :1], elig, unit), M[:, 0] @ elig / 6)
+
+
+def test_ratio_modulator_is_the_clipped_modulator_of_the_ratios():
+    """The compiled pass gives clipped_modulator's M of exp(clip(log p - old, -20, 20)), its
+    ratios and log-ratios, and counts the open gates (both branches and the +-20 cap occur)."""
+    rng = np.random.default_rng(0)
+    log_prob = rng.normal(0.0, 0.3, (50, 7))
+    log_prob[0, 0] = 40.0  # capped at exp(20)
+    old = rng.normal(0.0, 0.3, (50, 7))
+    adv = rng.normal(size=50)
+    adv[1] = 0.0
+    M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, adv, 0.2)
+    np.testing.assert_array_equal(log_ratio, log_prob - old)
+    np.testing.assert_allclose(rho, np.exp(np.clip(log_prob - old, -20.0, 20.0)), rtol=1e-15)
+    want, gate = clipped_modulator(rho, adv[:, None], 0.2)
+    np.testing.assert_array_equal(M, want)
+    assert n_open == gate.sum() and 0 < n_open < gate.size
