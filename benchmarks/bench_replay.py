@@ -4,7 +4,9 @@
 
 Trains the default agent briefly, records a minibatch of its decisions, then times, per
 decision: the rule's replay (unpack the stored bits, the kernel with clamping and
-eligibilities, the eligibility rows in parameter order), the kernel alone with eligibilities,
+eligibilities, each neuron's modulator gating its synapses' eligibilities into the gradient:
+``replay_gradient``), the replay that forms the eligibility rows in parameter order
+(``replay_record``), the kernel alone with eligibilities,
 with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
 8-env batch. The proximal rule replays every decision ``n_epochs`` times, so
 ``n_epochs x replay`` bounds its training speed from above.
@@ -50,7 +52,9 @@ def main():
                                          uniforms=zeros[1], tie=zeros[2], learn=learn, score=score, clamp=clamp,
                                          workspace=ws)
 
-    rows = [("replay as the rule calls it", per_call(lambda: pol.replay_record(record), n) / B),
+    M = np.random.default_rng(2).normal(size=(B, pol.topo.n_neurons))
+    rows = [("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B),
+            ("replay, eligibilities formed", per_call(lambda: pol.replay_record(record), n) / B),
             ("kernel, eligibilities", per_call(kernel(True, True), n) / B),
             ("kernel, log-likelihoods only", per_call(kernel(False, True), n) / B),
             ("kernel, forward pass only", per_call(kernel(False, False), n) / B)]
