@@ -349,12 +349,13 @@ def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay
     K, Kb = a.shape[0], b.shape[0]
     for i in range(n_in, N):
         acc = 0.0
-        for t in range(last + 1):
+        stop = last if causal and i < out0 else last + 1
+        for t in range(stop):
             e = raster[bi, t, i] - prob[t, i]
-            if causal and t == last and i < out0:
-                e = 0.0
             err[i, t] = e
             acc += e
+        if stop == last:
+            err[i, last] = 0.0
         eg[bi, i] = acc
     for i in range(n_in, N):
         _filter_back(filt_a, i, err, a, ff_decay, last)

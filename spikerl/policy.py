@@ -261,17 +261,23 @@ class SpikingPolicy:
         """Replay stored decisions ``(B, N, T)`` (every neuron clamped to its recorded spikes,
         inputs included) under the current parameters: their log-probability and eligibility.
         The kernel stops at the same ``t*``, since the first output spike is part of the raster."""
+        r = self._replay_kernel(raster)
+        log_prob, elig, hidden_rate = self._learning_terms(r)
+        return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
+
+    def _replay_kernel(self, raster: np.ndarray):
+        """The kernel's result (workspace views) for stored decisions ``(B, N, T)``, every neuron
+        clamped, with eligibilities."""
         B, N, T = raster.shape
-        clamp = np.ascontiguousarray(raster, dtype=np.int8)
+        clamp = raster.view(np.int8) if raster.dtype == np.uint8 and raster.flags["C_CONTIGUOUS"] else \
+            np.ascontiguousarray(raster, dtype=np.int8)
         zeros = self._replay_zeros  # inputs and uniforms are never read: every neuron is clamped
         if zeros is None or zeros[0].shape != (B, self.topo.n_in, T) or zeros[1].shape != (B, N, T):
             self._replay_zeros = (np.zeros((B, self.topo.n_in, T)), np.zeros((B, N, T)), np.zeros(B))
         p_in, uniforms, tie = self._replay_zeros
-        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
-                              uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
-                              clamp=clamp, workspace=self.replay_workspace, causal=self.causal)
-        log_prob, elig, hidden_rate = self._learning_terms(r)
-        return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
+        return _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
+                                 uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
+                                 clamp=clamp, workspace=self.replay_workspace, causal=self.causal)
 
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``."""
@@ -290,25 +296,22 @@ class SpikingPolicy:
         if self.estimator is not None:  # the estimator reshapes the eligibilities: form them
             r = self.replay_record(record)
             return modulated_gradient(modulator(r), r.elig, self.param_neuron), r.hidden_rate
-        raster = unpack_bits(record["raster"], self.encoder.T)
-        B, N, T = raster.shape
-        zeros = self._replay_zeros
-        if zeros is None or zeros[0].shape != (B, self.topo.n_in, T) or zeros[1].shape != (B, N, T):
-            self._replay_zeros = (np.zeros((B, self.topo.n_in, T)), np.zeros((B, N, T)), np.zeros(B))
-        p_in, uniforms, tie = self._replay_zeros
-        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
-                              uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
-                              clamp=raster.view(np.int8), workspace=self.replay_workspace, causal=self.causal)
+        r = self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
             grad = modulated_gradient(M, self._learning_terms(r)[1], self.param_neuron)
         else:
-            grad = _gated_parts(np.ascontiguousarray(M, dtype=np.float64), r.ew, r.ev, r.eg, self.param_neuron) / B
+            grad = _gated_parts(np.ascontiguousarray(M, dtype=np.float64), r.ew, r.ev, r.eg,
+                                self.param_neuron) / len(M)
+        # only the rate regulariser reads the hidden rates
+        return grad, self._hidden_rate(r) if self.rate_reg > 0 else None
+
+    def _hidden_rate(self, r) -> np.ndarray | None:
+        """Each hidden neuron's spikes per step up to ``t*`` ``(B, n_hid)`` (``None`` without hidden neurons)."""
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
-        hidden_rate = None
-        if n_hid and self.rate_reg > 0:  # only the rate regulariser reads them
-            hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
-        return grad, hidden_rate
+        if not n_hid:
+            return None
+        return r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
 
     def _trajectory_log_prob(self, r) -> np.ndarray:
         """``log P`` of a decision's hidden and output spikes: the outputs' plus the hidden neurons'."""
@@ -318,12 +321,9 @@ class SpikingPolicy:
     def _learning_terms(self, r):
         """Joint log-probability, eligibility in ``theta`` order and hidden rates of a kernel result."""
         B = r.action.shape[0]
-        n_in, n_hid = self.topo.n_in, self.topo.n_hid
         elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
         log_prob = self._trajectory_log_prob(r)
-        hidden_rate = None
-        if n_hid:
-            hidden_rate = r.raster[:, n_in : n_in + n_hid, :].sum(2) / (r.t_star[:, None] + 1.0)
+        hidden_rate = self._hidden_rate(r)
         if self.estimator is not None:
             elig = self.estimator.eligibility(self, r, elig)
         return log_prob, elig, hidden_rate
