@@ -225,14 +225,15 @@ class SpikingConfig(AgentConfig):
             "n_hidden": self.n_hidden >= 0, "kappa": 0 <= self.kappa < 1, "vote_samples": self.vote_samples >= 1,
             "memory": self.memory >= 1, "tau": self.tau >= 1, "fb_tau": self.fb_tau >= 1,
             "p_connect": 0 < self.p_connect <= 1, "rate_reg": self.rate_reg >= 0,
-            # the learning-signal estimator forms hidden eligibilities itself, over every step
-            "causal_hidden": not (self.causal_hidden and self.hidden_rule == "learning_signal"),
         }
         choices = {
             "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "learning_signal"),
             "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median", "regular", "vote"),
         }
+        if self.causal_hidden and self.hidden_rule == "learning_signal":  # it forms hidden eligibilities itself
+            raise ValueError("invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
+                             "learning_signal rule sums every step of the hidden neurons itself)")
         return _check(self, checks, choices)
 
 

@@ -134,6 +134,14 @@ def test_causal_hidden_estimator_is_unbiased_with_less_variance():
     assert (p_in * np.exp(causal.log_prob))[silent_at_last].sum() == pytest.approx(1.0, abs=1e-12)
 
 
+def test_causal_hidden_needs_the_joint_estimator():
+    from spikerl import SpikingAgent
+
+    with pytest.raises(ValueError, match="causal_hidden=True: it needs hidden_rule='joint'"):
+        SpikingAgent("CartPole-v1", causal_hidden=True, hidden_rule="learning_signal")
+    assert SpikingAgent("CartPole-v1", causal_hidden=True).policy.causal
+
+
 def test_learning_signal_eligibility_follows_its_definition():
     """sum_t (l_t - b_t) (s_t - sigmoid(u_t)) xbar_t for hidden synapses, step by step."""
     policy = _policy(LearningSignal(T, kappa=0.3, baseline_decay=1.0))
