@@ -15,7 +15,7 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import modulated_gradient
+from .rules import gated_sum, modulated_gradient, whole_replay_gradient
 
 
 class PolicyOutput(NamedTuple):
@@ -294,15 +294,13 @@ class SpikingPolicy:
         :meth:`replay_record`, bit for bit, without forming the ``(B, P)`` eligibilities (the
         per-neuron modulators gate the kernel's eligibility arrays in one compiled pass)."""
         if self.estimator is not None:  # the estimator reshapes the eligibilities: form them
-            r = self.replay_record(record)
-            return modulated_gradient(modulator(r), r.elig, self.param_neuron), r.hidden_rate
+            return whole_replay_gradient(self, record, modulator)
         r = self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
             grad = modulated_gradient(M, self._learning_terms(r)[1], self.param_neuron)
         else:
-            grad = _gated_parts(np.ascontiguousarray(M, dtype=np.float64), r.ew, r.ev, r.eg,
-                                self.param_neuron) / len(M)
+            grad = gated_sum(M, (r.ew.reshape(len(M), -1), r.ev.reshape(len(M), -1), r.eg), self.param_neuron)
         # only the rate regulariser reads the hidden rates
         return grad, self._hidden_rate(r) if self.rate_reg > 0 else None
 
@@ -344,24 +342,3 @@ def _unpack_rows(packed, count):
         for t in range(count):
             out[r, t] = (packed[r, t >> 3] >> (7 - (t & 7))) & 1
     return out
-
-
-@njit
-def _gated_parts(M, ew, ev, eg, unit):
-    """``sum_b M[b, unit[p]] e[b, p]`` over the eligibilities in ``theta`` order (``ew``
-    ``(B, S, K)``, ``ev`` ``(B, N, Kb)``, ``eg`` ``(B, N)``, concatenated; ``unit[p]`` the neuron
-    of parameter ``p``), summed over decisions in order, as
-    :func:`~spikerl.rules.modulated_gradient` sums the concatenation."""
-    B = ew.shape[0]
-    w, v = ew.reshape(B, -1), ev.reshape(B, -1)
-    nw, nv, nb = w.shape[1], v.shape[1], eg.shape[1]
-    g = np.zeros(nw + nv + nb)
-    for b in range(B):
-        m = M[b]
-        for p in range(nw):
-            g[p] += m[unit[p]] * w[b, p]
-        for p in range(nv):
-            g[nw + p] += m[unit[nw + p]] * v[b, p]
-        for p in range(nb):
-            g[nw + nv + p] += m[unit[nw + nv + p]] * eg[b, p]
-    return g

@@ -277,9 +277,17 @@ def modulated_gradient(M: np.ndarray, elig: np.ndarray, unit: np.ndarray) -> np.
     its unit (``M`` with one column: the same modulator for every parameter)."""
     if M.shape[1] == 1:
         return M[:, 0] @ elig / len(M)
-    # each synapse gated by its own neuron; summed over decisions in order, as einsum("bp,bp->p",
-    # M[:, unit], elig) does, without building M[:, unit]
-    return _gated_sum(np.ascontiguousarray(M, dtype=np.float64), np.ascontiguousarray(elig, dtype=np.float64),
+    return gated_sum(M, (elig,), unit)
+
+
+def gated_sum(M: np.ndarray, parts: tuple, unit: np.ndarray) -> np.ndarray:
+    """:func:`modulated_gradient` with one modulator per unit, of eligibilities given as
+    ``(B, P_i)`` blocks whose concatenation is ``e`` (so a policy need not concatenate them):
+    each synapse gated by its own neuron, summed over decisions in order, as einsum("bp,bp->p",
+    M[:, unit], e) does, without building M[:, unit]."""
+    blocks = tuple(np.ascontiguousarray(b, dtype=np.float64) for b in parts)
+    blocks += (np.zeros((len(M), 0)),) * (3 - len(blocks))
+    return _gated_sum(np.ascontiguousarray(M, dtype=np.float64), *blocks,
                       np.ascontiguousarray(unit, dtype=np.int64)) / len(M)
 
 
@@ -290,17 +298,29 @@ def replayed_gradient(policy, record: dict, modulator) -> tuple[np.ndarray, np.n
     fast = getattr(policy, "replay_gradient", None)
     if fast is not None:
         return fast(record, modulator)
+    return whole_replay_gradient(policy, record, modulator)
+
+
+def whole_replay_gradient(policy, record: dict, modulator) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`replayed_gradient` through ``replay_record``: the ``(B, P)`` eligibilities formed."""
     r = policy.replay_record(record)
     return modulated_gradient(modulator(r), r.elig, policy.param_neuron), r.hidden_rate
 
 
 @njit
-def _gated_sum(M, elig, unit):
-    B, P = elig.shape
-    g = np.zeros(P)
+def _gated_sum(M, e0, e1, e2, unit):
+    """``sum_b M[b, unit[p]] e[b, p]`` with ``e`` the concatenation of ``e0, e1, e2``."""
+    B = M.shape[0]
+    n0, n1, n2 = e0.shape[1], e1.shape[1], e2.shape[1]
+    g = np.zeros(n0 + n1 + n2)
     for b in range(B):
-        for p in range(P):
-            g[p] += M[b, unit[p]] * elig[b, p]
+        m = M[b]
+        for p in range(n0):
+            g[p] += m[unit[p]] * e0[b, p]
+        for p in range(n1):
+            g[n0 + p] += m[unit[n0 + p]] * e1[b, p]
+        for p in range(n2):
+            g[n0 + n1 + p] += m[unit[n0 + n1 + p]] * e2[b, p]
     return g
 
 
