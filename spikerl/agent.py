@@ -32,7 +32,7 @@ from .fastpath import SinglePredictor
 from .hyperparams import AgentConfig, SpikingConfig, upgrade_keys
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy, decision_summary
-from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, ProximalRule, Transition
+from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, PosteriorSpikes, ProximalRule, Transition
 from .serialization import describe_space, load_agent, save_agent
 from .vec_env import SB3VecEnv, is_sb3_vec_env, venv_chain
 
@@ -311,7 +311,8 @@ class PolicyGradientAgent:
         # a rule that replays its decisions needs no eligibilities now, only log-probabilities (the
         # learning-signal estimator's running baseline follows every decision it is shown)
         pol = self.policy
-        learn = self._rule.needs_eligibility or pol.estimator is not None or not pol.scores_without_learning
+        learn = (self._rule.needs_eligibility or getattr(pol.estimator, "acting_eligibility", False)
+                 or not pol.scores_without_learning)
         out = pol.act(None, self.rng, learn=learn, features=feats, keep_raster=not learn)
         actions = self.action_values[out.action]
         next_obs, rewards, terminated, truncated, infos = env.step(actions)
@@ -401,6 +402,8 @@ class SpikingAgent(PolicyGradientAgent):
         policy.causal = bool(c.causal_hidden)
         if c.hidden_rule == "learning_signal":
             policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)
+        elif c.hidden_rule == "posterior":
+            policy.estimator = PosteriorSpikes()
         return policy
 
     def _single_predictor(self, deterministic: bool):

@@ -190,7 +190,8 @@ class SpikingConfig(AgentConfig):
     """Sampled decisions per action in the vote mode (ties go to the lowest action index)."""
     hidden_rule: str = "joint"
     """Hidden-neuron estimator: joint (the hidden spikes' own score x the reward factor:
-    unbiased) or learning_signal (the seed rule: per-step kappa-filtered output
+    unbiased), posterior (each hidden spike's score replaced by its expectation given the
+    spikes it drove: unbiased, less noise; see rules.PosteriorSpikes) or learning_signal (the seed rule: per-step kappa-filtered output
     log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
     of learning_signal (deprecated)."""
     causal_hidden: bool = False
@@ -227,13 +228,13 @@ class SpikingConfig(AgentConfig):
             "p_connect": 0 < self.p_connect <= 1, "rate_reg": self.rate_reg >= 0,
         }
         choices = {
-            "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "learning_signal"),
+            "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "posterior", "learning_signal"),
             "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median", "regular", "vote"),
         }
-        if self.causal_hidden and self.hidden_rule == "learning_signal":  # it forms hidden eligibilities itself
-            raise ValueError("invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
-                             "learning_signal rule sums every step of the hidden neurons itself)")
+        if self.causal_hidden and self.hidden_rule != "joint":  # they form hidden eligibilities themselves
+            raise ValueError(f"invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
+                             f"{self.hidden_rule} rule forms the hidden neurons' eligibilities itself)")
         return _check(self, checks, choices)
 
 

@@ -34,6 +34,10 @@ decisions it acts with must carry their eligibilities).
 - ``joint`` (default): the hidden spikes are part of the decision's trajectory, so hidden
   eligibilities are their own score and get the same modulator as the outputs. This is the
   score-function gradient of the expected reward of the marginal policy: unbiased.
+- ``posterior`` (:class:`PosteriorSpikes`): each hidden spike's score replaced by its
+  expectation given the rest of the decision's raster, ``(q - p)`` in place of ``(s - p)``
+  with ``q`` the spike's posterior probability given the spikes it drives (Rao-Blackwell):
+  unbiased, and a spike that moved no output brings no noise.
 - ``learning_signal`` (the seed rule of DESIGN.md): each step's hidden error is weighted by
   the learning signal ``l_t = kappa l_{t-1} + (1 - kappa) sum_o log p(s_{o,t} | u_{o,t})``
   centred by a per-step running baseline ``b_t`` (so decisions of different lengths are
@@ -93,6 +97,9 @@ class LearningSignal:
     and potentials: ``e_{i,j,k} = sum_t (l_t - b_t)(s_{i,t} - sigmoid(u_{i,t})) xbar_{j,k,t}``.
     """
 
+    acting_eligibility = True
+    """Acting decisions carry eligibilities: the running baseline follows every decision."""
+
     def __init__(self, T: int, kappa: float, baseline_decay: float):
         self.kappa, self.decay = kappa, baseline_decay
         self.baseline = np.zeros(T)
@@ -114,10 +121,9 @@ class LearningSignal:
 
     def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
         topo = policy.topo
-        n_in, n_hid = topo.n_in, topo.n_hid
-        if n_hid == 0:
+        if topo.n_hid == 0:
             return elig
-        B, N, T = r.raster.shape
+        T = r.raster.shape[2]
         live = np.arange(T)[None, :] <= r.t_star[:, None]
         l = self.signal(policy, r)
         count = live.sum(0)
@@ -126,26 +132,10 @@ class LearningSignal:
             mean = l.sum(0)[seen] / count[seen]
             self.baseline[seen] = self.decay * self.baseline[seen] + (1 - self.decay) * mean
         weight = np.where(live, l - self.baseline[None, :], 0.0)  # (B, T)
-        raster = r.raster.astype(np.float64)
         prob = np.where(live[:, None, :], 0.5 * (1.0 + np.tanh(0.5 * r.potential)), 0.0)  # sigmoid, no overflow
-        err = (raster - prob) * live[:, None, :]
-        hid = slice(n_in, n_in + n_hid)
-        werr = err[:, hid, :] * weight[:, None, :]  # (B, n_hid, T)
-        out = elig.copy()
-        a, b = policy.ff_kernel, policy.fb_kernel
-        syn = np.flatnonzero((topo.post >= n_in) & (topo.post < n_in + n_hid))
-        xbar = _traces(raster, a)  # (B, N, K, T)
-        ew = np.einsum("bst,bskt->bsk", werr[:, topo.post[syn] - n_in, :], xbar[:, topo.pre[syn]])
-        K, Kb = a.shape[0], b.shape[0]
-        S = topo.n_synapses
-        w_idx = (syn[:, None] * K + np.arange(K)[None, :]).ravel()
-        out[:, w_idx] = ew.reshape(B, -1)
-        ybar = _traces(raster[:, hid, :], b)  # (B, n_hid, Kb, T)
-        ev = np.einsum("bit,bikt->bik", werr, ybar)
-        v_idx = (S * K + (np.arange(n_in, n_in + n_hid)[:, None] * Kb + np.arange(Kb)[None, :])).ravel()
-        out[:, v_idx] = ev.reshape(B, -1)
-        out[:, S * K + N * Kb + n_in : S * K + N * Kb + n_in + n_hid] = werr.sum(2)
-        return out
+        err = (r.raster - prob) * live[:, None, :]
+        hid = slice(topo.n_in, topo.n_in + topo.n_hid)
+        return hidden_eligibility(policy, r.raster, err[:, hid, :] * weight[:, None, :], elig)
 
     def state_dict(self) -> dict:
         return {"baseline": self.baseline.copy()}
@@ -163,6 +153,118 @@ def _traces(raster: np.ndarray, bank: np.ndarray) -> np.ndarray:
     for d in range(min(D, T - 1)):
         x[..., d + 1 :] += raster[:, :, None, : T - 1 - d] * bank[None, None, :, d, None]
     return x
+
+
+def hidden_eligibility(policy, raster: np.ndarray, werr: np.ndarray, elig: np.ndarray) -> np.ndarray:
+    """``elig`` with the hidden neurons' entries formed from per-step errors ``werr``
+    ``(B, n_hid, T)`` in place of their own: ``e_{i,j,k} = sum_t werr_{i,t} xbar_{j,k,t}``
+    (synapses into hidden neurons), ``sum_t werr_{i,t} ybar_{i,k,t}`` (their self-feedback)
+    and ``sum_t werr_{i,t}`` (their biases)."""
+    topo = policy.topo
+    n_in, n_hid = topo.n_in, topo.n_hid
+    B, N, T = raster.shape
+    raster = raster.astype(np.float64)
+    hid = slice(n_in, n_in + n_hid)
+    out = elig.copy()
+    a, b = policy.ff_kernel, policy.fb_kernel
+    syn = np.flatnonzero((topo.post >= n_in) & (topo.post < n_in + n_hid))
+    xbar = _traces(raster, a)  # (B, N, K, T)
+    ew = np.einsum("bst,bskt->bsk", werr[:, topo.post[syn] - n_in, :], xbar[:, topo.pre[syn]])
+    K, Kb = a.shape[0], b.shape[0]
+    S = topo.n_synapses
+    w_idx = (syn[:, None] * K + np.arange(K)[None, :]).ravel()
+    out[:, w_idx] = ew.reshape(B, -1)
+    ybar = _traces(raster[:, hid, :], b)  # (B, n_hid, Kb, T)
+    ev = np.einsum("bit,bikt->bik", werr, ybar)
+    v_idx = (S * K + (np.arange(n_in, n_in + n_hid)[:, None] * Kb + np.arange(Kb)[None, :])).ravel()
+    out[:, v_idx] = ev.reshape(B, -1)
+    out[:, S * K + N * Kb + n_in : S * K + N * Kb + n_in + n_hid] = werr.sum(2)
+    return out
+
+
+class PosteriorSpikes:
+    r"""Rao-Blackwellised hidden credit (``hidden_rule="posterior"``): each hidden spike
+    variable's score ``(s_{i,t} - p_{i,t}) \nabla u_{i,t}`` is replaced by its expectation given
+    every other spike of the decision, ``(q_{i,t} - p_{i,t}) \nabla u_{i,t}``, where
+    ``q_{i,t} = P(s_{i,t} = 1 | the rest) = sigmoid(u_{i,t} + lambda_{i,t})`` and
+    ``lambda_{i,t} = log P(downstream | s_{i,t} = 1) - log P(downstream | s_{i,t} = 0)``: how much
+    more likely the spikes that neuron ``i``'s spike at ``t`` drives (its targets' and its own
+    later spikes that can still reach an output by ``t*``, outputs up to ``t*``) are with the
+    spike than without, the rest of the raster held as observed. The reward factor does not
+    depend on ``s_{i,t}`` once the rest is fixed, so the conditional expectation leaves the
+    gradient's expectation unchanged (unbiased) and its variance no larger per term: a spike
+    that moved no output gets no credit (``lambda = 0``), instead of the reward's noise.
+    Hidden spikes at ``t*`` reach nothing before the decision (``lambda = 0``). Local in the
+    three-factor sense: neuron ``i``'s error needs, besides its own potential, the log-likelihood
+    change its spike makes at its targets (a feedback signal, as e-prop's learning signal)."""
+
+    acting_eligibility = False
+    """Stateless: a rule that replays its decisions forms the eligibilities when it replays them."""
+
+    def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
+        topo = policy.topo
+        if topo.n_hid == 0:
+            return elig
+        p = policy.params
+        werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
+                                 topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
+        return hidden_eligibility(policy, r.raster, werr, elig)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@njit
+def _log_p(s, u):
+    """``log P(s | u)`` of a Bernoulli(sigmoid(u)) spike, without overflow."""
+    x = -u if s else u
+    return -(max(x, 0.0) + np.log1p(np.exp(-abs(x))))
+
+
+@njit
+def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b):
+    """``q - p`` of every hidden spike variable (see :class:`PosteriorSpikes`), ``(B, n_hid, T)``."""
+    B, N, T = raster.shape
+    out0 = n_in + n_hid
+    K, D = a.shape
+    Kb, Db = b.shape
+    err = np.zeros((B, n_hid, T))
+    for bi in range(B):
+        last = t_star[bi]
+        for i in range(n_in, out0):
+            for t in range(last):  # spikes at t* reach nothing before the decision
+                s = raster[bi, i, t]
+                sign = 1.0 - 2.0 * s  # the flip: +1 adds the spike, -1 removes it
+                log_w = 0.0  # log P(downstream | flipped) - log P(downstream | observed)
+                for q in range(pre_ptr[i], pre_ptr[i + 1]):
+                    syn = pre_syn[q]
+                    j = post[syn]
+                    stop = last if j >= out0 else last - 1  # hidden spikes at t* reach no output
+                    for tp in range(t + 1, stop + 1):
+                        d = tp - t - 1
+                        if d >= D:
+                            break
+                        du = 0.0
+                        for k in range(K):
+                            du += w[syn, k] * a[k, d]
+                        u = potential[bi, j, tp]
+                        log_w += _log_p(raster[bi, j, tp], u + sign * du) - _log_p(raster[bi, j, tp], u)
+                for tp in range(t + 1, last):  # its own later spikes, through its self-feedback
+                    d = tp - t - 1
+                    if d >= Db:
+                        break
+                    du = 0.0
+                    for k in range(Kb):
+                        du += v[i, k] * b[k, d]
+                    u = potential[bi, i, tp]
+                    log_w += _log_p(raster[bi, i, tp], u + sign * du) - _log_p(raster[bi, i, tp], u)
+                lam = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
+                u = potential[bi, i, t]
+                err[bi, i - n_in, t] = 1.0 / (1.0 + np.exp(-(u + lam))) - 1.0 / (1.0 + np.exp(-u))
+    return err
 
 
 # -- reward factors -------------------------------------------------------------------------

@@ -177,3 +177,62 @@ def test_learning_signal_eligibility_follows_its_definition():
         hid_syn = (topo.post >= n_in) & (topo.post < out0)
         np.testing.assert_allclose(got[d, : topo.n_synapses][hid_syn], want[hid_syn], rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(got[d, : topo.n_synapses][~hid_syn], free.elig[d, : topo.n_synapses][~hid_syn])
+
+
+def test_posterior_estimator_is_unbiased_with_less_variance():
+    """Each hidden spike's score replaced by its expectation given the rest of the raster
+    (Rao-Blackwell): the expectation stays the exact gradient, output eligibilities are the
+    joint estimator's, and every hidden eligibility's second moment is no larger (the network
+    is recurrent, so a hidden spike also drives the other hidden neuron)."""
+    from spikerl.rules import PosteriorSpikes
+
+    policy = _policy()
+    rasters, rewards, p_in = _trajectories(policy.topo)
+    P = _probabilities(policy, rasters, p_in)
+    exact = _exact_gradient(policy, rasters, rewards, p_in)
+    joint = policy.replay(rasters)
+    policy.estimator = PosteriorSpikes()
+    post = policy.replay(rasters)
+    learn, hidden = policy.learnable, policy.hidden_mask & policy.learnable
+    np.testing.assert_allclose(((P * rewards) @ post.elig)[learn], exact[learn], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(((P * (rewards - 0.7)) @ post.elig)[learn], exact[learn], rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(post.elig[:, ~policy.hidden_mask], joint.elig[:, ~policy.hidden_mask])
+    np.testing.assert_array_equal(post.log_prob, joint.log_prob)
+    second = lambda e: (P * rewards**2) @ e[:, hidden] ** 2  # noqa: E731
+    assert np.all(second(post.elig) <= second(joint.elig) + 1e-15)
+    assert second(post.elig).sum() < 0.8 * second(joint.elig).sum()
+
+
+def test_posterior_errors_follow_their_definition():
+    """q - p of a hidden spike, with q from the downstream likelihood recomputed by flipping
+    the spike in the raster and replaying it (the kernel's own potentials)."""
+    from spikerl.rules import PosteriorSpikes, _posterior_errors
+
+    policy = _policy(PosteriorSpikes())
+    topo, prm = policy.topo, policy.params
+    rasters, _, _ = _trajectories(topo)
+    rasters = rasters[np.random.default_rng(1).choice(len(rasters), 60, replace=False)]
+    plain = _policy()
+    r = plain._replay_kernel(rasters)
+    got = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
+                            topo.post, prm.w, prm.v, policy.ff_kernel, policy.fb_kernel)
+    n_in, out0 = topo.n_in, topo.n_in + topo.n_hid
+    for d, raster in enumerate(rasters):
+        last = int(r.t_star[d])
+        for i in range(n_in, out0):
+            for t in range(T):
+                if t >= last:
+                    assert got[d, i - n_in, t] == 0.0
+                    continue
+                ll = {}
+                for s in (0, 1):
+                    flipped = raster.copy()
+                    flipped[i, t] = s
+                    # downstream of (i, t): every later step of the outputs, hidden steps before t*
+                    rr = plain._replay_kernel(flipped[None])
+                    u, sp = rr.potential[0], rr.raster[0].astype(float)
+                    logp = np.where(sp > 0, -np.logaddexp(0, -u), -np.logaddexp(0, u))
+                    ll[s] = logp[out0:, t + 1 : last + 1].sum() + logp[n_in:out0, t + 1 : last].sum()
+                u = r.potential[d, i, t]
+                want = 1 / (1 + np.exp(-(u + ll[1] - ll[0]))) - 1 / (1 + np.exp(-u))
+                assert got[d, i - n_in, t] == pytest.approx(want, rel=1e-9, abs=1e-12)
