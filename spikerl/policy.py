@@ -293,9 +293,12 @@ class SpikingPolicy:
         is ``None``): what :func:`~spikerl.rules.modulated_gradient` returns from
         :meth:`replay_record`, bit for bit, without forming the ``(B, P)`` eligibilities (the
         per-neuron modulators gate the kernel's eligibility arrays in one compiled pass)."""
-        if self.estimator is not None:  # the estimator reshapes the eligibilities: form them
+        rewrite = getattr(self.estimator, "rewrite", None)
+        if self.estimator is not None and rewrite is None:  # the estimator reshapes the eligibilities: form them
             return whole_replay_gradient(self, record, modulator)
         r = self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
+        if rewrite is not None:  # it rewrites the hidden neurons' entries of the kernel's arrays in place
+            rewrite(self, r)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
             grad = modulated_gradient(M, self._learning_terms(r)[1], self.param_neuron)

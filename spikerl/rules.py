@@ -201,14 +201,22 @@ class PosteriorSpikes:
     acting_eligibility = False
     """Stateless: a rule that replays its decisions forms the eligibilities when it replays them."""
 
-    def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
+    def rewrite(self, policy, r) -> None:
+        """Replace the hidden neurons' entries of a kernel result's eligibility arrays
+        (``r.ew``, ``r.ev``, ``r.eg``) in place, in one compiled pass."""
         topo = policy.topo
         if topo.n_hid == 0:
-            return elig
+            return
         p = policy.params
         werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
                                  topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
-        return hidden_eligibility(policy, r.raster, werr, elig)
+        _hidden_eligibilities_into(r.raster, werr, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn, topo.post,
+                                   policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
+
+    def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
+        self.rewrite(policy, r)
+        B = elig.shape[0]
+        return np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
 
     def state_dict(self) -> dict:
         return {}
@@ -222,6 +230,55 @@ def _log_p(s, u):
     """``log P(s | u)`` of a Bernoulli(sigmoid(u)) spike, without overflow."""
     x = -u if s else u
     return -(max(x, 0.0) + np.log1p(np.exp(-abs(x))))
+
+
+@njit
+def _hidden_eligibilities_into(raster, werr, n_in, n_hid, pre_ptr, pre_syn, post, a, b, ew, ev, eg):
+    """:func:`hidden_eligibility` into the kernel's arrays ``ew (B, S, K)``, ``ev (B, N, Kb)``,
+    ``eg (B, N)``: each error filtered backwards by the kernel once, then read at the spike
+    times of each pre-synaptic neuron (``sum_t werr_t xbar_t = sum_{t'} s_{t'} F_{t'}``)."""
+    B, N, T = raster.shape
+    K, D = a.shape
+    Kb, Db = b.shape
+    out0 = n_in + n_hid
+    filt_a = np.empty((T, n_hid, K))
+    filt_b = np.empty((T, n_hid, Kb))
+    for bi in range(B):
+        for h in range(n_hid):
+            acc = 0.0
+            for t in range(T):
+                acc += werr[bi, h, t]
+            eg[bi, n_in + h] = acc
+            for tp in range(T):
+                for k in range(K):
+                    f = 0.0
+                    for d in range(min(D, T - 1 - tp)):
+                        f += a[k, d] * werr[bi, h, tp + 1 + d]
+                    filt_a[tp, h, k] = f
+                for k in range(Kb):
+                    f = 0.0
+                    for d in range(min(Db, T - 1 - tp)):
+                        f += b[k, d] * werr[bi, h, tp + 1 + d]
+                    filt_b[tp, h, k] = f
+        for j in range(N):
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                syn = pre_syn[q]
+                i = post[syn]
+                if i < n_in or i >= out0:
+                    continue
+                for k in range(K):
+                    acc = 0.0
+                    for tp in range(T):
+                        if raster[bi, j, tp]:
+                            acc += filt_a[tp, i - n_in, k]
+                    ew[bi, syn, k] = acc
+        for h in range(n_hid):
+            for k in range(Kb):
+                acc = 0.0
+                for tp in range(T):
+                    if raster[bi, n_in + h, tp]:
+                        acc += filt_b[tp, h, k]
+                ev[bi, n_in + h, k] = acc
 
 
 @njit

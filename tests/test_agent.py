@@ -225,12 +225,12 @@ def test_unpack_bits_is_numpys_unpackbits():
 def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
     """``replay_gradient`` gates the kernel's eligibility arrays without forming them: the
     same gradient as ``modulated_gradient`` of ``replay_record``'s eligibilities, bit for bit,
-    with one modulator per neuron, one for every parameter, and a hidden-neuron estimator;
+    with one modulator per neuron, one for every parameter, and each hidden-neuron estimator;
     the modulator sees the replay's log-probabilities and no eligibilities."""
     from spikerl.rules import modulated_gradient
 
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
-    for kw in ({}, {"hidden_rule": "learning_signal"}):
+    for kw in ({}, {"hidden_rule": "learning_signal"}, {"hidden_rule": "posterior"}):
         agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw)
         pol = agent.policy
         agent.encoder.update(obs)

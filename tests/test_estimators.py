@@ -236,3 +236,24 @@ def test_posterior_errors_follow_their_definition():
                 u = r.potential[d, i, t]
                 want = 1 / (1 + np.exp(-(u + ll[1] - ll[0]))) - 1 / (1 + np.exp(-u))
                 assert got[d, i - n_in, t] == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_posterior_eligibilities_in_the_kernel_arrays_match_their_definition():
+    """The compiled in-place rewrite of the hidden entries equals ``hidden_eligibility``
+    (sum_t werr_t xbar_t, from traces) on the same errors; other entries untouched."""
+    from spikerl.rules import PosteriorSpikes, _posterior_errors, hidden_eligibility
+
+    policy = _policy()
+    topo, prm = policy.topo, policy.params
+    rasters, _, _ = _trajectories(topo)
+    rasters = rasters[np.random.default_rng(2).choice(len(rasters), 80, replace=False)]
+    plain = policy.replay(rasters).elig
+    r = policy._replay_kernel(rasters)
+    werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
+                             topo.post, prm.w, prm.v, policy.ff_kernel, policy.fb_kernel)
+    want = hidden_eligibility(policy, r.raster, werr, plain)
+    policy.estimator = PosteriorSpikes()
+    got = policy.replay(rasters).elig
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(got[:, ~policy.hidden_mask], plain[:, ~policy.hidden_mask])
+    assert np.any(got[:, policy.hidden_mask] != plain[:, policy.hidden_mask])
