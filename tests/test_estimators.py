@@ -257,3 +257,46 @@ def test_posterior_eligibilities_in_the_kernel_arrays_match_their_definition():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(got[:, ~policy.hidden_mask], plain[:, ~policy.hidden_mask])
     assert np.any(got[:, policy.hidden_mask] != plain[:, policy.hidden_mask])
+
+
+def test_posterior_rule_on_a_full_size_network():
+    """The same two checks on the default CartPole network (T = 8, kernels longer than one
+    step, 32 hidden neurons): the compiled errors against flipping each spike and replaying,
+    and the in-place eligibilities against ``hidden_eligibility``."""
+    from spikerl import SpikingAgent
+    from spikerl.rules import _posterior_errors, hidden_eligibility
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    pol = agent.policy
+    obs = np.random.default_rng(0).normal(size=(40, 4)) * 0.5
+    agent.encoder.update(obs)
+    pol.set_theta(pol.theta + np.random.default_rng(1).normal(0.0, 1.0, pol.n_params) * pol.learnable)
+    topo, prm = pol.topo, pol.params
+    n_in, out0 = topo.n_in, topo.n_in + topo.n_hid
+    prm.bias[out0:] = -5.0  # slow outputs: long decisions
+    rasters = pol.act(obs, np.random.default_rng(2), keep_raster=True).raster
+    r = pol._replay_kernel(rasters)
+    assert r.t_star.max() >= 4  # long decisions: kernel delays beyond one step matter
+    werr = _posterior_errors(r.raster, r.potential, r.t_star, n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
+                             topo.post, prm.w, prm.v, pol.ff_kernel, pol.fb_kernel)
+    werr, t_star = werr.copy(), r.t_star.copy()
+    plain = pol.replay(rasters).elig
+    for d in np.argsort(-t_star)[:3]:  # the longest decisions
+        last = int(t_star[d])
+        for i in range(n_in, out0):
+            for t in range(last):
+                ll = {}
+                for s in (0, 1):
+                    flipped = rasters[d].copy()
+                    flipped[i, t] = s
+                    rr = pol._replay_kernel(flipped[None])
+                    u, sp = rr.potential[0], rr.raster[0].astype(float)
+                    logp = np.where(sp > 0, -np.logaddexp(0, -u), -np.logaddexp(0, u))
+                    ll[s] = logp[out0:, t + 1 : last + 1].sum() + logp[n_in:out0, t + 1 : last].sum()
+                u = pol._replay_kernel(rasters[d][None]).potential[0, i, t]
+                want = 1 / (1 + np.exp(-(u + ll[1] - ll[0]))) - 1 / (1 + np.exp(-u))
+                assert werr[d, i - n_in, t] == pytest.approx(want, rel=1e-7, abs=1e-12)
+    r = pol._replay_kernel(rasters)
+    want = hidden_eligibility(pol, r.raster, werr, plain)
+    pol.estimator = __import__("spikerl.rules", fromlist=["PosteriorSpikes"]).PosteriorSpikes()
+    np.testing.assert_allclose(pol.replay(rasters).elig, want, rtol=1e-10, atol=1e-13)
