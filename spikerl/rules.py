@@ -289,8 +289,12 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
     K, D = a.shape
     Kb, Db = b.shape
     err = np.zeros((B, n_hid, T))
+    ll_obs = np.empty((N, T))  # log P of each observed spike, computed once per decision
     for bi in range(B):
         last = t_star[bi]
+        for j in range(n_in, N):
+            for tp in range(last + 1):
+                ll_obs[j, tp] = _log_p(raster[bi, j, tp], potential[bi, j, tp])
         for i in range(n_in, out0):
             for t in range(last):  # spikes at t* reach nothing before the decision
                 s = raster[bi, i, t]
@@ -307,8 +311,7 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
                         du = 0.0
                         for k in range(K):
                             du += w[syn, k] * a[k, d]
-                        u = potential[bi, j, tp]
-                        log_w += _log_p(raster[bi, j, tp], u + sign * du) - _log_p(raster[bi, j, tp], u)
+                        log_w += _log_p(raster[bi, j, tp], potential[bi, j, tp] + sign * du) - ll_obs[j, tp]
                 for tp in range(t + 1, last):  # its own later spikes, through its self-feedback
                     d = tp - t - 1
                     if d >= Db:
@@ -316,8 +319,7 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
                     du = 0.0
                     for k in range(Kb):
                         du += v[i, k] * b[k, d]
-                    u = potential[bi, i, tp]
-                    log_w += _log_p(raster[bi, i, tp], u + sign * du) - _log_p(raster[bi, i, tp], u)
+                    log_w += _log_p(raster[bi, i, tp], potential[bi, i, tp] + sign * du) - ll_obs[i, tp]
                 lam = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
                 u = potential[bi, i, t]
                 err[bi, i - n_in, t] = 1.0 / (1.0 + np.exp(-(u + lam))) - 1.0 / (1.0 + np.exp(-u))
