@@ -239,6 +239,8 @@ def test_learn_export_refuses_what_it_cannot_run(tmp_path):
         export_c(agent, tmp_path, learn=True, weights="int16")
     with pytest.raises(ExportError, match="hidden_rule"):
         export_c(SpikingAgent("CartPole-v1", seed=0, hidden_rule="learning_signal"), tmp_path, learn=True)
+    with pytest.raises(ExportError, match="hidden_rule .posterior. does not export"):
+        export_c(SpikingAgent("CartPole-v1", seed=0, hidden_rule="posterior"), tmp_path, learn=True)
 
 
 def test_footprint_ram_is_the_compiled_state_size(trained, tmp_path):

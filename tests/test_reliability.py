@@ -113,9 +113,10 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_file(tmp_path):
     assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-")} == {"ckpt.spk"}
 
 
-@pytest.mark.parametrize("reward_factor", ["proximal", "mc", "td"])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor):
-    kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, **CARTPOLE)
+@pytest.mark.parametrize("reward_factor,hidden_rule", [("proximal", "joint"), ("mc", "joint"), ("td", "joint"),
+                                                       ("proximal", "posterior")])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule):
+    kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, hidden_rule=hidden_rule, **CARTPOLE)
     full = SpikingAgent("CartPole-v1", **kw).learn(4000)
 
     stop_at = 1730  # mid-episode, mid-batch
