@@ -210,8 +210,8 @@ class PosteriorSpikes:
         p = policy.params
         werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
                                  topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
-        _hidden_eligibilities_into(r.raster, werr, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn, topo.post,
-                                   policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
+        _hidden_eligibilities_into(r.raster, werr, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
+                                   topo.post, policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
 
     def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
         self.rewrite(policy, r)
@@ -233,34 +233,46 @@ def _log_p(s, u):
 
 
 @njit
-def _hidden_eligibilities_into(raster, werr, n_in, n_hid, pre_ptr, pre_syn, post, a, b, ew, ev, eg):
+def _hidden_eligibilities_into(raster, werr, t_star, n_in, n_hid, pre_ptr, pre_syn, post, a, b, ew, ev, eg):
     """:func:`hidden_eligibility` into the kernel's arrays ``ew (B, S, K)``, ``ev (B, N, Kb)``,
-    ``eg (B, N)``: each error filtered backwards by the kernel once, then read at the spike
-    times of each pre-synaptic neuron (``sum_t werr_t xbar_t = sum_{t'} s_{t'} F_{t'}``)."""
+    ``eg (B, N)``, event-driven as the kernel's own: each error filtered backwards by the
+    kernel once (``F_{t'} = sum_d a(d) werr_{t'+1+d}``), then summed over the spike times of
+    each pre-synaptic neuron (``sum_t werr_t xbar_t = sum_{t'} s_{t'} F_{t'}``). ``werr`` is 0 from
+    ``t*`` on, and the kernel wrote only the synapses of neurons that spiked before ``t*``
+    (the rest are 0), so only those are rewritten."""
     B, N, T = raster.shape
     K, D = a.shape
     Kb, Db = b.shape
     out0 = n_in + n_hid
-    filt_a = np.empty((T, n_hid, K))
-    filt_b = np.empty((T, n_hid, Kb))
+    filt_a = np.zeros((T, n_hid, K))
+    filt_b = np.zeros((T, n_hid, Kb))
+    times = np.empty(T, np.int64)
     for bi in range(B):
+        last = t_star[bi]
         for h in range(n_hid):
             acc = 0.0
-            for t in range(T):
+            for t in range(last):
                 acc += werr[bi, h, t]
             eg[bi, n_in + h] = acc
-            for tp in range(T):
+            for tp in range(last):
                 for k in range(K):
                     f = 0.0
-                    for d in range(min(D, T - 1 - tp)):
+                    for d in range(min(D, last - 1 - tp)):
                         f += a[k, d] * werr[bi, h, tp + 1 + d]
                     filt_a[tp, h, k] = f
                 for k in range(Kb):
                     f = 0.0
-                    for d in range(min(Db, T - 1 - tp)):
+                    for d in range(min(Db, last - 1 - tp)):
                         f += b[k, d] * werr[bi, h, tp + 1 + d]
                     filt_b[tp, h, k] = f
         for j in range(N):
+            ns = 0
+            for tp in range(last):
+                if raster[bi, j, tp]:
+                    times[ns] = tp
+                    ns += 1
+            if ns == 0:
+                continue
             for q in range(pre_ptr[j], pre_ptr[j + 1]):
                 syn = pre_syn[q]
                 i = post[syn]
@@ -268,17 +280,15 @@ def _hidden_eligibilities_into(raster, werr, n_in, n_hid, pre_ptr, pre_syn, post
                     continue
                 for k in range(K):
                     acc = 0.0
-                    for tp in range(T):
-                        if raster[bi, j, tp]:
-                            acc += filt_a[tp, i - n_in, k]
+                    for m in range(ns):
+                        acc += filt_a[times[m], i - n_in, k]
                     ew[bi, syn, k] = acc
-        for h in range(n_hid):
-            for k in range(Kb):
-                acc = 0.0
-                for tp in range(T):
-                    if raster[bi, n_in + h, tp]:
-                        acc += filt_b[tp, h, k]
-                ev[bi, n_in + h, k] = acc
+            if n_in <= j < out0:
+                for k in range(Kb):
+                    acc = 0.0
+                    for m in range(ns):
+                        acc += filt_b[times[m], j - n_in, k]
+                    ev[bi, j, k] = acc
 
 
 @njit
