@@ -15,7 +15,7 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import gated_sum, modulated_gradient, whole_replay_gradient
+from .rules import gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient
 
 
 class PolicyOutput(NamedTuple):
@@ -301,7 +301,7 @@ class SpikingPolicy:
             rewrite(self, r)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
-            grad = modulated_gradient(M, self._learning_terms(r)[1], self.param_neuron)
+            grad = modulated_gradient(M, kernel_eligibility(r), self.param_neuron)  # already rewritten
         else:
             grad = gated_sum(M, (r.ew.reshape(len(M), -1), r.ev.reshape(len(M), -1), r.eg), self.param_neuron)
         # only the rate regulariser reads the hidden rates
@@ -321,8 +321,7 @@ class SpikingPolicy:
 
     def _learning_terms(self, r):
         """Joint log-probability, eligibility in ``theta`` order and hidden rates of a kernel result."""
-        B = r.action.shape[0]
-        elig = np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
+        elig = kernel_eligibility(r)
         log_prob = self._trajectory_log_prob(r)
         hidden_rate = self._hidden_rate(r)
         if self.estimator is not None:

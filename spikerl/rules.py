@@ -155,6 +155,12 @@ def _traces(raster: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return x
 
 
+def kernel_eligibility(r) -> np.ndarray:
+    """A kernel result's eligibility arrays as one ``(B, P)`` array in ``theta`` order."""
+    B = r.eg.shape[0]
+    return np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
+
+
 def hidden_eligibility(policy, raster: np.ndarray, werr: np.ndarray, elig: np.ndarray) -> np.ndarray:
     """``elig`` with the hidden neurons' entries formed from per-step errors ``werr``
     ``(B, n_hid, T)`` in place of their own: ``e_{i,j,k} = sum_t werr_{i,t} xbar_{j,k,t}``
@@ -215,8 +221,7 @@ class PosteriorSpikes:
 
     def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
         self.rewrite(policy, r)
-        B = elig.shape[0]
-        return np.concatenate([r.ew.reshape(B, -1), r.ev.reshape(B, -1), r.eg], axis=1)
+        return kernel_eligibility(r)
 
     def state_dict(self) -> dict:
         return {}
