@@ -55,7 +55,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ._numba import njit
+from ._numba import njit, njit_inline
 from .optim import Adam
 
 
@@ -296,13 +296,29 @@ def _hidden_eligibilities_into(raster, werr, t_star, n_in, n_hid, pre_ptr, pre_s
                     ev[bi, j, k] = acc
 
 
+@njit_inline
+def _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, j, t, stop, sign, weights, bank):
+    """``log_w`` plus ``sum_{t < tp <= stop} log P(s_{j,tp} | u_{j,tp} + sign du) - log P(s_{j,tp} | u_{j,tp})``,
+    ``du = sum_k weights[k] bank[k, tp - t - 1]``: how a spike's flip at ``t``, reaching neuron
+    ``j`` through ``weights``, changes the likelihood of ``j``'s observed spikes (summed in
+    place into ``log_w``, term by term)."""
+    K, D = bank.shape
+    for tp in range(t + 1, stop + 1):
+        d = tp - t - 1
+        if d >= D:
+            break
+        du = 0.0
+        for k in range(K):
+            du += weights[k] * bank[k, d]
+        log_w += _log_p(raster[bi, j, tp], potential[bi, j, tp] + sign * du) - ll_obs[j, tp]
+    return log_w
+
+
 @njit
 def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b):
     """``q - p`` of every hidden spike variable (see :class:`PosteriorSpikes`), ``(B, n_hid, T)``."""
     B, N, T = raster.shape
     out0 = n_in + n_hid
-    K, D = a.shape
-    Kb, Db = b.shape
     err = np.zeros((B, n_hid, T))
     ll_obs = np.empty((N, T))  # log P of each observed spike, computed once per decision
     for bi in range(B):
@@ -319,22 +335,9 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
                     syn = pre_syn[q]
                     j = post[syn]
                     stop = last if j >= out0 else last - 1  # hidden spikes at t* reach no output
-                    for tp in range(t + 1, stop + 1):
-                        d = tp - t - 1
-                        if d >= D:
-                            break
-                        du = 0.0
-                        for k in range(K):
-                            du += w[syn, k] * a[k, d]
-                        log_w += _log_p(raster[bi, j, tp], potential[bi, j, tp] + sign * du) - ll_obs[j, tp]
-                for tp in range(t + 1, last):  # its own later spikes, through its self-feedback
-                    d = tp - t - 1
-                    if d >= Db:
-                        break
-                    du = 0.0
-                    for k in range(Kb):
-                        du += v[i, k] * b[k, d]
-                    log_w += _log_p(raster[bi, i, tp], potential[bi, i, tp] + sign * du) - ll_obs[i, tp]
+                    log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, j, t, stop, sign, w[syn], a)
+                # its own later spikes, through its self-feedback
+                log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, i, t, last - 1, sign, v[i], b)
                 lam = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
                 u = potential[bi, i, t]
                 err[bi, i - n_in, t] = 1.0 / (1.0 + np.exp(-(u + lam))) - 1.0 / (1.0 + np.exp(-u))
