@@ -298,7 +298,7 @@ class SpikingPolicy:
             return whole_replay_gradient(self, record, modulator)
         r = self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
         if rewrite is not None:  # it rewrites the hidden neurons' entries of the kernel's arrays in place
-            rewrite(self, r)
+            rewrite(self, r, record)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig
             grad = modulated_gradient(M, kernel_eligibility(r), self.param_neuron)  # already rewritten

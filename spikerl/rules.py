@@ -207,21 +207,65 @@ class PosteriorSpikes:
     acting_eligibility = False
     """Stateless: a rule that replays its decisions forms the eligibilities when it replays them."""
 
-    def rewrite(self, policy, r) -> None:
+    def rewrite(self, policy, r, record: dict | None = None) -> None:
         """Replace the hidden neurons' entries of a kernel result's eligibility arrays
-        (``r.ew``, ``r.ev``, ``r.eg``) in place, in one compiled pass."""
+        (``r.ew``, ``r.ev``, ``r.eg``) in place, in one compiled pass. With a ``record`` that
+        holds :meth:`targets` (a proximal rule's replay), the errors and the hidden neurons'
+        log-likelihoods (``r.ll_neuron``) are those of the marginal surrogate instead."""
         topo = policy.topo
         if topo.n_hid == 0:
             return
-        p = policy.params
-        werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
-                                 topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
+        if record is not None and "posterior.lam" in record:
+            B, _, T = r.raster.shape
+            werr, g = np.empty((B, topo.n_hid, T)), np.empty((B, topo.n_hid))
+            _marginal_terms(r.potential, r.t_star, topo.n_in, record["posterior.lam"], werr, g)
+            r.ll_neuron[:, topo.n_in : topo.n_in + topo.n_hid] = record["posterior.base"] + g
+        else:
+            p = policy.params
+            werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr,
+                                     topo.pre_syn, topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
         _hidden_eligibilities_into(r.raster, werr, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
                                    topo.post, policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
 
     def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
         self.rewrite(policy, r)
         return kernel_eligibility(r)
+
+    def targets(self, policy, record: dict, batch: int) -> dict:
+        r"""What a proximal rule holds fixed over a rollout's epochs, from one replay of its
+        stored decisions (``record``) under the parameters that took them, ``batch`` at a time:
+        each hidden spike variable's ``lambda`` (``posterior.lam``, ``(n, n_hid, T)``) and
+        ``posterior.base`` ``(n, n_hid)``, its log-likelihood minus ``g`` (:func:`_marginal_terms`).
+
+        The surrogate this gives each hidden neuron ``i`` is the ratio, new over old, of the
+        likelihood of what its spikes drive with its spikes summed out,
+        ``rho_t = sum_s p_theta(s) L(s) / sum_s p_old(s) L(s)`` with ``L(1) / L(0) = e^lambda``:
+        ``log rho_t = g_t(u) - g_t(u_old)``, ``g_t(u) = softplus(u + lambda) - softplus(u)``, whose
+        gradient is ``(sigmoid(u + lambda) - sigmoid(u)) grad u``: the posterior error ``q - p``
+        at the old parameters, so the first step is the Rao-Blackwellised gradient. The PPO
+        clip then bounds how far ``p`` moves towards ``q`` (the ratio of the observed spikes,
+        which the posterior error does not follow, would not: with ``s = 0`` observed and
+        ``q > p`` under a positive advantage it only falls, and the clip never closes)."""
+        from .policy import unpack_bits  # policy imports this module
+
+        topo = policy.topo
+        n_in, n_hid, T = topo.n_in, topo.n_hid, policy.encoder.T
+        raster = record["raster"]
+        n = len(raster)
+        lam, base = np.zeros((n, n_hid, T)), np.zeros((n, n_hid))
+        if n_hid == 0:
+            return {"posterior.lam": lam, "posterior.base": base}
+        p = policy.params
+        werr = np.empty((min(batch, n), n_hid, T))
+        for start in range(0, n, batch):
+            part = slice(start, min(start + batch, n))
+            r = policy._replay_kernel(unpack_bits(raster[part], T))
+            lam[part] = _posterior_lambdas(r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr, topo.pre_syn,
+                                           topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
+            g = np.empty((len(r.t_star), n_hid))
+            _marginal_terms(r.potential, r.t_star, n_in, lam[part], werr[: len(g)], g)
+            base[part] = r.ll_neuron[:, n_in : n_in + n_hid] - g
+        return {"posterior.lam": lam, "posterior.base": base}
 
     def state_dict(self) -> dict:
         return {}
@@ -317,9 +361,24 @@ def _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, j, t, stop, sign, w
 @njit
 def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b):
     """``q - p`` of every hidden spike variable (see :class:`PosteriorSpikes`), ``(B, n_hid, T)``."""
+    lam = _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b)
+    B, _, T = raster.shape
+    err = np.zeros((B, n_hid, T))
+    for bi in range(B):
+        for h in range(n_hid):
+            for t in range(t_star[bi]):
+                u = potential[bi, n_in + h, t]
+                err[bi, h, t] = 1.0 / (1.0 + np.exp(-(u + lam[bi, h, t]))) - 1.0 / (1.0 + np.exp(-u))
+    return err
+
+
+@njit
+def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b):
+    """``lambda`` of every hidden spike variable ``(B, n_hid, T)`` (0 from ``t*`` on): the
+    log-likelihood of the spikes it drives with the spike minus without (see :class:`PosteriorSpikes`)."""
     B, N, T = raster.shape
     out0 = n_in + n_hid
-    err = np.zeros((B, n_hid, T))
+    lam = np.zeros((B, n_hid, T))
     ll_obs = np.empty((N, T))  # log P of each observed spike, computed once per decision
     for bi in range(B):
         last = t_star[bi]
@@ -338,10 +397,34 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
                     log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, j, t, stop, sign, w[syn], a)
                 # its own later spikes, through its self-feedback
                 log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, i, t, last - 1, sign, v[i], b)
-                lam = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
-                u = potential[bi, i, t]
-                err[bi, i - n_in, t] = 1.0 / (1.0 + np.exp(-(u + lam))) - 1.0 / (1.0 + np.exp(-u))
-    return err
+                lam[bi, i - n_in, t] = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
+    return lam
+
+
+@njit_inline
+def _softplus(x):
+    return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
+
+
+@njit
+def _marginal_terms(potential, t_star, n_in, lam, werr, g):
+    """For fixed ``lambda`` ``(B, n_hid, T)`` and the current potentials: the per-step errors
+    ``werr = sigmoid(u + lambda) - sigmoid(u)`` (into ``werr``, 0 from ``t*`` on) and each hidden
+    neuron's ``g = sum_{t < t*} softplus(u + lambda) - softplus(u)`` (into ``g`` ``(B, n_hid)``),
+    whose gradient in ``u_t`` is ``werr_t`` (see :meth:`PosteriorSpikes.targets`)."""
+    B, n_hid, T = lam.shape
+    for bi in range(B):
+        for h in range(n_hid):
+            acc = 0.0
+            for t in range(T):
+                if t >= t_star[bi]:
+                    werr[bi, h, t] = 0.0
+                    continue
+                u = potential[bi, n_in + h, t]
+                x = u + lam[bi, h, t]
+                werr[bi, h, t] = 1.0 / (1.0 + np.exp(-x)) - 1.0 / (1.0 + np.exp(-u))
+                acc += _softplus(x) - _softplus(u)
+            g[bi, h] = acc
 
 
 # -- reward factors -------------------------------------------------------------------------
@@ -616,6 +699,9 @@ class ProximalRule:
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
         mb = min(self.batch_size, n)
+        targets = getattr(self.policy.estimator, "targets", None)
+        if targets is not None:  # what the hidden estimator's surrogate holds fixed over the epochs
+            records.update(targets(self.policy, records, mb))
         clipped, kls, epochs = [], [], 0
         for _ in range(self.n_epochs):
             order = self.rng.permutation(n)

@@ -300,3 +300,66 @@ def test_posterior_rule_on_a_full_size_network():
     want = hidden_eligibility(pol, r.raster, werr, plain)
     pol.estimator = __import__("spikerl.rules", fromlist=["PosteriorSpikes"]).PosteriorSpikes()
     np.testing.assert_allclose(pol.replay(rasters).elig, want, rtol=1e-10, atol=1e-13)
+
+
+def test_posterior_proximal_surrogate():
+    """What the proximal rule replays with ``hidden_rule="posterior"``: the targets taken once
+    under the parameters that acted (``PosteriorSpikes.targets``, here in chunks with a short
+    last one) give, at those parameters, the Rao-Blackwellised eligibilities and the plain
+    log-likelihoods (every ratio 1); elsewhere each hidden eligibility is the gradient of its
+    neuron's log-ratio, ``sum_t g_t(u) - g_t(u_old)``, which is what the PPO clip then bounds."""
+    from spikerl.rules import PosteriorSpikes, kernel_eligibility
+
+    policy = _policy(PosteriorSpikes())
+    rasters, _, _ = _trajectories(policy.topo)
+    rasters = rasters[np.random.default_rng(4).choice(len(rasters), 50, replace=False)]
+    record = {"raster": np.packbits(rasters.astype(bool), axis=-1)}
+    stateless = policy.replay(rasters)  # the posterior errors; the kernel's log-likelihoods
+    record.update(policy.estimator.targets(policy, record, 16))
+
+    def surrogate():
+        r = policy._replay_kernel(rasters)
+        policy.estimator.rewrite(policy, r, record)
+        return kernel_eligibility(r).copy(), r.ll_neuron.copy()
+
+    elig, ll = surrogate()
+    np.testing.assert_allclose(elig, stateless.elig, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ll, stateless.ll_neuron, rtol=1e-12, atol=1e-12)
+
+    rng = np.random.default_rng(5)
+    theta = policy.theta + rng.normal(0.0, 0.5, policy.n_params) * policy.learnable
+    policy.set_theta(theta)
+    elig, ll = surrogate()
+    moved = ll - stateless.ll_neuron
+    assert np.abs(moved[:, policy.topo.n_in : policy.topo.n_in + policy.topo.n_hid]).max() > 1e-3
+    eps = 1e-6
+    for k in np.flatnonzero(policy.hidden_mask & policy.learnable):
+        i = policy.param_neuron[k]
+        fd = []
+        for step in (eps, -eps):
+            policy.set_theta(theta + step * (np.arange(policy.n_params) == k))
+            fd.append(surrogate()[1][:, i])
+        np.testing.assert_allclose(elig[:, k], (fd[0] - fd[1]) / (2 * eps), rtol=1e-5, atol=1e-8)
+    policy.set_theta(theta)
+    # not the observed spikes' ratio: the replay's own log-likelihoods move otherwise
+    assert not np.allclose(ll, policy.replay(rasters).ll_neuron)
+
+
+def test_proximal_rule_replays_posterior_through_its_targets(monkeypatch):
+    """Every replay of the default (proximal) rule with ``hidden_rule="posterior"`` carries the
+    targets taken before the epochs, so its hidden neurons are gated by the marginal ratio."""
+    from spikerl import SpikingAgent
+    from spikerl.rules import PosteriorSpikes
+
+    seen = []
+    rewrite = PosteriorSpikes.rewrite
+
+    def spy(self, policy, r, record=None):
+        seen.append(record is not None and "posterior.lam" in record and len(record["posterior.lam"]) == len(r.t_star))
+        return rewrite(self, policy, r, record)
+
+    monkeypatch.setattr(PosteriorSpikes, "rewrite", spy)
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, n_steps=16, batch_size=8, n_epochs=2,
+                         hidden_rule="posterior")
+    agent.learn(64)
+    assert len(seen) >= 8 and all(seen)  # 2 rollouts x 2 epochs x 2-4 minibatches
