@@ -191,7 +191,9 @@ class SpikingConfig(AgentConfig):
     hidden_rule: str = "joint"
     """Hidden-neuron estimator: joint (the hidden spikes' own score x the reward factor:
     unbiased), posterior (each hidden spike's score replaced by its expectation given the
-    spikes it drove: unbiased, less noise; see rules.PosteriorSpikes) or learning_signal (the seed rule: per-step kappa-filtered output
+    spikes it drove: unbiased, less noise; under the proximal rule each hidden neuron is
+    gated by the ratio of that estimator's own surrogate; see rules.PosteriorSpikes) or
+    learning_signal (the seed rule: per-step kappa-filtered output
     log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
     of learning_signal (deprecated)."""
     causal_hidden: bool = False

@@ -37,7 +37,11 @@ decisions it acts with must carry their eligibilities).
 - ``posterior`` (:class:`PosteriorSpikes`): each hidden spike's score replaced by its
   expectation given the rest of the decision's raster, ``(q - p)`` in place of ``(s - p)``
   with ``q`` the spike's posterior probability given the spikes it drives (Rao-Blackwell):
-  unbiased, and a spike that moved no output brings no noise.
+  unbiased, and a spike that moved no output brings no noise. Under the proximal rule a
+  hidden neuron's ratio is then the one of this estimator's surrogate (the likelihood of
+  what its spikes drive, with its spikes summed out; :meth:`PosteriorSpikes.targets`), not
+  the observed spikes' ratio, which the posterior update does not follow and whose clip
+  would not hold it.
 - ``learning_signal`` (the seed rule of DESIGN.md): each step's hidden error is weighted by
   the learning signal ``l_t = kappa l_{t-1} + (1 - kappa) sum_o log p(s_{o,t} | u_{o,t})``
   centred by a per-step running baseline ``b_t`` (so decisions of different lengths are
