@@ -414,10 +414,12 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn", heading: str =
         rs = [base[env, s] for s in seeds]
         task = f"{env} ({short_steps(rs[0]['steps'])}), {seeds[0]}-{seeds[-1]}"
         lines.append(cells_row(task, "none (the default)", rs))
+        names = {tag: ", ".join(f"{k}={v} ({getattr(defaults, k, '?')})" for k, v in rs[0]["overrides"].items()) or tag
+                 for tag, rs in groups[env].items()}
         for tag, rs in sorted(groups[env].items()):
             rs.sort(key=lambda r: r["seed"])
-            lever = ", ".join(f"{k}={v} ({getattr(defaults, k, '?')})" for k, v in rs[0]["overrides"].items())
-            lines.append(cells_row("", lever or tag, rs))
+            shared = list(names.values()).count(names[tag]) > 1  # the same setting from other code: name the set
+            lines.append(cells_row("", names[tag] + (f" [{tag}]" if shared else ""), rs))
     return "\n".join(lines)
 
 
