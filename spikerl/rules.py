@@ -367,12 +367,8 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
     """``q - p`` of every hidden spike variable (see :class:`PosteriorSpikes`), ``(B, n_hid, T)``."""
     lam = _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b)
     B, _, T = raster.shape
-    err = np.zeros((B, n_hid, T))
-    for bi in range(B):
-        for h in range(n_hid):
-            for t in range(t_star[bi]):
-                u = potential[bi, n_in + h, t]
-                err[bi, h, t] = 1.0 / (1.0 + np.exp(-(u + lam[bi, h, t]))) - 1.0 / (1.0 + np.exp(-u))
+    err = np.empty((B, n_hid, T))
+    _marginal_terms(potential, t_star, n_in, lam, err, np.empty((B, n_hid)))
     return err
 
 
