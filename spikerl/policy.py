@@ -279,6 +279,11 @@ class SpikingPolicy:
                                  uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
                                  clamp=clamp, workspace=self.replay_workspace, causal=self.causal)
 
+    def replay_kernel(self, record: dict):
+        """The kernel's result (workspace views, eligibilities as the kernel forms them) for
+        decisions stored by :meth:`record`."""
+        return self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
+
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``."""
         return {"raster": np.packbits(out.raster.astype(bool), axis=-1)}
@@ -296,7 +301,7 @@ class SpikingPolicy:
         rewrite = getattr(self.estimator, "rewrite", None)
         if self.estimator is not None and rewrite is None:  # the estimator reshapes the eligibilities: form them
             return whole_replay_gradient(self, record, modulator)
-        r = self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
+        r = self.replay_kernel(record)
         if rewrite is not None:  # it rewrites the hidden neurons' entries of the kernel's arrays in place
             rewrite(self, r, record)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))

@@ -250,8 +250,6 @@ class PosteriorSpikes:
         clip then bounds how far ``p`` moves towards ``q`` (the ratio of the observed spikes,
         which the posterior error does not follow, would not: with ``s = 0`` observed and
         ``q > p`` under a positive advantage it only falls, and the clip never closes)."""
-        from .policy import unpack_bits  # policy imports this module
-
         topo = policy.topo
         n_in, n_hid, T = topo.n_in, topo.n_hid, policy.encoder.T
         raster = record["raster"]
@@ -263,7 +261,7 @@ class PosteriorSpikes:
         werr = np.empty((min(batch, n), n_hid, T))
         for start in range(0, n, batch):
             part = slice(start, min(start + batch, n))
-            r = policy._replay_kernel(unpack_bits(raster[part], T))
+            r = policy.replay_kernel({"raster": raster[part]})
             lam[part] = _posterior_lambdas(r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr, topo.pre_syn,
                                            topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
             g = np.empty((len(r.t_star), n_hid))
