@@ -60,6 +60,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ._numba import njit, njit_inline
+from .engine import _softplus
 from .optim import Adam
 
 
@@ -397,11 +398,6 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
                 log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, i, t, last - 1, sign, v[i], b)
                 lam[bi, i - n_in, t] = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
     return lam
-
-
-@njit_inline
-def _softplus(x):
-    return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
 
 
 @njit
