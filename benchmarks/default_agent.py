@@ -397,13 +397,16 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn", heading: str =
              + " | ".join(f"{name}: IQM (seeds >= threshold; per seed)" for _, name in modes) + " |",
              "|---|---|" + "---|" * len(modes)]
 
-    def cells_row(task: str, lever: str, rs: list) -> str:
+    def cells_row(task: str, lever: str, rs: list, versus: list | None = None) -> str:
+        """``versus``: the default's cells on the same seeds, when the default row has more."""
         thr = rs[0]["threshold"]
         out = []
         for outputs, _ in modes:
             means = [mode_result(r, outputs)["mean_return"] for r in rs]
             ok = sum(m >= thr for m in means)
-            out.append(f"{iqm(means):.1f} ({ok}/{len(rs)}; {', '.join(per_seed(m) for m in means)})")
+            vs = (f"; the default on these seeds {iqm([mode_result(r, outputs)['mean_return'] for r in versus]):.1f}"
+                  if versus else "")
+            out.append(f"{iqm(means):.1f} ({ok}/{len(rs)}; {', '.join(per_seed(m) for m in means)}{vs})")
         return f"| {task} | {lever} | " + " | ".join(out) + " |"
 
     for env in sorted(groups):
@@ -413,13 +416,20 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn", heading: str =
             raise ValueError(f"{default}: no default {agent} cell on {env} for seeds {missing}")
         rs = [base[env, s] for s in seeds]
         task = f"{env} ({short_steps(rs[0]['steps'])}), {seeds[0]}-{seeds[-1]}"
-        lines.append(cells_row(task, "none (the default)", rs))
-        names = {tag: ", ".join(f"{k}={v} ({getattr(defaults, k, '?')})" for k, v in rs[0]["overrides"].items()) or tag
+        # base cells trained under an earlier default record what differs from today's
+        was = rs[0]["overrides"]
+        if any(r["overrides"] != was for r in rs):
+            raise ValueError(f"{default}: the default {agent} cells on {env} differ in overrides")
+        lines.append(cells_row(task, "none (the default" + "".join(f"; {k}={v}" for k, v in was.items()) + ")", rs))
+        names = {tag: ", ".join(f"{k}={v} ({was.get(k, getattr(defaults, k, '?'))})"
+                                for k, v in rs[0]["overrides"].items() if k not in was or was[k] != v) or tag
                  for tag, rs in groups[env].items()}
         for tag, rs in sorted(groups[env].items()):
             rs.sort(key=lambda r: r["seed"])
             shared = list(names.values()).count(names[tag]) > 1  # the same setting from other code: name the set
-            lines.append(cells_row("", names[tag] + (f" [{tag}]" if shared else ""), rs))
+            own = [r["seed"] for r in rs]
+            lines.append(cells_row("", names[tag] + (f" [{tag}]" if shared else ""), rs,
+                                   [base[env, s] for s in own] if own != seeds else None))
     return "\n".join(lines)
 
 

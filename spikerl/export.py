@@ -121,14 +121,21 @@ def _layout(policy: SpikingPolicy):
     return topo, enc, T, a, b, geometric_decay(a, T), geometric_decay(b, T)
 
 
+LEARN_HIDDEN_RULES = ("joint", "posterior")
+"""Hidden rules a model may have been trained with to export ``--learn``: the device credits
+hidden neurons with their own spikes' score (joint); the posterior estimator has the same
+expectation (both unbiased estimates of the same gradient), so a model trained with it goes on
+learning the same rule, by a noisier estimate that needs no second pass on the chip."""
+
+
 def _check_learnable(model, policy, weights):
     cfg = model.config
     if weights != "float":
         raise ExportError("--learn needs float weights (the rule updates them)")
     if cfg.rate_reg != 0:
         raise ExportError("--learn: the firing-rate regulariser (rate_reg) does not export yet")
-    if policy.estimator is not None:
-        raise ExportError(f"--learn: hidden_rule {cfg.hidden_rule!r} does not export (joint does)")
+    if cfg.hidden_rule not in LEARN_HIDDEN_RULES:
+        raise ExportError(f"--learn: hidden_rule {cfg.hidden_rule!r} does not export ({' and '.join(LEARN_HIDDEN_RULES)} do)")
 
 
 def _learn_parts(model, policy):
@@ -438,7 +445,8 @@ const double *spk_action_value(int action);  /* SPK_ACT_DIM values of the env ac
 size_t spk_state_size(void);
 #if SPK_LEARN
 /* The online actor-critic (the rule of spikerl's reward_factor="td"): update the observation
- * statistics, decide (sampled) and keep the decision's eligibilities. -1 on a bad observation. */
+ * statistics, decide (sampled) and keep the decision's eligibilities (a hidden neuron's: its
+ * own spikes' score, the joint estimator). -1 on a bad observation. */
 int spk_learn_act(spk_state *st, const double *obs, spk_result *res);
 /* After the env step: TD error delta = r + gamma V(s') - V(s) (V(s') = 0 when terminated),
  * traces z = gamma lambda z + e, one Adam step each for the critic and the policy; traces

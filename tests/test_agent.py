@@ -230,7 +230,7 @@ def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
     from spikerl.rules import modulated_gradient
 
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
-    for kw in ({}, {"hidden_rule": "learning_signal"}, {"hidden_rule": "posterior"}):
+    for kw in ({"hidden_rule": "joint"}, {"hidden_rule": "learning_signal"}, {"hidden_rule": "posterior"}):
         agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw)
         pol = agent.policy
         agent.encoder.update(obs)

@@ -261,6 +261,27 @@ def test_ablation_table_puts_each_lever_beside_the_default_on_its_seeds(tmp_path
     screen = mod.ablation(default, levers, heading="candidate switched on").splitlines()  # --screen: same rows
     assert screen[0].startswith("| task (steps), seeds | candidate switched on: setting (default) |")
     assert screen[2:] == mod.ablation(default, levers).splitlines()[2:]
+    # a base trained under an earlier default records what differs from today's; the rows name
+    # the base's value, and leave out what a lever shares with the base
+    for seed, values in ((100, (480, 500, 499)), (101, (490, 500, 500))):
+        (default / f"CartPole-v1__fts-snn__s{seed}.json").write_text(
+            json.dumps(cell(seed, "", {"hidden_rule": "joint"}, *values)))
+        (levers / f"CartPole-v1__fts-snn__ratio-joint__s{seed}.json").write_text(
+            json.dumps(cell(seed, "ratio-joint", {"hidden_rule": "joint", "ratio": "joint"}, 300, 200, 470)))
+        (levers / f"CartPole-v1__fts-snn__post__s{seed}.json").write_text(
+            json.dumps(cell(seed, "post", {"hidden_rule": "posterior"}, 500, 500, 500)))
+    names = [line.split("|")[2].strip() for line in mod.ablation(default, levers).splitlines()[2:]]
+    assert names == ["none (the default; hidden_rule=joint)", "hidden_rule=posterior (joint)", "ratio=joint (neuron)"]
+    # a lever on fewer seeds than the default row pools: the default's IQM on its own seeds beside it
+    (levers / "CartPole-v1__fts-snn__short__s101.json").write_text(
+        json.dumps(cell(101, "short", {"hidden_rule": "joint", "n_epochs": 5}, 400, 450, 460)))
+    rows = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in mod.ablation(default, levers).splitlines()[2:]}
+    assert rows["n_epochs=5 (10)"] == "400.0 (0/1; 400; the default on these seeds 490.0)"
+    assert rows["ratio=joint (neuron)"] == "300.0 (0/2; 300, 300)"  # on the default row's seeds: nothing beside
+    (levers / "CartPole-v1__fts-snn__short__s101.json").unlink()
+    (default / "CartPole-v1__fts-snn__s101.json").write_text(json.dumps(cell(101, "", {}, 490, 500, 500)))
+    with pytest.raises(ValueError, match="default fts-snn cells on CartPole-v1 differ in overrides"):
+        mod.ablation(default, levers)
     (default / "CartPole-v1__fts-snn__s101.json").unlink()
     with pytest.raises(ValueError, match=r"no default fts-snn cell on CartPole-v1 for seeds \[101\]"):
         mod.ablation(default, levers)

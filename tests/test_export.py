@@ -208,7 +208,7 @@ def test_learn_module_trains_as_the_python_online_actor_critic(env_id, steps, ca
     with hidden scores stopping before t*, ``causal_hidden``)."""
     env = gym.make(env_id)  # one env, reset in the step that ends an episode: what a device sees
     agent = SpikingAgent(env, seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05,
-                         lr_schedule="constant", causal_hidden=causal)
+                         lr_schedule="constant", causal_hidden=causal, hidden_rule="joint")
     c, act, update, theta, critic = _learner(agent, tmp_path)
     c.seed_from(agent.rng)
     theta0 = theta()
@@ -237,10 +237,35 @@ def test_learn_export_refuses_what_it_cannot_run(tmp_path):
     agent = SpikingAgent("CartPole-v1", seed=0, reward_factor="td")
     with pytest.raises(ExportError, match="float weights"):
         export_c(agent, tmp_path, learn=True, weights="int16")
-    with pytest.raises(ExportError, match="hidden_rule"):
+    with pytest.raises(ExportError, match="hidden_rule .learning_signal. does not export .joint and posterior do"):
         export_c(SpikingAgent("CartPole-v1", seed=0, hidden_rule="learning_signal"), tmp_path, learn=True)
-    with pytest.raises(ExportError, match="hidden_rule .posterior. does not export"):
-        export_c(SpikingAgent("CartPole-v1", seed=0, hidden_rule="posterior"), tmp_path, learn=True)
+
+
+def test_a_posterior_trained_model_learns_on_the_device_by_the_joint_estimator(tmp_path):
+    """A posterior-trained agent (the default) exports --learn, and the device credits hidden neurons by
+    their own spikes' score: fed the same stream, it ends with the parameters of the Python
+    online actor-critic with the joint estimator from the same start, not the posterior one's."""
+    env_id, steps = "CartPole-v1", 300
+    kw = dict(seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05, lr_schedule="constant")
+    agent = SpikingAgent(gym.make(env_id), hidden_rule="posterior", **kw)
+    joint = SpikingAgent(gym.make(env_id), hidden_rule="joint", **kw)
+    np.testing.assert_array_equal(joint.policy.theta, agent.policy.theta)
+    c, act, update, theta, critic = _learner(agent, tmp_path)
+    c.seed_from(agent.rng)
+    agent.learn(steps)
+    joint.learn(steps)
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=3)
+    for _ in range(steps):
+        a = act(obs)
+        assert a >= 0
+        obs, r, term, trunc, _ = env.step(agent.action_values[a])
+        assert update(r, obs, term, trunc) == 0
+        if term or trunc:
+            obs, _ = env.reset()
+    np.testing.assert_allclose(theta(), joint.policy.theta, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(critic(), joint.critic.c, rtol=0, atol=1e-9)
+    assert np.abs(theta() - agent.policy.theta).max() > 1e-6
 
 
 def test_footprint_ram_is_the_compiled_state_size(trained, tmp_path):
