@@ -203,7 +203,9 @@ class Drive(NamedTuple):
 class Mode(NamedTuple):
     """Spike mode (sampled, threshold, median outputs, regular), decoder, whether to learn,
     whether to score (the log-likelihoods; ``predict`` does without, they cost a log per
-    neuron-step) and whether hidden neurons' scores stop before ``t*`` (``causal``)."""
+    neuron-step), whether hidden neurons' scores stop before ``t*`` (``causal``) and whether
+    learning forms the hidden neurons' eligibilities (``hidden``; without, their entries stay
+    0, for an estimator that writes its own)."""
 
     deterministic: bool
     median_out: bool
@@ -212,6 +214,7 @@ class Mode(NamedTuple):
     learn: bool
     score: bool
     causal: bool
+    hidden: bool
 
 
 class Out(NamedTuple):
@@ -340,14 +343,16 @@ def _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_o
 
 @njit_inline
 def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, err, prob, filt_a,
-                   filt_b, times, raster, ew, ev, eg, causal):
+                   filt_b, times, raster, ew, ev, eg, causal, hidden):
     """DESIGN.md section 5, event-driven: each post-synaptic error ``err = s - sigmoid(u)``
     filtered backwards by the kernel once, then every synapse of a pre-synaptic neuron that
     spiked written once (``sum`` over its spike times of the filtered error of its target).
-    ``causal``: a hidden neuron's error at ``t*`` is 0 (no output sees its spikes at ``t*``)."""
+    ``causal``: a hidden neuron's error at ``t*`` is 0 (no output sees its spikes at ``t*``).
+    Without ``hidden``, only the output neurons' (the hidden entries stay as cleared)."""
     N = raster.shape[2]
     K, Kb = a.shape[0], b.shape[0]
-    for i in range(n_in, N):
+    first = n_in if hidden else out0
+    for i in range(first, N):
         acc = 0.0
         stop = last if causal and i < out0 else last + 1
         for t in range(stop):
@@ -357,7 +362,7 @@ def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay
         if stop == last:
             err[i, last] = 0.0
         eg[bi, i] = acc
-    for i in range(n_in, N):
+    for i in range(first, N):
         _filter_back(filt_a, i, err, a, ff_decay, last)
         _filter_back(filt_b, i, err, b, fb_decay, last)
     for j in range(N):
@@ -368,7 +373,23 @@ def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay
                 ns += 1
         if ns == 0:
             continue
-        if K == 1 and ns == 1:  # the common case, without the inner loops
+        if not hidden:  # the synapses onto outputs only, as below
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                i = qpost[q]
+                if i < out0:
+                    continue
+                syn = pre_syn[q]
+                if K == 1 and ns == 1:  # the same sums, in the same order, as the three cases below
+                    ew[bi, syn, 0] = filt_a[times[0], i, 0]
+                elif K == 1 and ns == 2:
+                    ew[bi, syn, 0] = 0.0 + filt_a[times[0], i, 0] + filt_a[times[1], i, 0]
+                else:
+                    for k in range(K):
+                        acc = 0.0
+                        for m in range(ns):
+                            acc += filt_a[times[m], i, k]
+                        ew[bi, syn, k] = acc
+        elif K == 1 and ns == 1:  # the common case, without the inner loops
             t0 = times[0]
             for q in range(pre_ptr[j], pre_ptr[j + 1]):
                 ew[bi, pre_syn[q], 0] = filt_a[t0, qpost[q], 0]
@@ -386,7 +407,7 @@ def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay
                     for m in range(ns):
                         acc += filt_a[times[m], i, k]
                     ew[bi, syn, k] = acc
-        if j >= n_in:
+        if j >= first:
             for k in range(Kb):
                 acc = 0.0
                 for m in range(ns):
@@ -409,7 +430,7 @@ def _decide_range(lo, hi, d, m, net, out):
     phase; regular mode: every neuron's), ``prob``, ``filt_*`` (backward-filtered errors),
     ``times``, ``hazard`` (median outputs)."""
     p_in, rand, tie, clamp, use_clamp = d
-    deterministic, median_out, regular, decoder, learn, score, causal = m
+    deterministic, median_out, regular, decoder, learn, score, causal, hidden = m
     n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay = net
     raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg = out
     _, T, N = raster.shape
@@ -516,7 +537,7 @@ def _decide_range(lo, hi, d, m, net, out):
         _count_and_score(bi, last, n_in, out0, prob, raster, potential, spikes, ll_out, ll_neuron, score, causal)
         if learn:  # drive is reused for the post-synaptic errors
             _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay, fb_decay, drive, prob,
-                           filt_a, filt_b, times, raster, ew, ev, eg, causal)
+                           filt_a, filt_b, times, raster, ew, ev, eg, causal, hidden)
 
 
 @njit
@@ -539,7 +560,7 @@ def presynaptic_order_into(post, pre_syn, w, a, qpost, wq):
 
 
 def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, regular, decoder, learn, score, causal,
-               n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
+               hidden, n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
                raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
     """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
     so chunks can run on separate threads. (Plain arguments at the Python boundary: numba
@@ -547,7 +568,7 @@ def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, reg
     B = raster.shape[0]
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     d = Drive(p_in, rand, tie, clamp, use_clamp)
-    m = Mode(deterministic, median_out, regular, decoder, learn, score or learn, causal)
+    m = Mode(deterministic, median_out, regular, decoder, learn, score or learn, causal, hidden)
     net = Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay)
     out = Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
     per = (B + n_chunks - 1) // n_chunks
@@ -652,6 +673,7 @@ def decide(
     workspace: Workspace | None = None,
     score: bool = True,
     causal: bool = False,
+    hidden_eligibility: bool = True,
 ) -> Decisions:
     """Run one decision for a batch of ``B`` network states.
 
@@ -683,6 +705,9 @@ def decide(
         causal: hidden neurons' log-likelihoods and eligibilities stop before ``t*``: their
             spikes at ``t*`` reach no output before the decision, so their score there is
             noise of mean zero (DESIGN.md section 5); outputs keep every step.
+        hidden_eligibility: with ``learn``, also the hidden neurons' eligibilities (``False``:
+            their entries are 0 and the output neurons' the same bits; for an estimator that
+            forms its own, such as ``hidden_rule="posterior"``).
     """
     a = check_bank(ff_kernel, "ff_kernel")
     b = check_bank(fb_kernel, "fb_kernel")
@@ -712,14 +737,15 @@ def decide(
         if clamp.shape[0] != B:
             raise ValueError(f"clamp must have batch size B={B}, got {clamp.shape[0]}")
     return _decide_validated(topo, params, a, b, p_in, rng, uniforms, tie, deterministic, decoder, learn, clamp,
-                             workspace, score, causal)
+                             workspace, score, causal, hidden_eligibility)
 
 
 def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, deterministic=False,
                       decoder="first_to_spike", learn=False, clamp=None, workspace=None, score=True,
-                      causal=False) -> Decisions:
+                      causal=False, hidden_eligibility=True) -> Decisions:
     """:func:`decide` after its checks (callers that built their arrays themselves, such as
-    :class:`~spikerl.policy.SpikingPolicy`, call this directly)."""
+    :class:`~spikerl.policy.SpikingPolicy`, call this directly). ``hidden_eligibility=False``:
+    learning leaves the hidden neurons' eligibility entries 0 (for an estimator that writes them)."""
     B, _, T = p_in.shape
     N, S, K, Kb = topo.n_neurons, topo.n_synapses, a.shape[0], b.shape[0]
     buf = (workspace.get if workspace is not None else _allocate)(B, N, T, S, K, Kb, bool(learn))
@@ -735,7 +761,7 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
     threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
     (_kernel_threaded if threads > 1 else _kernel)(
         p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder], bool(learn),
-        bool(score), bool(causal),
+        bool(score), bool(causal), bool(hidden_eligibility),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],

@@ -118,7 +118,7 @@ def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, m
     K = p_in.shape[0]
     presynaptic_order_into(post, pre_syn, w, a, qpost, wq)
     _decide_range(0, K, Drive(p_in, rand, tie, no_clamp, False),
-                  Mode(deterministic, median_out, regular, decoder, False, False, False),
+                  Mode(deterministic, median_out, regular, decoder, False, False, False, False),
                   Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay),
                   Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg))
     if vote:

@@ -265,9 +265,9 @@ class SpikingPolicy:
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
 
-    def _replay_kernel(self, raster: np.ndarray):
+    def _replay_kernel(self, raster: np.ndarray, hidden_eligibility: bool = True):
         """The kernel's result (workspace views) for stored decisions ``(B, N, T)``, every neuron
-        clamped, with eligibilities."""
+        clamped, with eligibilities (the hidden neurons' left 0 without ``hidden_eligibility``)."""
         B, N, T = raster.shape
         clamp = raster.view(np.int8) if raster.dtype == np.uint8 and raster.flags["C_CONTIGUOUS"] else \
             np.ascontiguousarray(raster, dtype=np.int8)
@@ -277,12 +277,13 @@ class SpikingPolicy:
         p_in, uniforms, tie = self._replay_zeros
         return _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
                                  uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
-                                 clamp=clamp, workspace=self.replay_workspace, causal=self.causal)
+                                 clamp=clamp, workspace=self.replay_workspace, causal=self.causal,
+                                 hidden_eligibility=hidden_eligibility)
 
-    def replay_kernel(self, record: dict):
-        """The kernel's result (workspace views, eligibilities as the kernel forms them) for
-        decisions stored by :meth:`record`."""
-        return self._replay_kernel(unpack_bits(record["raster"], self.encoder.T))
+    def replay_kernel(self, record: dict, hidden_eligibility: bool = True):
+        """The kernel's result (workspace views, eligibilities as the kernel forms them; the
+        hidden neurons' left 0 without ``hidden_eligibility``) for decisions stored by :meth:`record`."""
+        return self._replay_kernel(unpack_bits(record["raster"], self.encoder.T), hidden_eligibility)
 
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``."""
@@ -301,8 +302,10 @@ class SpikingPolicy:
         rewrite = getattr(self.estimator, "rewrite", None)
         if self.estimator is not None and rewrite is None:  # the estimator reshapes the eligibilities: form them
             return whole_replay_gradient(self, record, modulator)
-        r = self.replay_kernel(record)
-        if rewrite is not None:  # it rewrites the hidden neurons' entries of the kernel's arrays in place
+        # an estimator that rewrites the hidden neurons' entries of the kernel's arrays in place:
+        # the kernel leaves them to it
+        r = self.replay_kernel(record, hidden_eligibility=rewrite is None)
+        if rewrite is not None:
             rewrite(self, r, record)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))
         if M.shape[1] == 1:  # one modulator for every parameter: as modulated_gradient, a product with elig

@@ -262,7 +262,7 @@ class PosteriorSpikes:
         werr = np.empty((min(batch, n), n_hid, T))
         for start in range(0, n, batch):
             part = slice(start, min(start + batch, n))
-            r = policy.replay_kernel({"raster": raster[part]})
+            r = policy.replay_kernel({"raster": raster[part]}, hidden_eligibility=False)  # none of them read
             lam[part] = _posterior_lambdas(r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr, topo.pre_syn,
                                            topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
             g = np.empty((len(r.t_star), n_hid))

@@ -337,3 +337,25 @@ def test_unscored_decisions_are_the_scored_ones_without_log_likelihoods(determin
             assert np.array_equal(got, want), field
     learnt = decide(topo, params, a, b, p_in, learn=True, score=False, **kw)
     np.testing.assert_array_equal(learnt.ll_out, decide(topo, params, a, b, p_in, learn=True, **kw).ll_out)
+
+
+@pytest.mark.parametrize("K,recursive", [(1, False), (2, False), (1, True)])
+def test_output_eligibilities_alone_are_the_same_bits(K, recursive):
+    """``hidden_eligibility=False`` leaves every hidden neuron's entry 0 and forms the output
+    neurons' exactly as the full call does (byte for byte), whatever the spike counts."""
+    topo, params, a, b, rng = _net(5, 6, 3, seed=3, K=K, Kb=1, recursive=recursive, skip=True, recurrent=True,
+                                   feedback=True)
+    p_in = rng.random((40, topo.n_in, 10))
+    U, tie = rng.random((40, topo.n_neurons, 10)), rng.random(40)
+    full = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True)
+    full = {k: getattr(full, k).copy() for k in ("ew", "ev", "eg", "raster", "ll_neuron")}
+    part = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True, hidden_eligibility=False)
+    out0 = topo.n_in + topo.n_hid
+    to_out = topo.post >= out0
+    assert to_out.any() and (~to_out).any() and full["raster"][:, topo.n_in:out0].sum(2).max() >= 2
+    assert np.abs(full["ew"][:, ~to_out]).max() > 0 and np.abs(full["ev"][:, topo.n_in:out0]).max() > 0
+    assert part.ew[:, to_out].tobytes() == full["ew"][:, to_out].tobytes()
+    assert part.ev[:, out0:].tobytes() == full["ev"][:, out0:].tobytes()
+    assert part.eg[:, out0:].tobytes() == full["eg"][:, out0:].tobytes()
+    assert not part.ew[:, ~to_out].any() and not part.ev[:, :out0].any() and not part.eg[:, :out0].any()
+    assert np.array_equal(part.raster, full["raster"]) and np.array_equal(part.ll_neuron, full["ll_neuron"])
