@@ -404,7 +404,7 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn", heading: str =
         for outputs, _ in modes:
             means = [mode_result(r, outputs)["mean_return"] for r in rs]
             ok = sum(m >= thr for m in means)
-            vs = (f"; the default on these seeds {iqm([mode_result(r, outputs)['mean_return'] for r in versus]):.1f}"
+            vs = (f"; default {iqm([mode_result(r, outputs)['mean_return'] for r in versus]):.1f}"
                   if versus else "")
             out.append(f"{iqm(means):.1f} ({ok}/{len(rs)}; {', '.join(per_seed(m) for m in means)}{vs})")
         return f"| {task} | {lever} | " + " | ".join(out) + " |"

@@ -276,7 +276,7 @@ def test_ablation_table_puts_each_lever_beside_the_default_on_its_seeds(tmp_path
     (levers / "CartPole-v1__fts-snn__short__s101.json").write_text(
         json.dumps(cell(101, "short", {"hidden_rule": "joint", "n_epochs": 5}, 400, 450, 460)))
     rows = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in mod.ablation(default, levers).splitlines()[2:]}
-    assert rows["n_epochs=5 (10)"] == "400.0 (0/1; 400; the default on these seeds 490.0)"
+    assert rows["n_epochs=5 (10)"] == "400.0 (0/1; 400; default 490.0)"
     assert rows["ratio=joint (neuron)"] == "300.0 (0/2; 300, 300)"  # on the default row's seeds: nothing beside
     (levers / "CartPole-v1__fts-snn__short__s101.json").unlink()
     (default / "CartPole-v1__fts-snn__s101.json").write_text(json.dumps(cell(101, "", {}, 490, 500, 500)))

@@ -247,7 +247,8 @@ def test_a_posterior_trained_model_learns_on_the_device_by_the_joint_estimator(t
     online actor-critic with the joint estimator from the same start, not the posterior one's."""
     env_id, steps = "CartPole-v1", 300
     kw = dict(seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05, lr_schedule="constant")
-    agent = SpikingAgent(gym.make(env_id), hidden_rule="posterior", **kw)
+    agent = SpikingAgent(gym.make(env_id), **kw)
+    assert agent.config.hidden_rule == "posterior"
     joint = SpikingAgent(gym.make(env_id), hidden_rule="joint", **kw)
     np.testing.assert_array_equal(joint.policy.theta, agent.policy.theta)
     c, act, update, theta, critic = _learner(agent, tmp_path)
