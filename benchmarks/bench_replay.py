@@ -9,7 +9,8 @@ eligibilities, each neuron's modulator gating its synapses' eligibilities into t
 (``replay_record``), the kernel alone with eligibilities,
 with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
 8-env batch. The proximal rule replays every decision ``n_epochs`` times, so
-``n_epochs x replay`` bounds its training speed from above.
+``n_epochs x replay`` (plus, for the posterior hidden estimator, its targets: one replay
+and the ``lambda`` of every hidden spike, once per rollout) bounds its training speed from above.
 """
 from __future__ import annotations
 
@@ -52,8 +53,13 @@ def main():
                                          uniforms=zeros[1], tie=zeros[2], learn=learn, score=score, clamp=clamp,
                                          workspace=ws)
 
+    targets = getattr(pol.estimator, "targets", None)  # what the hidden estimator fixes once per rollout
+    rows = []
+    if targets is not None:
+        record.update(targets(pol, record, B))
+        rows.append(("hidden targets, once a rollout", per_call(lambda: targets(pol, record, B), n) / B))
     M = np.random.default_rng(2).normal(size=(B, pol.topo.n_neurons))
-    rows = [("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B),
+    rows += [("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B),
             ("replay, eligibilities formed", per_call(lambda: pol.replay_record(record), n) / B),
             ("kernel, eligibilities", per_call(kernel(True, True), n) / B),
             ("kernel, log-likelihoods only", per_call(kernel(False, True), n) / B),
@@ -65,8 +71,9 @@ def main():
     for name, sec in rows:
         print(f"  {name:30s} {sec * 1e6:6.2f} us per decision")
     print(f"  acting, 8 envs                 {acting * 1e6:6.1f} us per call ({acting / 8 * 1e6:.1f} us per env step)")
-    cap = 1.0 / (epochs * rows[0][1])
-    print(f"{epochs} replays per decision bound training at {cap:,.0f} env-steps/s before acting, env and updates")
+    rule = dict(rows)
+    cap = 1.0 / (epochs * rule["replay and gate, as the rule"] + rule.get("hidden targets, once a rollout", 0.0))
+    print(f"{epochs} replays per decision{' and the targets' if targets is not None else ''} bound training at {cap:,.0f} env-steps/s before acting, env and updates")
 
 
 if __name__ == "__main__":
