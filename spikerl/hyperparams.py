@@ -236,6 +236,10 @@ class SpikingConfig(AgentConfig):
             "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median", "regular", "vote"),
         }
+        if self.ent_coef > 0 and self.hidden_rule == "posterior" and self.reward_factor == "proximal":
+            raise ValueError(f"invalid hyperparameter ent_coef={self.ent_coef!r}: the entropy bonus needs "
+                             f"hidden_rule='joint' (the posterior rule's hidden log-likelihoods are a surrogate, not "
+                             f"the spikes' own, so -(log p - mean) e is no entropy gradient there)")
         if self.causal_hidden and self.hidden_rule != "joint":  # they form hidden eligibilities themselves
             raise ValueError(f"invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
                              f"{self.hidden_rule} rule forms the hidden neurons' eligibilities itself)")

@@ -134,6 +134,14 @@ def test_causal_hidden_estimator_is_unbiased_with_less_variance():
     assert (p_in * np.exp(causal.log_prob))[silent_at_last].sum() == pytest.approx(1.0, abs=1e-12)
 
 
+def test_entropy_bonus_needs_the_joint_estimator():
+    from spikerl import SpikingAgent
+
+    with pytest.raises(ValueError, match="ent_coef=0.01: the entropy bonus needs hidden_rule='joint'"):
+        SpikingAgent("CartPole-v1", ent_coef=0.01)
+    assert SpikingAgent("CartPole-v1", ent_coef=0.01, hidden_rule="joint").config.ent_coef == 0.01
+
+
 def test_causal_hidden_needs_the_joint_estimator():
     from spikerl import SpikingAgent
 
