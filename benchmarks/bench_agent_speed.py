@@ -1,7 +1,7 @@
 """Training throughput and predict latency: default CartPole-v1 SpikingAgent vs SB3 PPO
 with default settings, measured in the same process, one after the other.
 
-    python benchmarks/bench_agent_speed.py [--steps 50000]
+    python benchmarks/bench_agent_speed.py [--steps 50000] [--compare hidden_rule=joint]
 
 Prints env-steps/s for training (same number of envs: 8) and for the spiking agent's loop
 without its updates (acting, environments and bookkeeping: the ceiling of any rule), single-observation ``predict``
@@ -30,7 +30,16 @@ def predict_latency(model, obs, deterministic, n=2000) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=50_000)
+    ap.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
+                    help="also train the default with this setting (repeatable: one variant with all of them), "
+                         "e.g. --compare hidden_rule=joint for the previous default, in the same run")
     args = ap.parse_args()
+    variant = {}
+    for item in args.compare:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--compare needs KEY=VALUE, got {item!r}")
+        variant[key] = __import__("yaml").safe_load(value)
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -44,11 +53,15 @@ def main():
     ef, _ = load_env_file("CartPole-v1")
     hp = resolve_hyperparameters(af, ef, {})
 
-    snn = SpikingAgent("CartPole-v1", seed=0, **hp)
-    snn.learn(2000)  # compile + warm up
-    t0 = time.perf_counter()
-    snn.learn(args.steps)
-    snn_sps = args.steps / (time.perf_counter() - t0)
+    def train_speed(**kw):
+        agent = SpikingAgent("CartPole-v1", seed=0, **kw)
+        agent.learn(2000)  # compile + warm up
+        t0 = time.perf_counter()
+        agent.learn(args.steps)
+        return agent, args.steps / (time.perf_counter() - t0)
+
+    snn, snn_sps = train_speed(**hp)
+    variant_sps = train_speed(**{**hp, **variant})[1] if variant else None
 
     # the same loop with the updates left out (rollouts collected and dropped): what acting, the
     # environments and the bookkeeping alone allow, the ceiling of any rule in this loop
@@ -95,6 +108,10 @@ def main():
     print(f"training env-steps/s   spiking ({hp['n_envs']} envs) {snn_sps:9.0f}   PPO default (1 env) {ppo_sps:9.0f}   "
           f"ratio {snn_sps / ppo_sps:6.1f}x")
     print(f"                       PPO defaults with {hp['n_envs']} envs {ppo8_sps:9.0f}   ratio {snn_sps / ppo8_sps:6.1f}x")
+    if variant:
+        name = ", ".join(f"{k}={v}" for k, v in variant.items())
+        print(f"                       spiking, {name} {variant_sps:9.0f}   ratio to PPO default {variant_sps / ppo_sps:6.1f}x"
+              f"   the default's speed / this one's {snn_sps / variant_sps:5.2f}")
     print(f"collection alone       spiking, no updates {collect_sps:9.0f}   ratio to PPO default {collect_sps / ppo_sps:6.1f}x "
           f"(training spends {1 - snn_sps / collect_sps:.0%} of its time in updates)")
     for det in (True, False):
