@@ -31,10 +31,11 @@ decisions it acts with must carry their eligibilities).
 
 **Hidden-neuron estimators** decide what multiplies a hidden neuron's pre x post term:
 
-- ``joint`` (default): the hidden spikes are part of the decision's trajectory, so hidden
+- ``joint``: the hidden spikes are part of the decision's trajectory, so hidden
   eligibilities are their own score and get the same modulator as the outputs. This is the
-  score-function gradient of the expected reward of the marginal policy: unbiased.
-- ``posterior`` (:class:`PosteriorSpikes`): each hidden spike's score replaced by its
+  score-function gradient of the expected reward of the marginal policy: unbiased (the
+  default until the posterior estimator; what the on-device rule of ``export --learn`` runs).
+- ``posterior`` (:class:`PosteriorSpikes`, the default): each hidden spike's score replaced by its
   expectation given the rest of the decision's raster, ``(q - p)`` in place of ``(s - p)``
   with ``q`` the spike's posterior probability given the spikes it drives (Rao-Blackwell):
   unbiased, and a spike that moved no output brings no noise. Under the proximal rule a
