@@ -373,35 +373,25 @@ def _eligibilities(bi, last, n_in, out0, pre_ptr, pre_syn, qpost, a, b, ff_decay
                 ns += 1
         if ns == 0:
             continue
-        if not hidden:  # the synapses onto outputs only, as below
-            for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                i = qpost[q]
-                if i < out0:
-                    continue
-                syn = pre_syn[q]
-                if K == 1 and ns == 1:  # the same sums, in the same order, as the three cases below
-                    ew[bi, syn, 0] = filt_a[times[0], i, 0]
-                elif K == 1 and ns == 2:
-                    ew[bi, syn, 0] = 0.0 + filt_a[times[0], i, 0] + filt_a[times[1], i, 0]
-                else:
-                    for k in range(K):
-                        acc = 0.0
-                        for m in range(ns):
-                            acc += filt_a[times[m], i, k]
-                        ew[bi, syn, k] = acc
-        elif K == 1 and ns == 1:  # the common case, without the inner loops
+        # without ``hidden``, the synapses onto hidden neurons are skipped (their entries stay 0)
+        if K == 1 and ns == 1:  # the common case, without the inner loops
             t0 = times[0]
             for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                ew[bi, pre_syn[q], 0] = filt_a[t0, qpost[q], 0]
+                i = qpost[q]
+                if i >= first:
+                    ew[bi, pre_syn[q], 0] = filt_a[t0, i, 0]
         elif K == 1 and ns == 2:
             t0, t1 = times[0], times[1]
             for q in range(pre_ptr[j], pre_ptr[j + 1]):
                 i = qpost[q]
-                ew[bi, pre_syn[q], 0] = 0.0 + filt_a[t0, i, 0] + filt_a[t1, i, 0]
+                if i >= first:
+                    ew[bi, pre_syn[q], 0] = 0.0 + filt_a[t0, i, 0] + filt_a[t1, i, 0]
         else:
             for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                syn = pre_syn[q]
                 i = qpost[q]
+                if i < first:
+                    continue
+                syn = pre_syn[q]
                 for k in range(K):
                     acc = 0.0
                     for m in range(ns):
