@@ -17,6 +17,7 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # both agents on one core
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 
 def predict_latency(model, obs, deterministic, n=2000) -> float:
@@ -39,7 +40,7 @@ def main():
         key, sep, value = item.partition("=")
         if not sep:
             ap.error(f"--compare needs KEY=VALUE, got {item!r}")
-        variant[key] = __import__("yaml").safe_load(value)
+        variant[key] = yaml.safe_load(value)
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
