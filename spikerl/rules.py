@@ -60,8 +60,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ._numba import njit, njit_inline
-from .engine import _softplus
+from ._numba import njit
 from .optim import Adam
 
 
@@ -344,22 +343,32 @@ def _hidden_eligibilities_into(raster, werr, t_star, n_in, n_hid, pre_ptr, pre_s
                     ev[bi, j, k] = acc
 
 
-@njit_inline
-def _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, j, t, stop, sign, weights, bank):
-    """``log_w`` plus ``sum_{t < tp <= stop} log P(s_{j,tp} | u_{j,tp} + sign du) - log P(s_{j,tp} | u_{j,tp})``,
-    ``du = sum_k weights[k] bank[k, tp - t - 1]``: how a spike's flip at ``t``, reaching neuron
-    ``j`` through ``weights``, changes the likelihood of ``j``'s observed spikes (summed in
-    place into ``log_w``, term by term)."""
-    K, D = bank.shape
-    for tp in range(t + 1, stop + 1):
-        d = tp - t - 1
-        if d >= D:
-            break
-        du = 0.0
-        for k in range(K):
-            du += weights[k] * bank[k, d]
-        log_w += _log_p(raster[bi, j, tp], potential[bi, j, tp] + sign * du) - ll_obs[j, tp]
-    return log_w
+@njit
+def _flip_reach(pre_ptr, pre_syn, n_in, n_hid, w, v, a, b):
+    """How much a hidden spike at ``t`` moves the potentials it reaches ``d + 1`` steps later:
+    ``du_w[q - pre_ptr[n_in], d] = sum_k w[syn, k] a[k, d]`` for each synapse ``syn = pre_syn[q]``
+    leaving a hidden neuron, ``du_v[i - n_in, d] = sum_k v[i, k] b[k, d]`` through its own
+    self-feedback; formed once per call of :func:`_posterior_lambdas`, not once per spike variable."""
+    out0 = n_in + n_hid
+    K, D = a.shape
+    Kb, Db = b.shape
+    first = pre_ptr[n_in]
+    du_w = np.zeros((pre_ptr[out0] - first, D))
+    for q in range(first, pre_ptr[out0]):
+        syn = pre_syn[q]
+        for d in range(D):
+            du = 0.0
+            for k in range(K):
+                du += w[syn, k] * a[k, d]
+            du_w[q - first, d] = du
+    du_v = np.zeros((n_hid, Db))
+    for i in range(n_in, out0):
+        for d in range(Db):
+            du = 0.0
+            for k in range(Kb):
+                du += v[i, k] * b[k, d]
+            du_v[i - n_in, d] = du
+    return du_w, du_v
 
 
 @njit
@@ -380,6 +389,8 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
     out0 = n_in + n_hid
     lam = np.zeros((B, n_hid, T))
     ll_obs = np.empty((N, T))  # log P of each observed spike, computed once per decision
+    du_w, du_v = _flip_reach(pre_ptr, pre_syn, n_in, n_hid, w, v, a, b)
+    first, D, Db = pre_ptr[n_in], a.shape[1], b.shape[1]
     for bi in range(B):
         last = t_star[bi]
         for j in range(n_in, N):
@@ -389,14 +400,19 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
             for t in range(last):  # spikes at t* reach nothing before the decision
                 s = raster[bi, i, t]
                 sign = 1.0 - 2.0 * s  # the flip: +1 adds the spike, -1 removes it
-                log_w = 0.0  # log P(downstream | flipped) - log P(downstream | observed)
+                # log P(downstream | flipped) - log P(downstream | observed), term by term: each
+                # later spike of a neuron the flip reaches, its potential moved by sign du
+                log_w = 0.0
                 for q in range(pre_ptr[i], pre_ptr[i + 1]):
-                    syn = pre_syn[q]
-                    j = post[syn]
+                    j = post[pre_syn[q]]
                     stop = last if j >= out0 else last - 1  # hidden spikes at t* reach no output
-                    log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, j, t, stop, sign, w[syn], a)
+                    for tp in range(t + 1, min(stop + 1, t + 1 + D)):
+                        log_w += _log_p(raster[bi, j, tp], potential[bi, j, tp] + sign * du_w[q - first, tp - t - 1]) \
+                            - ll_obs[j, tp]
                 # its own later spikes, through its self-feedback
-                log_w = _flipped_log_ratio(log_w, raster, potential, ll_obs, bi, i, t, last - 1, sign, v[i], b)
+                for tp in range(t + 1, min(last, t + 1 + Db)):
+                    log_w += _log_p(raster[bi, i, tp], potential[bi, i, tp] + sign * du_v[i - n_in, tp - t - 1]) \
+                        - ll_obs[i, tp]
                 lam[bi, i - n_in, t] = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
     return lam
 
@@ -417,8 +433,10 @@ def _marginal_terms(potential, t_star, n_in, lam, werr, g):
                     continue
                 u = potential[bi, n_in + h, t]
                 x = u + lam[bi, h, t]
-                werr[bi, h, t] = 1.0 / (1.0 + np.exp(-x)) - 1.0 / (1.0 + np.exp(-u))
-                acc += _softplus(x) - _softplus(u)
+                ex, eu = np.exp(-x), np.exp(-u)  # shared with the softplus of a positive argument
+                werr[bi, h, t] = 1.0 / (1.0 + ex) - 1.0 / (1.0 + eu)
+                acc += ((x + np.log1p(ex)) if x > 0.0 else np.log1p(np.exp(x))) \
+                    - ((u + np.log1p(eu)) if u > 0.0 else np.log1p(np.exp(u)))  # softplus(x) - softplus(u)
             g[bi, h] = acc
 
 
