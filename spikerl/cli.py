@@ -160,7 +160,7 @@ def _bench(args) -> int:
 def _experiment(args) -> int:
     from .experiments import windy
 
-    out = windy.run(args.seeds, args.out, args.steps)
+    out = windy.run(args.seeds, args.out, args.steps, args.first_seed)
     print((out / "table.md").read_text())
     return 0
 
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--seeds", type=int, default=3)
     x.add_argument("--steps", type=int, help="training steps per run (default: the env's budget)")
     x.add_argument("--out", default="runs/windy")
+    x.add_argument("--first-seed", type=int, default=100,
+                   help="seeds first-seed .. first-seed + seeds - 1 (default 100: the reporting seeds, which no tuning saw)")
     x.set_defaults(fn=_experiment)
 
     r = sub.add_parser("report", help="write a Markdown report with figures for a bench folder")

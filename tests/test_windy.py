@@ -125,3 +125,34 @@ def test_conversion_baseline_runs_and_counts_spikes():
     e = snn.energy_summary()
     assert e["input_spikes"] > 0 and e["sops"] > 0  # counted per population by the protocol's reset stats
     assert res["spikes_per_episode"] == (e["input_spikes"] + e["hidden_spikes"] + e["output_spikes"]) * res["steps_to_goal"]
+
+
+def test_the_experiment_runs_on_the_reporting_seeds(tmp_path, monkeypatch):
+    """Every run of the experiment (each method, resolution, T and code) trains on seeds
+    100, 101, ... by default (no tuning saw them), and the table names them."""
+    import json
+    import types
+
+    from spikerl.experiments import windy
+
+    trained = []
+
+    class Stub:
+        def __init__(self, seed):
+            self.seed = seed
+            self.policy = types.SimpleNamespace(learnable=np.ones(3, bool), n_params=3)
+
+    monkeypatch.setattr(windy, "train_snn", lambda tile, T, seed, steps, code="rate": trained.append(seed) or Stub(seed))
+    monkeypatch.setattr(windy, "train_mlp", lambda tile, seed, steps: trained.append(seed) or Stub(seed))
+    monkeypatch.setattr(windy, "convert", lambda agent, T, seed: Stub(seed))
+    monkeypatch.setattr(windy, "both_modes", lambda model, **row: [
+        {**row, "mode": m, "steps_to_goal": 15.0, "reached": 1.0, "spikes_per_episode": 1.0, "latency": 1.0}
+        for m in ("sampled", "deterministic")])
+    monkeypatch.setattr(windy, "plot", lambda rows, out: None)
+    out = windy.run(seeds=2, out=tmp_path, steps=10)
+    assert sorted(set(trained)) == [100, 101]
+    data = json.loads((out / "results.json").read_text())
+    assert data["seeds"] == [100, 101] and {r["seed"] for r in data["rows"]} == {100, 101}
+    assert "2 seeds (100-101)" in (out / "table.md").read_text()
+    windy.run(seeds=1, out=tmp_path, steps=10, first_seed=7)
+    assert trained[-1] == 7
