@@ -243,9 +243,11 @@ class SpikingPolicy:
         ``score=False`` skips the log-likelihoods (``ll_out`` NaN; ``predict`` needs none); scored
         without ``learn``, the output has ``log_prob`` and ``ll_neuron`` but no eligibilities."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
+        # an estimator that rewrites the hidden neurons' eligibilities (the posterior) needs none of the kernel's
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
                               deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace,
-                              score=score, causal=self.causal)
+                              score=score, causal=self.causal,
+                              hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
         if not learn:
             # copies: the workspace is overwritten by the next call
             log_prob = ll_neuron = None

@@ -373,3 +373,19 @@ def test_proximal_rule_replays_posterior_through_its_targets(monkeypatch):
                          hidden_rule="posterior")
     agent.learn(64)
     assert len(seen) >= 8 and all(seen)  # 2 rollouts x 2 epochs x 2-4 minibatches
+
+
+def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
+    """Acting to learn with the posterior estimator (the online rules) skips the kernel's hidden
+    eligibilities, which the estimator rewrites: the same bits as forming them first."""
+    from spikerl import SpikingAgent
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, reward_factor="td")
+    pol = agent.policy
+    obs = np.random.default_rng(0).normal(size=(60, 4)) * 0.5
+    agent.encoder.update(obs)
+    pol.set_theta(pol.theta + np.random.default_rng(1).normal(0.0, 1.0, pol.n_params) * pol.learnable)
+    out = pol.act(obs, np.random.default_rng(2), learn=True)
+    assert out.raster[:, pol.topo.n_in : pol.topo.n_in + pol.topo.n_hid].any()
+    np.testing.assert_array_equal(out.elig, pol.replay(out.raster).elig)  # the replay forms them, then rewrites
+    assert np.any(out.elig[:, pol.hidden_mask] != 0)
