@@ -48,6 +48,7 @@ def main():
     from spikerl.agent import SpikingAgent
     from spikerl.baselines import macs_per_forward
     from spikerl.config import load_agent_file, load_env_file, resolve_hyperparameters
+    from spikerl.hyperparams import SpikingConfig
 
     torch.set_num_threads(1)
     _, af, _ = load_agent_file("fts-snn")
@@ -115,6 +116,12 @@ def main():
               f"   the default's speed / this one's {snn_sps / variant_sps:5.2f}")
     print(f"collection alone       spiking, no updates {collect_sps:9.0f}   ratio to PPO default {collect_sps / ppo_sps:6.1f}x "
           f"(training spends {1 - snn_sps / collect_sps:.0%} of its time in updates)")
+    updates_us = 1e6 * (1 / snn_sps - 1 / collect_sps)  # per env step
+    budget_us = 1e6 * (1 / (10 * ppo_sps) - 1 / collect_sps)  # what 10x PPO would leave them
+    epochs = SpikingConfig().n_epochs  # the default agent's: each decision replayed that many times
+    print(f"updates                {updates_us:6.1f} us per env step; 10x PPO leaves them "
+          + (f"{budget_us:.1f} us ({budget_us / epochs:.1f} us per replay over its {epochs} epochs)"
+             if budget_us > 0 else "nothing: collection alone is slower than 10x PPO"))
     for det in (True, False):
         s, p, b = lat["spiking", det], lat["ppo", det], lat["batched", det]
         what = f"{mode}, {snn.config.vote_samples} samples" if det and mode == "vote" else ("sampled" if not det else mode)
