@@ -61,6 +61,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ._numba import njit
+from .engine import _softplus
 from .optim import Adam
 
 
@@ -433,10 +434,8 @@ def _marginal_terms(potential, t_star, n_in, lam, werr, g):
                     continue
                 u = potential[bi, n_in + h, t]
                 x = u + lam[bi, h, t]
-                ex, eu = np.exp(-x), np.exp(-u)  # shared with the softplus of a positive argument
-                werr[bi, h, t] = 1.0 / (1.0 + ex) - 1.0 / (1.0 + eu)
-                acc += ((x + np.log1p(ex)) if x > 0.0 else np.log1p(np.exp(x))) \
-                    - ((u + np.log1p(eu)) if u > 0.0 else np.log1p(np.exp(u)))  # softplus(x) - softplus(u)
+                werr[bi, h, t] = 1.0 / (1.0 + np.exp(-x)) - 1.0 / (1.0 + np.exp(-u))
+                acc += _softplus(x) - _softplus(u)
             g[bi, h] = acc
 
 
