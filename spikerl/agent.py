@@ -336,8 +336,10 @@ class PolicyGradientAgent:
 
         transition = Transition(valid, out, feats, rewards, terminated & valid, done,
                                 value_of_next=lambda: self.critic.value(final_feats()))
+        n_updates = self.n_updates
         for update in self._rule.step(transition):
             self._apply(update.grad, update.hidden_rate)
+        trained = self.n_updates != n_updates
 
         # statistics
         nv = int(valid.sum())
@@ -362,6 +364,21 @@ class PolicyGradientAgent:
         self._skip = done if not same_step else np.zeros_like(done)
         self._obs = next_obs
         self._last_step = (next_obs, actions, rewards, done, infos)
+        if trained:
+            self._log_training_round()
+
+    def _log_training_round(self) -> None:
+        """After a batch rule's training round, record its figures as SB3 does
+        (``train/approx_kl``, ``train/clip_fraction``, ``train/value_loss``,
+        ``train/explained_variance``, ``train/n_epochs``, ``train/learning_rate``,
+        ``train/n_updates``) and ``dump`` them at the current step, as SB3 dumps once an
+        iteration. A rule that updates every step (no ``stats``) logs nothing here."""
+        stats = getattr(self._rule, "stats", None)
+        if not stats:
+            return
+        for k, v in {**stats, "learning_rate": self._lr(), "n_updates": self.n_updates}.items():
+            self.logger.record("train/" + k, v)
+        self.logger.dump(self.num_timesteps)
 
     def energy_summary(self, which: str = "train") -> dict:
         """Per-decision averages of the training decisions (``train``) or of ``predict`` calls."""

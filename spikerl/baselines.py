@@ -35,9 +35,17 @@ def make_vec(env_id: str, *, n_envs: int, seed: int, make_kwargs: dict | None = 
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=make_kwargs or None)
 
 
-def bridge_callback(on_episode, on_step, progress: bool):
+TRAIN_ROW_EVERY = 1_000
+"""Environment steps between two ``train`` rows of an SB3 agent at least (SB3 trains every 4
+steps for DQN, every 5 x n_envs for A2C; it thins its own logs by ``log_interval``)."""
+
+
+def bridge_callback(on_episode, on_step, progress: bool, on_train=None):
     """An SB3 callback that reports finished episodes (``on_episode(step, return, length)``),
-    asks ``on_step()`` whether to go on, and optionally prints progress."""
+    asks ``on_step()`` whether to go on, optionally prints progress, and hands the algorithm's
+    last training figures (its ``train/...`` logger values, prefix dropped) to
+    ``on_train(step, values)`` when a rollout starts after training, at most once every
+    :data:`TRAIN_ROW_EVERY` steps, and at the end."""
     import sys
     import time
 
@@ -47,6 +55,22 @@ def bridge_callback(on_episode, on_step, progress: bool):
     class Bridge(BaseCallback):
         def _on_training_start(self) -> None:
             self.t0, self.last = time.time(), 0.0
+            self.reported, self.next_row = getattr(self.model, "_n_updates", 0), 0
+
+        def _report_training(self, last: bool = False) -> None:
+            n = getattr(self.model, "_n_updates", None)
+            if on_train is None or n is None or n == self.reported or (self.num_timesteps < self.next_row and not last):
+                return
+            values = {k[6:]: v for k, v in self.model.logger.name_to_value.items() if k.startswith("train/")}
+            if values:
+                on_train(self.num_timesteps, values)
+                self.reported, self.next_row = n, self.num_timesteps + TRAIN_ROW_EVERY
+
+        def _on_rollout_start(self) -> None:
+            self._report_training()
+
+        def _on_training_end(self) -> None:
+            self._report_training(last=True)
 
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):

@@ -675,6 +675,7 @@ class ProximalRule:
         self.buffer = RolloutBuffer(n_steps, n_envs, gamma, lam)
         self.scaler = ReturnScaler(n_envs, gamma) if scale_rewards else None
         self.stats: dict = {}
+        """The last training round's figures (SB3's names, logged as ``train/...``)."""
 
     def step(self, tr: Transition) -> Iterator[Update]:
         rewards = self.scaler(tr.rewards, tr.valid, tr.done) if self.scaler is not None else tr.rewards
@@ -707,6 +708,7 @@ class ProximalRule:
         returns = adv + values
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
         phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
+        old_values = values.reshape(-1)[keep]
         old = buf.flat("log_prob", keep)
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
@@ -742,9 +744,12 @@ class ProximalRule:
                 yield Update(grad, hidden_rate)
             if stop:
                 break
+        var = float(np.var(returns))
         self.stats = {"clip_fraction": float(np.mean(clipped)) if clipped else 0.0,
-                      "approx_kl": float(np.mean(kls)) if kls else 0.0, "epochs": epochs,
-                      "value_loss": float(np.mean((returns - phi @ self.critic.c) ** 2))}
+                      "approx_kl": float(np.mean(kls)) if kls else 0.0, "n_epochs": epochs,
+                      "value_loss": float(np.mean((returns - phi @ self.critic.c) ** 2)),
+                      # SB3's: how much of the returns' variance the critic explained before this round
+                      "explained_variance": 1.0 - float(np.var(returns - old_values)) / var if var > 0 else float("nan")}
 
     def state_dict(self) -> dict:
         """The rollout collected so far and the reward scale (for exact resumption)."""

@@ -113,6 +113,7 @@ class _SpikingBridge(BaseCallback):
 
     def on_training_start(self) -> None:
         self.seen = self.model.n_episodes
+        self.rows = len(self.model.logger.history)
 
     def on_step(self) -> bool:
         new = self.model.n_episodes - self.seen
@@ -121,13 +122,20 @@ class _SpikingBridge(BaseCallback):
                 self.loop.episode(info["t"], info["r"], info["l"], spikes_per_decision=info["spikes_per_decision"],
                                   sops_per_decision=info["sops_per_decision"], latency=info["latency"])
             self.seen = self.model.n_episodes
+        history = self.model.logger.history
+        for step, row in history[self.rows:]:  # training rounds (rows of train/... figures)
+            train = {k[6:]: v for k, v in row.items() if k.startswith("train/")}
+            if train:
+                self.loop.logger.log("train", step, **train)
+        self.rows = len(history)
         return self.loop.step()
 
 
 def _sb3_bridge(loop: _Loop, progress: bool):
     from .baselines import bridge_callback
 
-    return bridge_callback(loop.episode, loop.step, progress)
+    return bridge_callback(loop.episode, loop.step, progress,
+                           on_train=lambda step, values: loop.logger.log("train", step, **values))
 
 
 def save_model(model, kind: str, path) -> Path:

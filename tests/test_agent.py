@@ -194,6 +194,26 @@ def test_proximal_rule_updates_every_learnable_neuron(ratio):
     assert not moved[~agent.policy.learnable].any()
 
 
+def test_each_training_round_is_logged_under_sb3_names_and_a_kl_stop_shows():
+    """After each rollout's training the agent records SB3's ``train/...`` figures and dumps
+    them at that step (as SB3 does once an iteration); the KL early stop cuts a round short."""
+    agent = SpikingAgent(gym.make("CartPole-v1"), seed=0, n_steps=32, n_epochs=2, batch_size=16)
+    agent.learn(96)  # three rollouts of 2 epochs x 2 minibatches
+    rows = [(step, row) for step, row in agent.logger.history if "train/approx_kl" in row]
+    assert [step for step, _ in rows] == [32, 64, 96]
+    assert [row["train/n_updates"] for _, row in rows] == [4, 8, 12]
+    for _, row in rows:
+        assert row["train/n_epochs"] == 2 and row["train/approx_kl"] > 0 and 0 <= row["train/clip_fraction"] <= 1
+        assert np.isfinite(row["train/explained_variance"]) and row["train/value_loss"] > 0
+    lrs = [row["train/learning_rate"] for _, row in rows]
+    assert lrs[0] > lrs[1] > lrs[2] >= 0  # the linear decay, at the step of each round
+    # the first minibatch of a round has ratio 1 (KL 0); after it any change exceeds the target
+    stopped = SpikingAgent(gym.make("CartPole-v1"), seed=0, n_steps=32, n_epochs=2, batch_size=16, target_kl=1e-12)
+    stopped.learn(32)
+    ((_, row),) = [(step, row) for step, row in stopped.logger.history if "train/n_epochs" in row]
+    assert row["train/n_epochs"] == 1 and row["train/n_updates"] == stopped.n_updates == 1
+
+
 def test_replayed_decision_reproduces_acting():
     """A stored decision replayed under the same parameters gives the same log-probability
     and eligibility, bit for bit (so every first ratio of a rollout is exactly 1)."""

@@ -33,6 +33,11 @@ def test_train_writes_a_complete_run_folder(tmp_path, agent, model, monkeypatch)
     assert episodes and evals
     assert {"step", "return", "length", "wall_time"} <= set(episodes[0])
     assert {"step", "mean_return", "std_return", "latency"} <= set(evals[-1])
+    # the training rounds' figures, under SB3's names for both agents
+    trains = [r for r in rows if r["type"] == "train"]
+    assert trains and {"approx_kl", "clip_fraction", "value_loss", "explained_variance", "learning_rate",
+                       "n_updates"} <= set(trains[-1])
+    assert all(a["step"] < b["step"] and a["n_updates"] < b["n_updates"] for a, b in zip(trains, trains[1:]))
     if agent == "fts-snn":
         assert {"spikes_per_decision", "sops_per_decision", "latency"} <= set(episodes[0])
         assert evals[-1]["sops_per_decision"] > 0
@@ -53,6 +58,8 @@ def test_train_writes_a_complete_run_folder(tmp_path, agent, model, monkeypatch)
     assert len(returns) == len(episodes)
     assert returns == pytest.approx([e["return"] for e in episodes])
     assert any("eval/mean_return" in h for h in hist)
+    assert [h["train/approx_kl"] for h in hist if "train/approx_kl" in h] == pytest.approx(
+        [r["approx_kl"] for r in trains])
     assert config["agent"] == agent and config["env"] == "CartPole-v1"
     if agent == "ppo":  # W&B's SB3 integration recorded the algorithm's own hyperparameters
         assert config.get("algo") == "PPO" and "n_steps" in config
