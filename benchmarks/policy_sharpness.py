@@ -11,6 +11,9 @@ at every ``--every``-th state it visited draws ``--samples`` sampled decisions. 
 - p(det): the mean probability that a sampled decision takes the deterministic mode's action;
 - det != mode: the fraction of states where the deterministic mode's action is not the
   sampled policy's most frequent one.
+- by decision step (latency 1..T, sampled decisions in which an output spiked): their share and
+  how often they take the state's most frequent action (the first step an input can reach an
+  output is 2: a synapse delays by one step, and at step 1 an output fires on its bias alone).
 
     python benchmarks/policy_sharpness.py runs/regnet-default/LunarLander-v3__fts-snn__s100.spk LunarLander-v3
 """
@@ -41,9 +44,13 @@ def sharpness(agent, env_id: str, episodes: int = 5, every: int = 3, samples: in
     P = np.stack([(acts == i).mean(1) for i in range(n)], 1)
     spiking = np.stack([((acts == i) & ~silent).sum(1) for i in range(n)], 1) / np.maximum((~silent).sum(1), 1)[:, None]
     det = agent.decide(S, True).action
+    latency = out.latency.reshape(len(S), samples)
+    agrees = acts == P.argmax(1)[:, None]
+    by_step = {int(L): (float(((latency == L) & ~silent).mean()), float(agrees[(latency == L) & ~silent].mean()))
+               for L in np.unique(latency[~silent])}
     return {"states": len(S), "silent": float(silent.mean()), "max p": float(P.max(1).mean()),
             "max p, spiking": float(spiking.max(1).mean()), "p(det)": float(P[np.arange(len(S)), det].mean()),
-            "det != mode": float((P.argmax(1) != det).mean())}
+            "det != mode": float((P.argmax(1) != det).mean()), "by step": by_step}
 
 
 def main() -> None:
@@ -61,8 +68,12 @@ def main() -> None:
     args = ap.parse_args()
     agent = SpikingAgent.load(args.model, deterministic_outputs=args.mode)
     figures = sharpness(agent, args.env, args.episodes, args.every, args.samples)
+    by_step = figures.pop("by step")
     print(f"{args.model} ({agent.config.deterministic_outputs} as the deterministic mode): "
           + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()))
+    print("  decided at step (latency): share of sampled decisions, share taking the state's most frequent action")
+    for L, (share, agree) in by_step.items():
+        print(f"  {L}: {share:.3f}, {agree:.3f}")
 
 
 if __name__ == "__main__":
