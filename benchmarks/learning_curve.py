@@ -33,8 +33,9 @@ def main() -> None:
                             n_eval_episodes=args.episodes, deterministic=deterministic, seed=10_000,
                             on_result=lambda t, r: print(f"{t:>9} {name:<13} {r['mean_return']:8.1f}", flush=True))
 
-    agent = SpikingAgent(args.env, seed=args.seed, **parse_overrides(args.set))
-    print(f"{args.env} seed {args.seed} {args.steps} steps {parse_overrides(args.set) or ''}")
+    overrides = parse_overrides(args.set)
+    agent = SpikingAgent(args.env, seed=args.seed, **overrides)
+    print(f"{args.env} seed {args.seed} {args.steps} steps {overrides or ''}")
     agent.learn(args.steps, callback=CallbackList([scorer(False), scorer(True)]))
 
 

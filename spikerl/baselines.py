@@ -52,6 +52,8 @@ def bridge_callback(on_episode, on_step, progress: bool, on_train=None):
     import numpy as np
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from .callbacks import train_figures
+
     class Bridge(BaseCallback):
         def _on_training_start(self) -> None:
             self.t0, self.last = time.time(), 0.0
@@ -61,7 +63,7 @@ def bridge_callback(on_episode, on_step, progress: bool, on_train=None):
             n = getattr(self.model, "_n_updates", None)
             if on_train is None or n is None or n == self.reported or (self.num_timesteps < self.next_row and not last):
                 return
-            values = {k[6:]: v for k, v in self.model.logger.name_to_value.items() if k.startswith("train/")}
+            values = train_figures(self.model.logger.name_to_value)
             if values:
                 on_train(self.num_timesteps, values)
                 self.reported, self.next_row = n, self.num_timesteps + TRAIN_ROW_EVERY

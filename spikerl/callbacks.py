@@ -129,6 +129,12 @@ class KeyValueLogger:
             print(*args)
 
 
+def train_figures(values: dict) -> dict:
+    """The ``train/...`` entries of logger ``values`` (SB3's or :class:`KeyValueLogger`'s),
+    prefix dropped: what a run's ``train`` rows hold."""
+    return {k[6:]: v for k, v in values.items() if k.startswith("train/")}
+
+
 def _as_callback(callback) -> BaseCallback:
     if isinstance(callback, BaseCallback):
         return callback

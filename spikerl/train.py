@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from .callbacks import BaseCallback, ProgressBarCallback
+from .callbacks import BaseCallback, ProgressBarCallback, train_figures
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
 from .evaluation import evaluate_model
 from .runs import RunLogger, plot_learning_curve, read_config, run_name, write_config
@@ -124,7 +124,7 @@ class _SpikingBridge(BaseCallback):
             self.seen = self.model.n_episodes
         history = self.model.logger.history
         for step, row in history[self.rows:]:  # training rounds (rows of train/... figures)
-            train = {k[6:]: v for k, v in row.items() if k.startswith("train/")}
+            train = train_figures(row)
             if train:
                 self.loop.logger.log("train", step, **train)
         self.rows = len(history)
