@@ -708,7 +708,6 @@ class ProximalRule:
         returns = adv + values
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
         phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
-        old_values = values.reshape(-1)[keep]
         old = buf.flat("log_prob", keep)
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
@@ -749,7 +748,8 @@ class ProximalRule:
                       "approx_kl": float(np.mean(kls)) if kls else 0.0, "n_epochs": epochs,
                       "value_loss": float(np.mean((returns - phi @ self.critic.c) ** 2)),
                       # SB3's: how much of the returns' variance the critic explained before this round
-                      "explained_variance": 1.0 - float(np.var(returns - old_values)) / var if var > 0 else float("nan")}
+                      # (returns - values before the round are the advantages)
+                      "explained_variance": 1.0 - float(np.var(adv)) / var if var > 0 else float("nan")}
 
     def state_dict(self) -> dict:
         """The rollout collected so far and the reward scale (for exact resumption)."""
