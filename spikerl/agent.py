@@ -417,6 +417,7 @@ class SpikingAgent(PolicyGradientAgent):
         )
         policy.rate_reg, policy.target_rate, policy.out_bias_max = float(c.rate_reg), float(c.target_rate), c.out_bias_max
         policy.causal = bool(c.causal_hidden)
+        policy.output_score = c.output_score
         if c.hidden_rule == "learning_signal":
             policy.estimator = LearningSignal(c.T, c.kappa, c.ll_baseline_decay)
         elif c.hidden_rule == "posterior":

@@ -198,6 +198,12 @@ class SpikingConfig(AgentConfig):
     learning_signal (the seed rule: per-step kappa-filtered output
     log-likelihood, centred per step, x the reward factor: biased). ``seed`` is the old name
     of learning_signal (deprecated)."""
+    output_score: str = "pattern"
+    """What the output neurons' score (eligibility and log-likelihood) covers at the decision
+    step t*: pattern (the spikes they fired there, the decision's raster) or action (the action
+    taken: outputs that spiked together with it, a tie the decoder broke uniformly, are summed
+    out, so a rival that spiked with a rewarded action is pushed down rather than up; the
+    output layer is then one unit of a per-neuron ratio). first_to_spike only."""
     causal_hidden: bool = False
     """Leave hidden neurons' spikes at the decision step t* out of their score and
     log-likelihood (ratio): no output sees them before the decision, so those terms are noise
@@ -233,6 +239,7 @@ class SpikingConfig(AgentConfig):
         }
         choices = {
             "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "posterior", "learning_signal"),
+            "output_score": ("pattern", "action"),
             "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median", "regular", "vote"),
         }
@@ -240,6 +247,9 @@ class SpikingConfig(AgentConfig):
             raise ValueError(f"invalid hyperparameter ent_coef={self.ent_coef!r}: the entropy bonus needs "
                              f"hidden_rule='joint' (the posterior rule's hidden log-likelihoods are a surrogate, not "
                              f"the spikes' own, so -(log p - mean) e is no entropy gradient there)")
+        if self.output_score == "action" and self.decoder != "first_to_spike":
+            raise ValueError(f"invalid hyperparameter output_score='action': it scores the first output to spike, "
+                             f"and decoder={self.decoder!r}")
         if self.causal_hidden and self.hidden_rule != "joint":  # they form hidden eligibilities themselves
             raise ValueError(f"invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
                              f"{self.hidden_rule} rule forms the hidden neurons' eligibilities itself)")

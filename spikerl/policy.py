@@ -15,7 +15,8 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient
+from .rules import (_action_scores, action_quadrature, gated_sum, kernel_eligibility, modulated_gradient,
+                    whole_replay_gradient)
 
 
 class PolicyOutput(NamedTuple):
@@ -146,6 +147,7 @@ class SpikingPolicy:
         """Hidden neurons' scores and log-likelihoods stop before the decision step ``t*``, which
         no output sees (the same expected gradient with less noise; see :func:`~spikerl.engine.decide`)."""
         self.rate_reg, self.target_rate, self.out_bias_max = float(rate_reg), float(target_rate), out_bias_max
+        self._output_score = "pattern"
         self.workspace = Workspace()
         self.replay_workspace = Workspace()
         self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
@@ -169,11 +171,47 @@ class SpikingPolicy:
             np.arange(topo.n_neurons),
         ])
         self.hidden_mask = (post_of >= n_in) & (post_of < n_in + n_hid)
-        self.param_neuron = post_of
-        """The neuron each entry of theta belongs to (its post-synaptic neuron)."""
+        self._post_of = post_of
         self.learnable = post_of >= n_in
+        self._syn_out = np.flatnonzero(topo.post >= n_in + n_hid).astype(np.int64)
+        self._quadrature = action_quadrature(topo.n_out)
+        self._set_units()
         off = params.w.size + params.v.size
         self.bias_slice = slice(off, off + topo.n_neurons)
+
+    @property
+    def output_score(self) -> str:
+        """What the output neurons' score covers at the decision step ``t*``: ``pattern`` (the
+        spikes they fired there) or ``action`` (the action taken, ties summed out; see
+        :func:`~spikerl.rules._action_scores`; first-to-spike only)."""
+        return self._output_score
+
+    @output_score.setter
+    def output_score(self, value: str) -> None:
+        if value not in ("pattern", "action"):
+            raise ValueError(f"output_score must be 'pattern' or 'action', got {value!r}")
+        if value == "action" and self.decoder != "first_to_spike":
+            raise ValueError(f"output_score='action' needs the first_to_spike decoder, got {self.decoder!r}")
+        self._output_score = value
+        self._set_units()
+
+    def _set_units(self) -> None:
+        """``param_neuron``: the neuron each entry of theta belongs to (its post-synaptic
+        neuron); scored on the action, the output layer is one unit (its first neuron)."""
+        unit = self._post_of
+        if self._output_score == "action":
+            out0 = self.topo.n_in + self.topo.n_hid
+            unit = np.where(unit >= out0, out0, unit)
+        self.param_neuron = unit
+
+    def _score_actions(self, r, action: np.ndarray, learn: bool) -> None:
+        """Scored on the action (:attr:`output_score`): a kernel result's output log-likelihoods
+        and (``learn``) output eligibilities rewritten in place for the actions taken."""
+        gx, gw = self._quadrature
+        out0 = self.topo.n_in + self.topo.n_hid
+        _action_scores(r.raster, r.potential, r.t_star, r.no_spike, np.asarray(action, np.int64), out0,
+                       self._syn_out, self.topo.pre, self.topo.post, self.ff_kernel, gx, gw, r.ll_neuron, r.ll_out,
+                       r.ew if learn else np.zeros((0, 0, 0)), r.eg if learn else np.zeros((0, 0)), learn)
 
     @classmethod
     def build(cls, encoder: Encoder, n_actions: int, *, n_hidden: int, skip: bool, recurrent: bool, feedback: bool,
@@ -248,6 +286,8 @@ class SpikingPolicy:
                               deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace,
                               score=score, causal=self.causal,
                               hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
+        if self._output_score == "action" and (score or learn):
+            self._score_actions(r, r.action, learn)
         if not learn:
             # copies: the workspace is overwritten by the next call
             log_prob = ll_neuron = None
@@ -259,11 +299,16 @@ class SpikingPolicy:
         return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, r.ll_neuron.copy(), r.raster.copy())
 
-    def replay(self, raster: np.ndarray) -> Replayed:
+    def replay(self, raster: np.ndarray, action: np.ndarray | None = None) -> Replayed:
         """Replay stored decisions ``(B, N, T)`` (every neuron clamped to its recorded spikes,
         inputs included) under the current parameters: their log-probability and eligibility.
-        The kernel stops at the same ``t*``, since the first output spike is part of the raster."""
+        The kernel stops at the same ``t*``, since the first output spike is part of the raster.
+        Scored on the action (:attr:`output_score`), the actions taken are needed too."""
         r = self._replay_kernel(raster)
+        if self._output_score == "action":
+            if action is None:
+                raise ValueError("replay: output_score='action' scores the actions taken; pass action=")
+            self._score_actions(r, action, True)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
 
@@ -288,12 +333,16 @@ class SpikingPolicy:
         return self._replay_kernel(unpack_bits(record["raster"], self.encoder.T), hidden_eligibility)
 
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
-        """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``."""
-        return {"raster": np.packbits(out.raster.astype(bool), axis=-1)}
+        """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``
+        (and, scored on the action, the action: a tie at ``t*`` is not in the raster)."""
+        record = {"raster": np.packbits(out.raster.astype(bool), axis=-1)}
+        if self._output_score == "action":
+            record["action"] = np.asarray(out.action, np.int64)
+        return record
 
     def replay_record(self, record: dict) -> Replayed:
         """:meth:`replay` of decisions stored by :meth:`record`."""
-        return self.replay(unpack_bits(record["raster"], self.encoder.T))
+        return self.replay(unpack_bits(record["raster"], self.encoder.T), record.get("action"))
 
     def replay_gradient(self, record: dict, modulator) -> tuple[np.ndarray, np.ndarray | None]:
         """``(mean_d M[d, unit] e_d, hidden rates)`` of decisions stored by :meth:`record`, where
@@ -307,6 +356,8 @@ class SpikingPolicy:
         # an estimator that rewrites the hidden neurons' entries of the kernel's arrays in place:
         # the kernel leaves them to it
         r = self.replay_kernel(record, hidden_eligibility=rewrite is None)
+        if self._output_score == "action":
+            self._score_actions(r, record["action"], True)
         if rewrite is not None:
             rewrite(self, r, record)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))

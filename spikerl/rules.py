@@ -439,6 +439,94 @@ def _marginal_terms(potential, t_star, n_in, lam, werr, g):
             g[bi, h] = acc
 
 
+def action_quadrature(n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on ``[0, 1]`` that integrate exactly the polynomials of
+    degree ``< n_out`` :func:`_action_scores` integrates (``n_out // 2 + 1`` nodes)."""
+    x, w = np.polynomial.legendre.leggauss(n_out // 2 + 1)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+@njit
+def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, pre, post, a, gx, gw,
+                   ll_neuron, ll_out, ew, eg, learn):
+    r"""The output layer scored on the action it took instead of its spike pattern at ``t*``
+    (``output_score="action"``), in place on a kernel result. First-to-spike breaks a tie
+    between outputs that spike together at ``t*`` uniformly, so the decision ``(no output
+    spike before t*, action a at t*)`` has probability ``prod_{t<t*} prod_o (1 - p_{o,t})
+    Q(a)`` with
+
+        Q(a) = p_a E[1 / (1 + K)] = p_a \int_0^1 prod_{c != a} (1 - p_c + p_c x) dx,
+
+    ``K`` the number of other outputs that spike at ``t*`` (``p = sigmoid(u)`` there); the
+    integrand is a polynomial, integrated exactly by the quadrature ``gx``/``gw``
+    (:func:`action_quadrature`). Its score replaces the pattern's at ``t*``: the error of
+    output ``o`` there becomes ``d log Q / d u_o`` (``1 - p_a`` for the action; for another
+    output ``p_c (1 - p_c) dQ/dp_c / Q < 0``: a rival that spiked with the action is pushed
+    down under a positive advantage, where the pattern's score pushes it up), so every output
+    synapse's eligibility gains ``(d log Q / d u_o - (s_o - p_o)) xbar`` at ``t*`` and each bias
+    that difference. The output layer's log-likelihood (its pattern before ``t*`` and
+    ``log Q(a)``) goes to ``ll_out`` and to the first output's column of ``ll_neuron`` (the
+    other outputs' columns 0): the layer is one unit of a per-neuron ratio. Decisions with no
+    output spike (uniform action) keep their scores: the pattern there is the decision."""
+    B, N, T = raster.shape
+    n_out = N - out0
+    K, D = a.shape
+    n_q = gx.shape[0]
+    p = np.empty(n_out)
+    prod = np.empty(n_q)
+    delta = np.empty(n_out)
+    for bi in range(B):
+        last = t_star[bi]
+        act = action[bi]
+        if not no_spike[bi]:
+            for o in range(n_out):
+                u = potential[bi, out0 + o, last]
+                p[o] = 1.0 / (1.0 + np.exp(-u))
+                ll_neuron[bi, out0 + o] -= _log_p(raster[bi, out0 + o, last], u)
+            g = 0.0
+            for n in range(n_q):
+                acc = 1.0
+                for c in range(n_out):
+                    if c != act:
+                        acc *= 1.0 - p[c] * (1.0 - gx[n])
+                prod[n] = acc
+                g += gw[n] * acc
+            u_a = potential[bi, out0 + act, last]
+            log_q = (-np.log1p(np.exp(-u_a)) if u_a >= 0.0 else u_a - np.log1p(np.exp(u_a))) + np.log(g)
+            total = log_q
+            for o in range(n_out):
+                total += ll_neuron[bi, out0 + o]
+            if learn:
+                for o in range(n_out):
+                    if o == act:
+                        d = 1.0 - p[o]
+                    else:
+                        dg = 0.0
+                        for n in range(n_q):
+                            dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o] * (1.0 - gx[n]))
+                        d = p[o] * (1.0 - p[o]) * dg / g
+                    delta[o] = d - (raster[bi, out0 + o, last] - p[o])
+                    eg[bi, out0 + o] += delta[o]
+                for q in range(syn_out.shape[0]):
+                    syn = syn_out[q]
+                    j = pre[syn]
+                    dq = delta[post[syn] - out0]
+                    for k in range(K):
+                        xb = 0.0
+                        for tp in range(max(0, last - D), last):
+                            if raster[bi, j, tp]:
+                                xb += a[k, last - 1 - tp]
+                        ew[bi, syn, k] += dq * xb
+        else:
+            total = 0.0
+            for o in range(n_out):
+                total += ll_neuron[bi, out0 + o]
+        ll_out[bi] = total
+        ll_neuron[bi, out0] = total
+        for o in range(1, n_out):
+            ll_neuron[bi, out0 + o] = 0.0
+
+
 # -- reward factors -------------------------------------------------------------------------
 
 class Transition:

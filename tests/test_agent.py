@@ -250,7 +250,8 @@ def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
     from spikerl.rules import modulated_gradient
 
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
-    for kw in ({"hidden_rule": "joint"}, {"hidden_rule": "learning_signal"}, {"hidden_rule": "posterior"}):
+    for kw in ({"hidden_rule": "joint"}, {"hidden_rule": "learning_signal"}, {"hidden_rule": "posterior"},
+               {"hidden_rule": "posterior", "output_score": "action"}, {"hidden_rule": "joint", "output_score": "action"}):
         agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw)
         pol = agent.policy
         agent.encoder.update(obs)
@@ -280,7 +281,8 @@ def test_acting_without_eligibilities_scores_as_learning():
     from spikerl.pg_mlp import PGMLPAgent
 
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
-    for agent in (SpikingAgent("CartPole-v1", seed=0, n_envs=2), PGMLPAgent("CartPole-v1", seed=0, n_envs=2)):
+    for agent in (SpikingAgent("CartPole-v1", seed=0, n_envs=2), PGMLPAgent("CartPole-v1", seed=0, n_envs=2),
+                  SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="action")):
         pol = agent.policy
         agent.encoder.update(obs)
         assert pol.scores_without_learning

@@ -36,7 +36,7 @@ def _policy(estimator=None):
                          estimator)
 
 
-def _trajectories(topo):
+def _trajectories(topo, reward=REWARD):
     """Every (raster, t*) a first-to-spike decision can produce, and its expected reward."""
     N, n_in, out0 = topo.n_neurons, topo.n_in, topo.n_in + topo.n_hid
     rasters, rewards, p_inputs = [], [], []
@@ -50,7 +50,7 @@ def _trajectories(topo):
                 r[out0:, last] = outs
                 firsts = np.flatnonzero(outs) if any(outs) else np.arange(topo.n_out)
                 rasters.append(r)
-                rewards.append(REWARD[firsts].mean())  # ties and no spike: uniform
+                rewards.append(reward[firsts].mean())  # ties and no spike: uniform
                 s_in = r[:n_in, : last + 1]
                 p_inputs.append(np.prod(np.where(s_in > 0, P_IN, 1 - P_IN)))
     return np.array(rasters), np.array(rewards), np.array(p_inputs)
@@ -389,3 +389,103 @@ def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
     assert out.raster[:, pol.topo.n_in : pol.topo.n_in + pol.topo.n_hid].any()
     np.testing.assert_array_equal(out.elig, pol.replay(out.raster).elig)  # the replay forms them, then rewrites
     assert np.any(out.elig[:, pol.hidden_mask] != 0)
+
+
+# -- the output layer scored on its action (output_score="action") ------------------------
+
+REWARD3 = np.array([1.0, -0.5, 0.2])
+
+
+def _policy3(output_score="pattern"):
+    """1 input, 2 hidden, 3 outputs whose biases make ties at t* common."""
+    enc = Encoder(spaces.Box(0.0, 1.0, (1,)), features="normalized", T=T)
+    topo = layered(1, 2, 3, skip=True, recurrent=False, feedback=False, seed=0)
+    params = init_params(topo, 1, 1, rng=np.random.default_rng(5), w_scale=3.0, bias_hidden=0.3, bias_out=0.2)
+    policy = SpikingPolicy(enc, topo, exponential_bank(2.0, T), exponential_bank(1.0, T), params, "first_to_spike")
+    policy.output_score = output_score
+    return policy
+
+
+def _decisions(topo):
+    """Every (raster up to t*, action) of a first-to-spike decision: a spiking decision's raster
+    holds the action's spike alone at t* (what other outputs did there is summed out); a
+    silent one is all its outputs' zeros and each action (uniform). With each decision's
+    input probability and, as :func:`_trajectories`, every full raster with its action."""
+    N, n_in, out0, n_out = topo.n_neurons, topo.n_in, topo.n_in + topo.n_hid, topo.n_out
+    rasters, actions, p_inputs = [], [], []
+    for last in range(T):
+        for bits in itertools.product([0, 1], repeat=out0 * (last + 1)):
+            r = np.zeros((N, T), np.uint8)
+            r[:out0, : last + 1] = np.array(bits).reshape(out0, last + 1)
+            s_in = r[:n_in, : last + 1]
+            p = np.prod(np.where(s_in > 0, P_IN, 1 - P_IN))
+            for a in range(n_out):
+                d = r.copy()
+                d[out0 + a, last] = 1
+                rasters.append(d), actions.append(a), p_inputs.append(p)
+                if last == T - 1:  # silent: each action with probability 1/n_out
+                    rasters.append(r.copy()), actions.append(a), p_inputs.append(p / n_out)
+    return np.array(rasters), np.array(actions), np.array(p_inputs)
+
+
+def test_action_score_is_the_log_probability_of_the_action_taken():
+    """Scored on the action, a decision's log-probability is that of (the spikes before t*, the
+    action at t*): the decisions form a distribution; its eligibility is the finite-difference
+    gradient of that log-probability; and every full raster (a tie included) with the action
+    the decoder took from it scores exactly as the action's spike alone would."""
+    policy = _policy3("action")
+    topo = policy.topo
+    rasters, actions, p_in = _decisions(topo)
+    rep = policy.replay(rasters, actions)
+    assert (p_in * np.exp(rep.log_prob)).sum() == pytest.approx(1.0, abs=1e-12)
+    theta = policy.theta.copy()
+    eps = 1e-6
+    fd = np.zeros_like(rep.elig)
+    for i in np.flatnonzero(policy.learnable):
+        for sign in (1, -1):
+            th = theta.copy()
+            th[i] += sign * eps
+            policy.set_theta(th)
+            fd[:, i] += sign * policy.replay(rasters, actions).log_prob / (2 * eps)
+    policy.set_theta(theta)
+    np.testing.assert_allclose(rep.elig[:, policy.learnable], fd[:, policy.learnable], rtol=1e-5, atol=1e-7)
+    # a full raster with a tie at t*: the same score as its action's spike alone
+    full = _trajectories(topo, REWARD3)[0]
+    out0 = topo.n_in + topo.n_hid
+    ties = [r for r in full if (r[out0:].sum(0) >= 2).any()]
+    assert len(ties) > 10
+    for r in ties[:40]:
+        last = int(np.flatnonzero(r[out0:].any(0))[0])
+        for a in np.flatnonzero(r[out0:, last]):
+            alone = r.copy()
+            alone[out0:, last] = 0
+            alone[out0 + a, last] = 1
+            got, want = policy.replay(r[None], [a]), policy.replay(alone[None], [a])
+            np.testing.assert_allclose(got.elig, want.elig, rtol=1e-12, atol=1e-12)
+            assert got.log_prob[0] == pytest.approx(want.log_prob[0], abs=1e-12)
+    # the output layer is one unit of a per-neuron ratio: its log-likelihood in its first column
+    assert set(policy.param_neuron[policy.param_neuron >= out0]) == {out0}
+    np.testing.assert_array_equal(rep.ll_neuron[:, out0 + 1 :], 0.0)
+    np.testing.assert_allclose(rep.ll_neuron[:, out0], rep.ll_out)
+
+
+def test_action_score_is_unbiased_and_pushes_a_tied_rival_down():
+    """The action-scored estimator's expectation is the exact gradient of the expected reward
+    (the pattern's is too); on a tie at t* under a positive reward, the pattern's score raises
+    the rival that spiked with the action, the action's lowers it."""
+    policy = _policy3("action")
+    topo = policy.topo
+    out0 = topo.n_in + topo.n_hid
+    rasters, actions, p_in = _decisions(topo)
+    P = p_in * np.exp(policy.replay(rasters, actions).log_prob)
+    rewards = REWARD3[actions]
+    exact = _exact_gradient(_policy3(), *_trajectories(topo, REWARD3))
+    got = (P * rewards) @ policy.replay(rasters, actions).elig
+    np.testing.assert_allclose(got[policy.learnable], exact[policy.learnable], rtol=1e-5, atol=1e-8)
+
+    pattern = _policy3()
+    r = np.zeros((topo.n_neurons, T), np.uint8)
+    r[out0 + 0, 0] = r[out0 + 1, 0] = 1  # outputs 0 and 1 tie at t* = 0; the action was 0
+    bias_1 = pattern.bias_slice.start + out0 + 1
+    assert pattern.replay(r[None]).elig[0, bias_1] > 0
+    assert policy.replay(r[None], [0]).elig[0, bias_1] < 0
