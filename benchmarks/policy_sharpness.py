@@ -5,6 +5,8 @@ at every ``--every``-th state it visited draws ``--samples`` sampled decisions. 
 
 - silent: the fraction of sampled decisions in which no output spiked by T (the action is then
   uniform);
+- tie: the fraction in which two or more outputs spiked together at t* (the decoder then picks
+  one of them uniformly);
 - max p: the mean over states of the most frequent sampled action's probability (1: the sampled
   policy is deterministic);
 - max p, spiking: the same among the decisions in which an output spiked;
@@ -48,7 +50,8 @@ def sharpness(agent, env_id: str, episodes: int = 5, every: int = 3, samples: in
     agrees = acts == P.argmax(1)[:, None]
     by_step = {int(L): (float(((latency == L) & ~silent).mean()), float(agrees[(latency == L) & ~silent].mean()))
                for L in np.unique(latency[~silent])}
-    return {"states": len(S), "silent": float(silent.mean()), "max p": float(P.max(1).mean()),
+    tie = out.spikes[:, 2] >= 2  # output spikes up to t* are those at t*
+    return {"states": len(S), "silent": float(silent.mean()), "tie": float(tie.mean()), "max p": float(P.max(1).mean()),
             "max p, spiking": float(spiking.max(1).mean()), "p(det)": float(P[np.arange(len(S)), det].mean()),
             "det != mode": float((P.argmax(1) != det).mean()), "by step": by_step}
 

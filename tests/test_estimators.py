@@ -489,3 +489,28 @@ def test_action_score_is_unbiased_and_pushes_a_tied_rival_down():
     bias_1 = pattern.bias_slice.start + out0 + 1
     assert pattern.replay(r[None]).elig[0, bias_1] > 0
     assert policy.replay(r[None], [0]).elig[0, bias_1] < 0
+
+
+def test_action_score_with_the_posterior_estimator_is_unbiased():
+    """The default hidden estimator (posterior) with the output layer scored on its action:
+    over every full raster (ties included) and each action the decoder can take from it,
+    the expected eligibility x reward is the exact gradient of the expected reward."""
+    from spikerl.rules import PosteriorSpikes
+
+    truth = _policy3()  # the raster's own probability (a property of the network, not of the score)
+    topo = truth.topo
+    out0 = topo.n_in + topo.n_hid
+    rasters, _, p_in = _trajectories(topo, REWARD3)
+    P = p_in * np.exp(truth.replay(rasters).log_prob)
+    exact = _exact_gradient(truth, rasters, _trajectories(topo, REWARD3)[1], p_in)
+    policy = _policy3("action")
+    policy.estimator = PosteriorSpikes()
+    got = np.zeros_like(exact)
+    for r, p in zip(rasters, P):
+        last = int(r[out0:].any(0).argmax()) if r[out0:].any() else T - 1
+        firsts = np.flatnonzero(r[out0:, last]) if r[out0:].any() else np.arange(topo.n_out)
+        for a in firsts:
+            got += p / len(firsts) * REWARD3[a] * policy.replay(r[None], [a]).elig[0]
+    hidden = policy.hidden_mask & policy.learnable
+    assert np.abs(exact[hidden]).max() > 1e-3
+    np.testing.assert_allclose(got[policy.learnable], exact[policy.learnable], rtol=1e-5, atol=1e-8)
