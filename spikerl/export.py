@@ -125,7 +125,10 @@ LEARN_HIDDEN_RULES = ("joint", "posterior")
 """Hidden rules a model may have been trained with to export ``--learn``: the device credits
 hidden neurons with their own spikes' score (joint); the posterior estimator has the same
 expectation (both unbiased estimates of the same gradient), so a model trained with it goes on
-learning the same rule, by a noisier estimate that needs no second pass on the chip."""
+learning the same rule, by a noisier estimate that needs no second pass on the chip. Likewise
+the device scores its output layer on the spikes it fired at t*: a model trained with its
+output layer scored on the action (``output_score="action"``, the same expectation) goes on
+with that noisier estimate of the same gradient."""
 
 
 def _check_learnable(model, policy, weights):
