@@ -152,6 +152,26 @@ def test_causal_hidden_needs_the_joint_estimator():
     assert SpikingAgent("CartPole-v1", causal_hidden=True, hidden_rule="joint").policy.causal
 
 
+def test_action_score_needs_first_to_spike_and_the_actions_taken(tmp_path):
+    from spikerl import SpikingAgent
+
+    with pytest.raises(ValueError, match="output_score='action': it scores the first output to spike, and decoder='rate'"):
+        SpikingAgent("CartPole-v1", output_score="action", decoder="rate")
+    with pytest.raises(ValueError, match="invalid hyperparameter output_score='spikes'"):
+        SpikingAgent("CartPole-v1", output_score="spikes")
+    agent = SpikingAgent("CartPole-v1", output_score="action", n_envs=2)
+    assert agent.policy.output_score == "action"
+    out = agent.policy.act(np.zeros((3, 4)), np.random.default_rng(0), keep_raster=True)
+    with pytest.raises(ValueError, match="output_score='action' scores the actions taken; pass action="):
+        agent.policy.replay(out.raster)
+    np.testing.assert_array_equal(agent.policy.record(out, np.zeros((3, 1)))["action"], out.action)
+    agent.save(tmp_path / "a.spk")
+    loaded = SpikingAgent.load(tmp_path / "a.spk").policy  # the layer stays one unit of the ratio
+    assert loaded.output_score == "action"
+    np.testing.assert_array_equal(loaded.param_neuron, agent.policy.param_neuron)
+    assert not np.array_equal(loaded.param_neuron, SpikingAgent("CartPole-v1", n_envs=2).policy.param_neuron)
+
+
 def test_learning_signal_eligibility_follows_its_definition():
     """sum_t (l_t - b_t) (s_t - sigmoid(u_t)) xbar_t for hidden synapses, step by step."""
     policy = _policy(LearningSignal(T, kappa=0.3, baseline_decay=1.0))
