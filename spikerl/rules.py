@@ -475,6 +475,7 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
     p = np.empty(n_out)
     prod = np.empty(n_q)
     delta = np.empty(n_out)
+    xbar = np.empty((N, K))
     for bi in range(B):
         last = t_star[bi]
         act = action[bi]
@@ -507,16 +508,18 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
                         d = p[o] * (1.0 - p[o]) * dg / g
                     delta[o] = d - (raster[bi, out0 + o, last] - p[o])
                     eg[bi, out0 + o] += delta[o]
-                for q in range(syn_out.shape[0]):
-                    syn = syn_out[q]
-                    j = pre[syn]
-                    dq = delta[post[syn] - out0]
+                for j in range(N):  # each pre-synaptic trace at t*, once
                     for k in range(K):
                         xb = 0.0
                         for tp in range(max(0, last - D), last):
                             if raster[bi, j, tp]:
                                 xb += a[k, last - 1 - tp]
-                        ew[bi, syn, k] += dq * xb
+                        xbar[j, k] = xb
+                for q in range(syn_out.shape[0]):
+                    syn = syn_out[q]
+                    dq = delta[post[syn] - out0]
+                    for k in range(K):
+                        ew[bi, syn, k] += dq * xbar[pre[syn], k]
         else:
             total = 0.0
             for o in range(n_out):
