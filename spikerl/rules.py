@@ -61,7 +61,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ._numba import njit
-from .engine import _softplus
+from .engine import _log_sigmoid, _softplus
 from .optim import Adam
 
 
@@ -492,11 +492,7 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
                         acc *= 1.0 - p[c] * (1.0 - gx[n])
                 prod[n] = acc
                 g += gw[n] * acc
-            u_a = potential[bi, out0 + act, last]
-            log_q = (-np.log1p(np.exp(-u_a)) if u_a >= 0.0 else u_a - np.log1p(np.exp(u_a))) + np.log(g)
-            total = log_q
-            for o in range(n_out):
-                total += ll_neuron[bi, out0 + o]
+            total = _log_sigmoid(potential[bi, out0 + act, last]) + np.log(g)  # log Q(a)
             if learn:
                 for o in range(n_out):
                     if o == act:
@@ -521,9 +517,9 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
                     for k in range(K):
                         ew[bi, syn, k] += dq * xbar[pre[syn], k]
         else:
-            total = 0.0
-            for o in range(n_out):
-                total += ll_neuron[bi, out0 + o]
+            total = 0.0  # no output spike: the pattern is the decision
+        for o in range(n_out):
+            total += ll_neuron[bi, out0 + o]
         ll_out[bi] = total
         ll_neuron[bi, out0] = total
         for o in range(1, n_out):
