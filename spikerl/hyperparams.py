@@ -239,7 +239,7 @@ class SpikingConfig(AgentConfig):
         }
         choices = {
             "decoder": ("first_to_spike", "rate"), "hidden_rule": ("joint", "posterior", "learning_signal"),
-            "output_score": ("pattern", "action"),
+            "output_score": ("pattern", "action", "marginal"),
             "kernel": ("exponential", "raised_cosine"),
             "deterministic_outputs": ("threshold", "median", "regular", "vote"),
         }
@@ -247,9 +247,12 @@ class SpikingConfig(AgentConfig):
             raise ValueError(f"invalid hyperparameter ent_coef={self.ent_coef!r}: the entropy bonus needs "
                              f"hidden_rule='joint' (the posterior rule's hidden log-likelihoods are a surrogate, not "
                              f"the spikes' own, so -(log p - mean) e is no entropy gradient there)")
-        if self.output_score == "action" and self.decoder != "first_to_spike":
-            raise ValueError(f"invalid hyperparameter output_score='action': it scores the first output to spike, "
-                             f"and decoder={self.decoder!r}")
+        if self.output_score != "pattern" and self.decoder != "first_to_spike":
+            raise ValueError(f"invalid hyperparameter output_score={self.output_score!r}: it scores the first output "
+                             f"to spike, and decoder={self.decoder!r}")
+        if self.output_score == "marginal" and self.hidden_rule == "posterior" and self.n_hidden > 0:
+            raise ValueError("invalid hyperparameter output_score='marginal': with hidden neurons it needs "
+                             "hidden_rule='joint' (the posterior estimator's targets score the outputs' spikes)")
         if self.causal_hidden and self.hidden_rule != "joint":  # they form hidden eligibilities themselves
             raise ValueError(f"invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
                              f"{self.hidden_rule} rule forms the hidden neurons' eligibilities itself)")

@@ -15,7 +15,7 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, action_quadrature, gated_sum, kernel_eligibility, modulated_gradient,
+from .rules import (_action_scores, _marginal_scores, action_quadrature, gated_sum, kernel_eligibility, modulated_gradient,
                     whole_replay_gradient)
 
 
@@ -150,6 +150,7 @@ class SpikingPolicy:
         self._output_score = "pattern"
         self.workspace = Workspace()
         self.replay_workspace = Workspace()
+        self.extend_workspace = Workspace()  # a sampled decision continued to T (output_score="marginal")
         self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
@@ -182,16 +183,18 @@ class SpikingPolicy:
     @property
     def output_score(self) -> str:
         """What the output neurons' score covers at the decision step ``t*``: ``pattern`` (the
-        spikes they fired there) or ``action`` (the action taken, ties summed out; see
-        :func:`~spikerl.rules._action_scores`; first-to-spike only)."""
+        spikes they fired there), ``action`` (the action taken, ties summed out; see
+        :func:`~spikerl.rules._action_scores`) or ``marginal`` (the action taken, its timing
+        summed out given the input and hidden raster continued to ``T``; see
+        :func:`~spikerl.rules._marginal_scores`). The last two: first-to-spike only."""
         return self._output_score
 
     @output_score.setter
     def output_score(self, value: str) -> None:
-        if value not in ("pattern", "action"):
-            raise ValueError(f"output_score must be 'pattern' or 'action', got {value!r}")
-        if value == "action" and self.decoder != "first_to_spike":
-            raise ValueError(f"output_score='action' needs the first_to_spike decoder, got {self.decoder!r}")
+        if value not in ("pattern", "action", "marginal"):
+            raise ValueError(f"output_score must be 'pattern', 'action' or 'marginal', got {value!r}")
+        if value != "pattern" and self.decoder != "first_to_spike":
+            raise ValueError(f"output_score={value!r} needs the first_to_spike decoder, got {self.decoder!r}")
         self._output_score = value
         self._set_units()
 
@@ -199,7 +202,7 @@ class SpikingPolicy:
         """``param_neuron``: the neuron each entry of theta belongs to (its post-synaptic
         neuron); scored on the action, the output layer is one unit (its first neuron)."""
         unit = self._post_of
-        if self._output_score == "action":
+        if self._output_score != "pattern":
             out0 = self.topo.n_in + self.topo.n_hid
             unit = np.where(unit >= out0, out0, unit)
         self.param_neuron = unit
@@ -212,6 +215,36 @@ class SpikingPolicy:
         _action_scores(r.raster, r.potential, r.t_star, r.no_spike, np.asarray(action, np.int64), out0,
                        self._syn_out, self.topo.pre, self.topo.post, self.ff_kernel, gx, gw, r.ll_neuron, r.ll_out,
                        r.ew if learn else np.zeros((0, 0, 0)), r.eg if learn else np.zeros((0, 0)), learn)
+
+    def _score_marginal(self, r, action: np.ndarray, learn: bool) -> None:
+        """Scored on the action with its timing summed out (:attr:`output_score` ``marginal``): a
+        kernel result of a continued decision (outputs clamped silent to ``T``) rewritten in place."""
+        gx, gw = self._quadrature
+        topo = self.topo
+        empty3 = np.zeros((0, 0, 0))
+        _marginal_scores(r.raster, r.potential, np.asarray(action, np.int64), topo.n_in + topo.n_hid, topo.pre_ptr,
+                         topo.pre_syn, topo.post, self.ff_kernel, gx, gw, r.ll_neuron, r.ll_out,
+                         r.ew if learn else empty3, r.ev if learn else empty3, r.eg if learn else np.zeros((0, 0)),
+                         learn)
+
+    def _continue(self, r, p_in: np.ndarray, rng: np.random.Generator, learn: bool):
+        """A sampled decision ``r`` continued to ``T``: inputs and hidden neurons clamped to what
+        they did up to ``t*`` and sampled afresh after it (they do not depend on the outputs,
+        so this draws them from their law given the decision so far), every output clamped
+        silent; the kernel result (in :attr:`extend_workspace`) scored on ``r``'s actions with
+        their timing summed out (:func:`~spikerl.rules._marginal_scores`)."""
+        B, N, T = r.raster.shape
+        out0 = self.topo.n_in + self.topo.n_hid
+        clamp = np.full((B, N, T), -1, np.int8)
+        upto = np.arange(T)[None, None, :] <= r.t_star[:, None, None]
+        clamp[:, :out0] = np.where(upto, r.raster[:, :out0], -1)
+        clamp[:, out0:] = 0
+        action = r.action.copy()
+        r2 = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng, decoder=self.decoder,
+                               learn=learn, clamp=clamp, workspace=self.extend_workspace, causal=self.causal,
+                               hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
+        self._score_marginal(r2, action, learn)
+        return r2
 
     @classmethod
     def build(cls, encoder: Encoder, n_actions: int, *, n_hidden: int, skip: bool, recurrent: bool, feedback: bool,
@@ -288,16 +321,19 @@ class SpikingPolicy:
                               hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
         if self._output_score == "action" and (score or learn):
             self._score_actions(r, r.action, learn)
+        s = r  # what scores the decision (and replays it)
+        if self._output_score == "marginal" and (score or learn) and not deterministic:
+            s = self._continue(r, p_in, rng, learn)
         if not learn:
             # copies: the workspace is overwritten by the next call
             log_prob = ll_neuron = None
             if score:  # what a rule that replays needs of the acting decision (no eligibilities)
-                log_prob, ll_neuron = self._trajectory_log_prob(r), r.ll_neuron.copy()
-            return PolicyOutput(r.action.copy(), None, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                                r.no_spike.copy(), None, log_prob, ll_neuron, r.raster.copy() if keep_raster else None)
-        log_prob, elig, hidden_rate = self._learning_terms(r)
-        return PolicyOutput(r.action.copy(), elig, r.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                            r.no_spike.copy(), hidden_rate, log_prob, r.ll_neuron.copy(), r.raster.copy())
+                log_prob, ll_neuron = self._trajectory_log_prob(s), s.ll_neuron.copy()
+            return PolicyOutput(r.action.copy(), None, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
+                                r.no_spike.copy(), None, log_prob, ll_neuron, s.raster.copy() if keep_raster else None)
+        log_prob, elig, hidden_rate = self._learning_terms(s)
+        return PolicyOutput(r.action.copy(), elig, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
+                            r.no_spike.copy(), hidden_rate, log_prob, s.ll_neuron.copy(), s.raster.copy())
 
     def replay(self, raster: np.ndarray, action: np.ndarray | None = None) -> Replayed:
         """Replay stored decisions ``(B, N, T)`` (every neuron clamped to its recorded spikes,
@@ -305,10 +341,13 @@ class SpikingPolicy:
         The kernel stops at the same ``t*``, since the first output spike is part of the raster.
         Scored on the action (:attr:`output_score`), the actions taken are needed too."""
         r = self._replay_kernel(raster)
-        if self._output_score == "action":
+        if self._output_score != "pattern":
             if action is None:
-                raise ValueError("replay: output_score='action' scores the actions taken; pass action=")
-            self._score_actions(r, action, True)
+                raise ValueError(f"replay: output_score={self._output_score!r} scores the actions taken; pass action=")
+            if self._output_score == "action":
+                self._score_actions(r, action, True)
+            else:
+                self._score_marginal(r, action, True)
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
 
@@ -336,7 +375,7 @@ class SpikingPolicy:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``
         (and, scored on the action, the action: a tie at ``t*`` is not in the raster)."""
         record = {"raster": np.packbits(out.raster.astype(bool), axis=-1)}
-        if self._output_score == "action":
+        if self._output_score != "pattern":
             record["action"] = np.asarray(out.action, np.int64)
         return record
 
@@ -358,6 +397,8 @@ class SpikingPolicy:
         r = self.replay_kernel(record, hidden_eligibility=rewrite is None)
         if self._output_score == "action":
             self._score_actions(r, record["action"], True)
+        elif self._output_score == "marginal":
+            self._score_marginal(r, record["action"], True)
         if rewrite is not None:
             rewrite(self, r, record)
         M = modulator(Replayed(self._trajectory_log_prob(r), r.ll_out, r.ll_neuron, None, None))

@@ -526,6 +526,109 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
             ll_neuron[bi, out0 + o] = 0.0
 
 
+
+@njit
+def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a, gx, gw, ll_neuron, ll_out,
+                     ew, ev, eg, learn):
+    r"""The output layer scored on the action with its timing summed out
+    (``output_score="marginal"``), in place on the kernel result of a decision whose input and
+    hidden raster runs to ``T`` and whose outputs are clamped silent (the potentials of the
+    outputs are then those of every step at which the decision could still have been taken).
+    Given that raster ``h``, the action's probability is
+
+        P(a | h) = sum_{t < T} S_t Q_t(a) + S_T / n_out,    S_t = prod_{t' < t} prod_o (1 - p_{o,t'}),
+
+    ``Q_t(a) = p_{a,t} \int_0^1 prod_{c != a} (1 - p_{c,t} + p_{c,t} x) dx`` (a tie broken
+    uniformly, as :func:`_action_scores`; the last term: no output spike by ``T``, uniform
+    action). Its gradient in ``u_{o,t}`` is ``-p_{o,t} R_t + w_t d log Q_t(a) / d u_{o,t}``, with
+    ``w_t`` the posterior probability that the decision was taken at ``t`` and ``R_t`` that it
+    was taken later: the score of the decision's timing is replaced by its expectation given
+    ``h`` and the action (Rao-Blackwellised). The output synapses' eligibilities are those
+    errors times their pre-synaptic traces summed over ``t < T``, event-driven as the kernel's;
+    the outputs' self-feedback eligibilities are 0 (no output spiked); ``log P(a | h)`` goes to
+    ``ll_out`` and to the first output's column of ``ll_neuron`` (the others 0): the output
+    layer is one unit of a per-neuron ratio."""
+    B, N, T = raster.shape
+    n_out = N - out0
+    K, D = a.shape
+    n_q = gx.shape[0]
+    p = np.empty((n_out, T))
+    log_j = np.empty(T + 1)
+    dq = np.empty((n_out, T))
+    err = np.empty((n_out, T))
+    prod = np.empty(n_q)
+    filt = np.empty((T, n_out, K))
+    for bi in range(B):
+        act = action[bi]
+        log_s = 0.0
+        for t in range(T):
+            for o in range(n_out):
+                p[o, t] = 1.0 / (1.0 + np.exp(-potential[bi, out0 + o, t]))
+            g = 0.0
+            for n in range(n_q):
+                acc = 1.0
+                for c in range(n_out):
+                    if c != act:
+                        acc *= 1.0 - p[c, t] * (1.0 - gx[n])
+                prod[n] = acc
+                g += gw[n] * acc
+            log_j[t] = log_s + _log_sigmoid(potential[bi, out0 + act, t]) + np.log(g)
+            if learn:
+                for o in range(n_out):
+                    if o == act:
+                        dq[o, t] = 1.0 - p[o, t]
+                    else:
+                        dg = 0.0
+                        for n in range(n_q):
+                            dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
+                        dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
+            for o in range(n_out):
+                log_s += _log_sigmoid(-potential[bi, out0 + o, t])
+        log_j[T] = log_s - np.log(n_out)
+        top = log_j.max()
+        tot = 0.0
+        for t in range(T + 1):
+            tot += np.exp(log_j[t] - top)
+        log_p = top + np.log(tot)
+        ll_out[bi] = log_p
+        ll_neuron[bi, out0] = log_p
+        for o in range(1, n_out):
+            ll_neuron[bi, out0 + o] = 0.0
+        if not learn:
+            continue
+        later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
+        for t in range(T - 1, -1, -1):
+            w_t = np.exp(log_j[t] - log_p)
+            for o in range(n_out):
+                err[o, t] = w_t * dq[o, t] - p[o, t] * later
+            later += w_t
+        for o in range(n_out):
+            acc = 0.0
+            for t in range(T):
+                acc += err[o, t]
+            eg[bi, out0 + o] = acc
+            for k in range(ev.shape[2]):
+                ev[bi, out0 + o, k] = 0.0
+            for tp in range(T):  # F_{o,k,t'} = sum_d a(k, d) err_{o, t'+1+d}
+                for k in range(K):
+                    f = 0.0
+                    for d in range(min(D, T - 1 - tp)):
+                        f += a[k, d] * err[o, tp + 1 + d]
+                    filt[tp, o, k] = f
+        for j in range(out0):
+            for q in range(pre_ptr[j], pre_ptr[j + 1]):
+                syn = pre_syn[q]
+                o = post[syn] - out0
+                if o < 0:
+                    continue
+                for k in range(K):
+                    acc = 0.0
+                    for tp in range(T):
+                        if raster[bi, j, tp]:
+                            acc += filt[tp, o, k]
+                    ew[bi, syn, k] = acc
+
+
 # -- reward factors -------------------------------------------------------------------------
 
 class Transition:
