@@ -250,9 +250,6 @@ class SpikingConfig(AgentConfig):
         if self.output_score != "pattern" and self.decoder != "first_to_spike":
             raise ValueError(f"invalid hyperparameter output_score={self.output_score!r}: it scores the first output "
                              f"to spike, and decoder={self.decoder!r}")
-        if self.output_score == "marginal" and self.hidden_rule == "posterior" and self.n_hidden > 0:
-            raise ValueError("invalid hyperparameter output_score='marginal': with hidden neurons it needs "
-                             "hidden_rule='joint' (the posterior estimator's targets score the outputs' spikes)")
         if self.causal_hidden and self.hidden_rule != "joint":  # they form hidden eligibilities themselves
             raise ValueError(f"invalid hyperparameter causal_hidden=True: it needs hidden_rule='joint' (the "
                              f"{self.hidden_rule} rule forms the hidden neurons' eligibilities itself)")

@@ -226,6 +226,7 @@ class SpikingPolicy:
                          topo.pre_syn, topo.post, self.ff_kernel, gx, gw, r.ll_neuron, r.ll_out,
                          r.ew if learn else empty3, r.ev if learn else empty3, r.eg if learn else np.zeros((0, 0)),
                          learn)
+        r.action[:] = action  # the kernel's own is the uniform draw of a silent decision
 
     def _continue(self, r, p_in: np.ndarray, rng: np.random.Generator, learn: bool):
         """A sampled decision ``r`` continued to ``T``: inputs and hidden neurons clamped to what
@@ -239,11 +240,10 @@ class SpikingPolicy:
         upto = np.arange(T)[None, None, :] <= r.t_star[:, None, None]
         clamp[:, :out0] = np.where(upto, r.raster[:, :out0], -1)
         clamp[:, out0:] = 0
-        action = r.action.copy()
         r2 = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng, decoder=self.decoder,
                                learn=learn, clamp=clamp, workspace=self.extend_workspace, causal=self.causal,
                                hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
-        self._score_marginal(r2, action, learn)
+        self._score_marginal(r2, r.action, learn)
         return r2
 
     @classmethod

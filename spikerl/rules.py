@@ -194,6 +194,16 @@ def hidden_eligibility(policy, raster: np.ndarray, werr: np.ndarray, elig: np.nd
     return out
 
 
+def timing_args(policy, action, B: int) -> tuple:
+    """The arguments that make :func:`_posterior_lambdas` score the outputs as ``policy`` does:
+    ``(action, quadrature nodes, weights, marginal)``; ``action`` is read only when the output
+    layer is scored with its timing summed out (``output_score="marginal"``)."""
+    marginal = getattr(policy, "output_score", "pattern") == "marginal"
+    act = np.asarray(action, np.int64) if marginal else np.zeros(B, np.int64)
+    gx, gw = action_quadrature(policy.topo.n_out) if marginal else (np.zeros(1), np.zeros(1))
+    return act, gx, gw, marginal
+
+
 class PosteriorSpikes:
     r"""Rao-Blackwellised hidden credit (``hidden_rule="posterior"``): each hidden spike
     variable's score ``(s_{i,t} - p_{i,t}) \nabla u_{i,t}`` is replaced by its expectation given
@@ -229,7 +239,8 @@ class PosteriorSpikes:
         else:
             p = policy.params
             werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr,
-                                     topo.pre_syn, topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
+                                     topo.pre_syn, topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel,
+                                     *timing_args(policy, r.action, len(r.t_star)))
         _hidden_eligibilities_into(r.raster, werr, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
                                    topo.post, policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
 
@@ -264,8 +275,10 @@ class PosteriorSpikes:
         for start in range(0, n, batch):
             part = slice(start, min(start + batch, n))
             r = policy.replay_kernel({"raster": raster[part]}, hidden_eligibility=False)  # none of them read
+            action = record["action"][part] if "action" in record else None
             lam[part] = _posterior_lambdas(r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr, topo.pre_syn,
-                                           topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel)
+                                           topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel,
+                                           *timing_args(policy, action, len(r.t_star)))
             g = np.empty((len(r.t_star), n_hid))
             _marginal_terms(r.potential, r.t_star, n_in, lam[part], werr[: len(g)], g)
             base[part] = r.ll_neuron[:, n_in : n_in + n_hid] - g
@@ -373,9 +386,11 @@ def _flip_reach(pre_ptr, pre_syn, n_in, n_hid, w, v, a, b):
 
 
 @njit
-def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b):
+def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b, action, gx, gw,
+                      marginal):
     """``q - p`` of every hidden spike variable (see :class:`PosteriorSpikes`), ``(B, n_hid, T)``."""
-    lam = _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b)
+    lam = _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b, action, gx,
+                             gw, marginal)
     B, _, T = raster.shape
     err = np.empty((B, n_hid, T))
     _marginal_terms(potential, t_star, n_in, lam, err, np.empty((B, n_hid)))
@@ -383,20 +398,33 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
 
 
 @njit
-def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b):
+def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b, action, gx, gw,
+                       marginal):
     """``lambda`` of every hidden spike variable ``(B, n_hid, T)`` (0 from ``t*`` on): the
-    log-likelihood of the spikes it drives with the spike minus without (see :class:`PosteriorSpikes`)."""
+    log-likelihood of the spikes it drives with the spike minus without (see :class:`PosteriorSpikes`).
+    ``marginal`` (``output_score="marginal"``, a decision continued to ``T`` with its outputs
+    silent): the outputs' part is the change of ``log P(action | h)`` (:func:`_timing_terms`)
+    instead of that of their observed spikes."""
     B, N, T = raster.shape
     out0 = n_in + n_hid
+    n_out = N - out0
     lam = np.zeros((B, n_hid, T))
     ll_obs = np.empty((N, T))  # log P of each observed spike, computed once per decision
     du_w, du_v = _flip_reach(pre_ptr, pre_syn, n_in, n_hid, w, v, a, b)
     first, D, Db = pre_ptr[n_in], a.shape[1], b.shape[1]
+    u_out = np.empty((n_out, T))  # marginal: the outputs' potentials under a flip
+    p_base, p = np.empty((n_out, T)), np.empty((n_out, T))
+    log_j_base, log_j = np.empty(T + 1), np.empty(T + 1)
+    dq, prod = np.empty((0, 0)), np.empty(gx.shape[0])
     for bi in range(B):
         last = t_star[bi]
         for j in range(n_in, N):
             for tp in range(last + 1):
                 ll_obs[j, tp] = _log_p(raster[bi, j, tp], potential[bi, j, tp])
+        act = action[bi] if marginal else 0
+        log_pa = 0.0
+        if marginal:
+            log_pa = _timing_terms(potential[bi, out0:, :], act, gx, gw, p_base, log_j_base, dq, prod, False, 0)
         for i in range(n_in, out0):
             for t in range(last):  # spikes at t* reach nothing before the decision
                 s = raster[bi, i, t]
@@ -404,8 +432,27 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
                 # log P(downstream | flipped) - log P(downstream | observed), term by term: each
                 # later spike of a neuron the flip reaches, its potential moved by sign du
                 log_w = 0.0
+                if marginal:  # the outputs: log P(action | h) with the flip minus without
+                    moved = False
+                    for o in range(n_out):
+                        for tp in range(T):
+                            u_out[o, tp] = potential[bi, out0 + o, tp]
+                    for q in range(pre_ptr[i], pre_ptr[i + 1]):
+                        j = post[pre_syn[q]]
+                        if j >= out0:
+                            moved = True
+                            for tp in range(t + 1, min(T, t + 1 + D)):
+                                u_out[j - out0, tp] += sign * du_w[q - first, tp - t - 1]
+                    if moved:
+                        for tp in range(t + 1):
+                            log_j[tp] = log_j_base[tp]
+                            for o in range(n_out):
+                                p[o, tp] = p_base[o, tp]
+                        log_w += _timing_terms(u_out, act, gx, gw, p, log_j, dq, prod, False, t + 1) - log_pa
                 for q in range(pre_ptr[i], pre_ptr[i + 1]):
                     j = post[pre_syn[q]]
+                    if marginal and j >= out0:
+                        continue
                     stop = last if j >= out0 else last - 1  # hidden spikes at t* reach no output
                     for tp in range(t + 1, min(stop + 1, t + 1 + D)):
                         log_w += _log_p(raster[bi, j, tp], potential[bi, j, tp] + sign * du_w[q - first, tp - t - 1]) \
@@ -528,6 +575,50 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
 
 
 @njit
+def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn, start):
+    r"""``log P(a | h)`` of :func:`_marginal_scores` from the outputs' potentials ``u``
+    ``(n_out, T)`` (their history silent), filling ``p = sigmoid(u)``, ``log_j[t] = log S_t
+    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``.
+    ``log_j`` and ``p`` before ``start`` are taken as filled already (a caller that moved only
+    the potentials from ``start`` on, :func:`_posterior_lambdas`; ``start = 0``: every entry)."""
+    n_out, T = u.shape
+    n_q = gx.shape[0]
+    log_s = 0.0
+    for t in range(start):
+        for o in range(n_out):
+            log_s += _log_sigmoid(-u[o, t])
+    for t in range(start, T):
+        for o in range(n_out):
+            p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
+        g = 0.0
+        for n in range(n_q):
+            acc = 1.0
+            for c in range(n_out):
+                if c != act:
+                    acc *= 1.0 - p[c, t] * (1.0 - gx[n])
+            prod[n] = acc
+            g += gw[n] * acc
+        log_j[t] = log_s + _log_sigmoid(u[act, t]) + np.log(g)
+        if learn:
+            for o in range(n_out):
+                if o == act:
+                    dq[o, t] = 1.0 - p[o, t]
+                else:
+                    dg = 0.0
+                    for n in range(n_q):
+                        dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
+                    dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
+        for o in range(n_out):
+            log_s += _log_sigmoid(-u[o, t])
+    log_j[T] = log_s - np.log(n_out)
+    top = log_j.max()
+    tot = 0.0
+    for t in range(T + 1):
+        tot += np.exp(log_j[t] - top)
+    return top + np.log(tot)
+
+
+@njit
 def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a, gx, gw, ll_neuron, ll_out,
                      ew, ev, eg, learn):
     r"""The output layer scored on the action with its timing summed out
@@ -551,45 +642,15 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
     B, N, T = raster.shape
     n_out = N - out0
     K, D = a.shape
-    n_q = gx.shape[0]
     p = np.empty((n_out, T))
     log_j = np.empty(T + 1)
     dq = np.empty((n_out, T))
     err = np.empty((n_out, T))
-    prod = np.empty(n_q)
+    prod = np.empty(gx.shape[0])
     filt = np.empty((T, n_out, K))
     for bi in range(B):
         act = action[bi]
-        log_s = 0.0
-        for t in range(T):
-            for o in range(n_out):
-                p[o, t] = 1.0 / (1.0 + np.exp(-potential[bi, out0 + o, t]))
-            g = 0.0
-            for n in range(n_q):
-                acc = 1.0
-                for c in range(n_out):
-                    if c != act:
-                        acc *= 1.0 - p[c, t] * (1.0 - gx[n])
-                prod[n] = acc
-                g += gw[n] * acc
-            log_j[t] = log_s + _log_sigmoid(potential[bi, out0 + act, t]) + np.log(g)
-            if learn:
-                for o in range(n_out):
-                    if o == act:
-                        dq[o, t] = 1.0 - p[o, t]
-                    else:
-                        dg = 0.0
-                        for n in range(n_q):
-                            dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
-                        dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
-            for o in range(n_out):
-                log_s += _log_sigmoid(-potential[bi, out0 + o, t])
-        log_j[T] = log_s - np.log(n_out)
-        top = log_j.max()
-        tot = 0.0
-        for t in range(T + 1):
-            tot += np.exp(log_j[t] - top)
-        log_p = top + np.log(tot)
+        log_p = _timing_terms(potential[bi, out0:, :], act, gx, gw, p, log_j, dq, prod, learn, 0)
         ll_out[bi] = log_p
         ll_neuron[bi, out0] = log_p
         for o in range(1, n_out):

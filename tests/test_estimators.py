@@ -20,7 +20,7 @@ from spikerl.coding import Encoder
 from spikerl.kernels import exponential_bank
 from spikerl.network import init_params, layered
 from spikerl.policy import SpikingPolicy
-from spikerl.rules import LearningSignal
+from spikerl.rules import LearningSignal, timing_args
 
 T = 3
 P_IN = 0.6
@@ -245,7 +245,8 @@ def test_posterior_errors_follow_their_definition():
     plain = _policy()
     r = plain._replay_kernel(rasters)
     got = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
-                            topo.post, prm.w, prm.v, policy.ff_kernel, policy.fb_kernel)
+                            topo.post, prm.w, prm.v, policy.ff_kernel, policy.fb_kernel,
+                            *timing_args(policy, None, len(r.t_star)))
     n_in, out0 = topo.n_in, topo.n_in + topo.n_hid
     for d, raster in enumerate(rasters):
         last = int(r.t_star[d])
@@ -280,7 +281,8 @@ def test_posterior_eligibilities_in_the_kernel_arrays_match_their_definition():
     plain = policy.replay(rasters).elig
     r = policy._replay_kernel(rasters)
     werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
-                             topo.post, prm.w, prm.v, policy.ff_kernel, policy.fb_kernel)
+                             topo.post, prm.w, prm.v, policy.ff_kernel, policy.fb_kernel,
+                            *timing_args(policy, None, len(r.t_star)))
     want = hidden_eligibility(policy, r.raster, werr, plain)
     policy.estimator = PosteriorSpikes()
     got = policy.replay(rasters).elig
@@ -308,7 +310,8 @@ def test_posterior_rule_on_a_full_size_network():
     r = pol._replay_kernel(rasters)
     assert r.t_star.max() >= 4  # long decisions: kernel delays beyond one step matter
     werr = _posterior_errors(r.raster, r.potential, r.t_star, n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
-                             topo.post, prm.w, prm.v, pol.ff_kernel, pol.fb_kernel)
+                             topo.post, prm.w, prm.v, pol.ff_kernel, pol.fb_kernel,
+                             *timing_args(pol, None, len(r.t_star)))
     werr, t_star = werr.copy(), r.t_star.copy()
     plain = pol.replay(rasters).elig
     for d in np.argsort(-t_star)[:3]:  # the longest decisions
