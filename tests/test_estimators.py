@@ -537,3 +537,116 @@ def test_action_score_with_the_posterior_estimator_is_unbiased():
     hidden = policy.hidden_mask & policy.learnable
     assert np.abs(exact[hidden]).max() > 1e-3
     np.testing.assert_allclose(got[policy.learnable], exact[policy.learnable], rtol=1e-5, atol=1e-8)
+
+
+def _continued(topo):
+    """Every decision continued to ``T`` (``output_score="marginal"``): input and hidden raster
+    over all ``T`` steps, outputs silent, with each action and its input probability."""
+    N, n_in, out0, n_out = topo.n_neurons, topo.n_in, topo.n_in + topo.n_hid, topo.n_out
+    rasters, actions, p_inputs = [], [], []
+    for bits in itertools.product([0, 1], repeat=out0 * T):
+        r = np.zeros((N, T), np.uint8)
+        r[:out0] = np.array(bits).reshape(out0, T)
+        p = np.prod(np.where(r[:n_in] > 0, P_IN, 1 - P_IN))
+        for a in range(n_out):
+            rasters.append(r), actions.append(a), p_inputs.append(p)
+    return np.array(rasters), np.array(actions), np.array(p_inputs)
+
+
+def test_marginal_score_is_the_log_probability_of_the_action_given_the_continued_raster():
+    """Scored with its timing summed out, a decision's log-probability is that of the input and
+    hidden raster continued to ``T`` and the action given it, ``log P(h) + log P(a | h)``: the
+    decisions form a distribution, the eligibility is the finite-difference gradient of that
+    log-probability, and the output layer is one unit of the ratio."""
+    policy = _policy3("marginal")
+    topo = policy.topo
+    out0 = topo.n_in + topo.n_hid
+    rasters, actions, p_in = _continued(topo)
+    rep = policy.replay(rasters, actions)
+    assert (p_in * np.exp(rep.log_prob)).sum() == pytest.approx(1.0, abs=1e-12)
+    # P(a | h) is a distribution over the actions of each continued raster
+    per_raster = np.exp(rep.ll_out).reshape(-1, topo.n_out).sum(1)
+    np.testing.assert_allclose(per_raster, 1.0, atol=1e-12)
+    theta = policy.theta.copy()
+    eps = 1e-6
+    fd = np.zeros_like(rep.elig)
+    for i in np.flatnonzero(policy.learnable):
+        for sign in (1, -1):
+            th = theta.copy()
+            th[i] += sign * eps
+            policy.set_theta(th)
+            fd[:, i] += sign * policy.replay(rasters, actions).log_prob / (2 * eps)
+    policy.set_theta(theta)
+    np.testing.assert_allclose(rep.elig[:, policy.learnable], fd[:, policy.learnable], rtol=1e-5, atol=1e-7)
+    assert set(policy.param_neuron[policy.param_neuron >= out0]) == {out0}
+    np.testing.assert_array_equal(rep.ll_neuron[:, out0 + 1 :], 0.0)
+    np.testing.assert_allclose(rep.ll_neuron[:, out0], rep.ll_out)
+
+
+@pytest.mark.parametrize("hidden_rule", ["joint", "posterior"])
+def test_marginal_score_is_unbiased_with_less_output_variance(hidden_rule):
+    """With the joint and with the posterior hidden estimator, the marginal score's expectation
+    is the exact gradient of the expected reward (the first-to-spike decision's own, summed over
+    every full raster); the output parameters' second moment is lower than the pattern's (the
+    decision's timing no longer in their score). The hidden raster runs to ``T``, so its own
+    score has more terms (on this network its second moment exceeds the pattern's, with either
+    estimator); the posterior estimator keeps a tenth of the joint's there."""
+    from spikerl.rules import PosteriorSpikes
+
+    topo = _policy3().topo
+    truth_rasters, truth_rewards, truth_p = _trajectories(topo, REWARD3)
+    exact = _exact_gradient(_policy3(), truth_rasters, truth_rewards, truth_p)
+    policy = _policy3("marginal")
+    policy.estimator = PosteriorSpikes() if hidden_rule == "posterior" else None
+    rasters, actions, p_in = _continued(topo)
+    rep = policy.replay(rasters, actions)
+    P, R = p_in * np.exp(rep.log_prob), REWARD3[actions]
+    learn = policy.learnable
+    np.testing.assert_allclose(((P * R) @ rep.elig)[learn], exact[learn], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(((P * (R - 0.7)) @ rep.elig)[learn], exact[learn], rtol=1e-5, atol=1e-8)
+
+    pattern = _policy3()
+    pattern.estimator = PosteriorSpikes() if hidden_rule == "posterior" else None
+    ref = pattern.replay(truth_rasters)
+    P_ref = truth_p * np.exp(ref.log_prob)
+    outputs, hidden = learn & ~policy.hidden_mask, learn & policy.hidden_mask
+    second = lambda P, R, e, m: ((P * R**2) @ e[:, m] ** 2).sum()  # noqa: E731
+    assert second(P, R, rep.elig, outputs) < 0.5 * second(P_ref, truth_rewards, ref.elig, outputs)
+    if hidden_rule == "posterior":  # the continued hidden spikes' scores are noise but where they move P(a | h)
+        policy.estimator = None
+        joint = policy.replay(rasters, actions)
+        assert second(P, R, rep.elig, hidden) < 0.1 * second(P, R, joint.elig, hidden)
+
+
+def test_marginal_acting_continues_the_decision_and_replays_it_exactly():
+    """Acting scored on the marginal: the recorded raster runs the inputs and hidden neurons to
+    ``T`` (as acted up to ``t*``, sampled after it) with every output silent, holds the action,
+    and its replay gives the acting log-probabilities (the proximal rule's first ratio is 1),
+    with the posterior estimator's targets too."""
+    from spikerl import SpikingAgent
+
+    agent = SpikingAgent("Acrobot-v1", seed=0, output_score="marginal", n_envs=2)
+    policy = agent.policy
+    topo = policy.topo
+    out0 = topo.n_in + topo.n_hid
+    obs = np.random.default_rng(0).normal(size=(64, 6))
+    acted = policy.act(obs, np.random.default_rng(1), keep_raster=True)
+    plain = policy.act(obs, np.random.default_rng(1), keep_raster=True, score=False)
+    np.testing.assert_array_equal(acted.action, plain.action)  # continuing draws after the decision
+    np.testing.assert_array_equal(acted.latency, plain.latency)
+    assert not acted.raster[:, out0:].any()
+    upto = np.arange(policy.encoder.T)[None, None, :] < plain.latency[:, None, None]
+    np.testing.assert_array_equal(np.where(upto, acted.raster[:, :out0], 0), np.where(upto, plain.raster[:, :out0], 0))
+    assert acted.raster[:, topo.n_in : out0][~np.broadcast_to(upto, acted.raster[:, topo.n_in : out0].shape)].any()
+    record = policy.record(acted, np.zeros((64, 1)))
+    np.testing.assert_array_equal(record["action"], acted.action)
+    record.update(policy.estimator.targets(policy, record, 32))
+    r = policy.replay_kernel(record, hidden_eligibility=False)
+    policy._score_marginal(r, record["action"], True)
+    policy.estimator.rewrite(policy, r, record)
+    np.testing.assert_allclose(policy._trajectory_log_prob(r), acted.log_prob, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(r.ll_neuron, acted.ll_neuron, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="output_score='marginal' scores the actions taken; pass action="):
+        policy.replay(acted.raster)
+    with pytest.raises(ValueError, match="output_score='marginal': it scores the first output to spike"):
+        SpikingAgent("CartPole-v1", output_score="marginal", decoder="rate")
