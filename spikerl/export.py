@@ -127,8 +127,8 @@ hidden neurons with their own spikes' score (joint); the posterior estimator has
 expectation (both unbiased estimates of the same gradient), so a model trained with it goes on
 learning the same rule, by a noisier estimate that needs no second pass on the chip. Likewise
 the device scores its output layer on the spikes it fired at t*: a model trained with its
-output layer scored on the action (``output_score="action"``, the same expectation) goes on
-with that noisier estimate of the same gradient."""
+output layer scored on the action (``output_score="action"`` or ``"marginal"``, the same
+expectation) goes on with that noisier estimate of the same gradient."""
 
 
 def _check_learnable(model, policy, weights):

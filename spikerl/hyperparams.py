@@ -203,7 +203,11 @@ class SpikingConfig(AgentConfig):
     step t*: pattern (the spikes they fired there, the decision's raster) or action (the action
     taken: outputs that spiked together with it, a tie the decoder broke uniformly, are summed
     out, so a rival that spiked with a rewarded action is pushed down rather than up; the
-    output layer is then one unit of a per-neuron ratio). first_to_spike only."""
+    output layer is then one unit of a per-neuron ratio) or marginal (the action taken with its
+    timing summed out: a sampled decision's inputs and hidden neurons are continued to T with
+    the outputs silent, and the output layer is scored on log P(action | that raster), exact over
+    every step the decision could have been taken at; the hidden neurons' score covers the
+    continued raster). first_to_spike only."""
     causal_hidden: bool = False
     """Leave hidden neurons' spikes at the decision step t* out of their score and
     log-likelihood (ratio): no output sees them before the decision, so those terms are noise

@@ -251,7 +251,9 @@ def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
 
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
     for kw in ({"hidden_rule": "joint"}, {"hidden_rule": "learning_signal"}, {"hidden_rule": "posterior"},
-               {"hidden_rule": "posterior", "output_score": "action"}, {"hidden_rule": "joint", "output_score": "action"}):
+               {"hidden_rule": "posterior", "output_score": "action"}, {"hidden_rule": "joint", "output_score": "action"},
+               {"hidden_rule": "posterior", "output_score": "marginal"},
+               {"hidden_rule": "joint", "output_score": "marginal"}):
         agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw)
         pol = agent.policy
         agent.encoder.update(obs)
@@ -282,7 +284,8 @@ def test_acting_without_eligibilities_scores_as_learning():
 
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
     for agent in (SpikingAgent("CartPole-v1", seed=0, n_envs=2), PGMLPAgent("CartPole-v1", seed=0, n_envs=2),
-                  SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="action")):
+                  SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="action"),
+                  SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="marginal")):
         pol = agent.policy
         agent.encoder.update(obs)
         assert pol.scores_without_learning
