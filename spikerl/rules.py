@@ -413,9 +413,9 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
     du_w, du_v = _flip_reach(pre_ptr, pre_syn, n_in, n_hid, w, v, a, b)
     first, D, Db = pre_ptr[n_in], a.shape[1], b.shape[1]
     u_out = np.empty((n_out, T))  # marginal: the outputs' potentials under a flip
-    p_base, p = np.empty((n_out, T)), np.empty((n_out, T))
+    p, prod = np.empty(n_out), np.empty(gx.shape[0])
     log_j_base, log_j = np.empty(T + 1), np.empty(T + 1)
-    dq, prod = np.empty((0, 0)), np.empty(gx.shape[0])
+    log_s_base, log_s_flip = np.empty(T + 1), np.empty(T + 1)
     for bi in range(B):
         last = t_star[bi]
         for j in range(n_in, N):
@@ -424,7 +424,10 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
         act = action[bi] if marginal else 0
         log_pa = 0.0
         if marginal:
-            log_pa = _timing_terms(potential[bi, out0:, :], act, gx, gw, p_base, log_j_base, dq, prod, False, 0)
+            for o in range(n_out):
+                for tp in range(T):
+                    u_out[o, tp] = potential[bi, out0 + o, tp]
+            log_pa = _log_action_from(u_out, act, gx, gw, 0, 0.0, log_j_base, log_s_base, p, prod)
         for i in range(n_in, out0):
             for t in range(last):  # spikes at t* reach nothing before the decision
                 s = raster[bi, i, t]
@@ -435,7 +438,7 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
                 if marginal:  # the outputs: log P(action | h) with the flip minus without
                     moved = False
                     for o in range(n_out):
-                        for tp in range(T):
+                        for tp in range(t + 1, T):
                             u_out[o, tp] = potential[bi, out0 + o, tp]
                     for q in range(pre_ptr[i], pre_ptr[i + 1]):
                         j = post[pre_syn[q]]
@@ -446,9 +449,8 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
                     if moved:
                         for tp in range(t + 1):
                             log_j[tp] = log_j_base[tp]
-                            for o in range(n_out):
-                                p[o, tp] = p_base[o, tp]
-                        log_w += _timing_terms(u_out, act, gx, gw, p, log_j, dq, prod, False, t + 1) - log_pa
+                        log_w += _log_action_from(u_out, act, gx, gw, t + 1, log_s_base[t + 1], log_j, log_s_flip,
+                                                  p, prod) - log_pa
                 for q in range(pre_ptr[i], pre_ptr[i + 1]):
                     j = post[pre_syn[q]]
                     if marginal and j >= out0:
@@ -575,19 +577,58 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
 
 
 @njit
-def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn, start):
+def _log_action_from(u, act, gx, gw, start, log_s, log_j, log_s_at, p, prod):
+    """``log P(a | h)`` (:func:`_timing_terms`) for :func:`_posterior_lambdas`, which moves the
+    outputs' potentials ``u`` ``(n_out, T)`` only from step ``start`` on: ``log_j`` before
+    ``start`` and the survival ``log_s`` up to it are given, ``log_j`` from ``start`` and
+    ``log_s_at[t]`` (the survival up to ``t``) are filled; one ``exp`` and one ``log1p`` per
+    output and step (``p`` ``(n_out,)``, ``prod`` scratch)."""
+    n_out, T = u.shape
+    n_q = gx.shape[0]
+    for t in range(start, T):
+        log_s_at[t] = log_s
+        step, own = 0.0, 0.0
+        for o in range(n_out):
+            x = u[o, t]
+            e = np.exp(-abs(x))
+            l1 = np.log1p(e)
+            if x >= 0.0:
+                p[o] = 1.0 / (1.0 + e)
+                step -= x + l1  # log(1 - p) = log sigmoid(-x)
+                if o == act:
+                    own = -l1
+            else:
+                p[o] = e / (1.0 + e)
+                step -= l1
+                if o == act:
+                    own = x - l1
+        g = 0.0
+        for n in range(n_q):
+            acc = 1.0
+            for c in range(n_out):
+                if c != act:
+                    acc *= 1.0 - p[c] * (1.0 - gx[n])
+            g += gw[n] * acc
+        log_j[t] = log_s + own + np.log(g)
+        log_s += step
+    log_s_at[T] = log_s
+    log_j[T] = log_s - np.log(n_out)
+    top = log_j.max()
+    tot = 0.0
+    for t in range(T + 1):
+        tot += np.exp(log_j[t] - top)
+    return top + np.log(tot)
+
+
+@njit
+def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
     r"""``log P(a | h)`` of :func:`_marginal_scores` from the outputs' potentials ``u``
     ``(n_out, T)`` (their history silent), filling ``p = sigmoid(u)``, ``log_j[t] = log S_t
-    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``.
-    ``log_j`` and ``p`` before ``start`` are taken as filled already (a caller that moved only
-    the potentials from ``start`` on, :func:`_posterior_lambdas`; ``start = 0``: every entry)."""
+    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``."""
     n_out, T = u.shape
     n_q = gx.shape[0]
     log_s = 0.0
-    for t in range(start):
-        for o in range(n_out):
-            log_s += _log_sigmoid(-u[o, t])
-    for t in range(start, T):
+    for t in range(T):
         for o in range(n_out):
             p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
         g = 0.0
@@ -650,7 +691,7 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
     filt = np.empty((T, n_out, K))
     for bi in range(B):
         act = action[bi]
-        log_p = _timing_terms(potential[bi, out0:, :], act, gx, gw, p, log_j, dq, prod, learn, 0)
+        log_p = _timing_terms(potential[bi, out0:, :], act, gx, gw, p, log_j, dq, prod, learn)
         ll_out[bi] = log_p
         ll_neuron[bi, out0] = log_p
         for o in range(1, n_out):
