@@ -689,6 +689,7 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
     err = np.empty((n_out, T))
     prod = np.empty(gx.shape[0])
     filt = np.empty((T, n_out, K))
+    times = np.empty(T, np.int64)
     for bi in range(B):
         act = action[bi]
         log_p = _timing_terms(potential[bi, out0:, :], act, gx, gw, p, log_j, dq, prod, learn)
@@ -718,6 +719,11 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
                         f += a[k, d] * err[o, tp + 1 + d]
                     filt[tp, o, k] = f
         for j in range(out0):
+            ns = 0
+            for tp in range(T):  # its spike times, once
+                if raster[bi, j, tp]:
+                    times[ns] = tp
+                    ns += 1
             for q in range(pre_ptr[j], pre_ptr[j + 1]):
                 syn = pre_syn[q]
                 o = post[syn] - out0
@@ -725,9 +731,8 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
                     continue
                 for k in range(K):
                     acc = 0.0
-                    for tp in range(T):
-                        if raster[bi, j, tp]:
-                            acc += filt[tp, o, k]
+                    for m in range(ns):
+                        acc += filt[times[m], o, k]
                     ew[bi, syn, k] = acc
 
 
