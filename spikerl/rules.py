@@ -533,14 +533,7 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
                 u = potential[bi, out0 + o, last]
                 p[o] = 1.0 / (1.0 + np.exp(-u))
                 ll_neuron[bi, out0 + o] -= _log_p(raster[bi, out0 + o, last], u)
-            g = 0.0
-            for n in range(n_q):
-                acc = 1.0
-                for c in range(n_out):
-                    if c != act:
-                        acc *= 1.0 - p[c] * (1.0 - gx[n])
-                prod[n] = acc
-                g += gw[n] * acc
+            g = _tie_integral(p, act, gx, gw, prod)
             total = _log_sigmoid(potential[bi, out0 + act, last]) + np.log(g)  # log Q(a)
             if learn:
                 for o in range(n_out):
@@ -577,6 +570,31 @@ def _action_scores(raster, potential, t_star, no_spike, action, out0, syn_out, p
 
 
 @njit
+def _log_sum_exp(x):
+    top = x.max()
+    tot = 0.0
+    for t in range(x.shape[0]):
+        tot += np.exp(x[t] - top)
+    return top + np.log(tot)
+
+
+@njit
+def _tie_integral(p, act, gx, gw, prod):
+    """``\int_0^1 prod_{c != act} (1 - p_c + p_c x) dx`` by the quadrature ``gx``/``gw`` (each
+    node's product into ``prod``): ``Q(act) / p_act`` of a step at which outputs spike with
+    probabilities ``p`` and a tie is broken uniformly."""
+    g = 0.0
+    for n in range(gx.shape[0]):
+        acc = 1.0
+        for c in range(p.shape[0]):
+            if c != act:
+                acc *= 1.0 - p[c] * (1.0 - gx[n])
+        prod[n] = acc
+        g += gw[n] * acc
+    return g
+
+
+@njit
 def _log_action_from(u, act, gx, gw, start, log_s, log_j, log_s_at, p, prod):
     """``log P(a | h)`` (:func:`_timing_terms`) for :func:`_posterior_lambdas`, which moves the
     outputs' potentials ``u`` ``(n_out, T)`` only from step ``start`` on: ``log_j`` before
@@ -584,7 +602,6 @@ def _log_action_from(u, act, gx, gw, start, log_s, log_j, log_s_at, p, prod):
     ``log_s_at[t]`` (the survival up to ``t``) are filled; one ``exp`` and one ``log1p`` per
     output and step (``p`` ``(n_out,)``, ``prod`` scratch)."""
     n_out, T = u.shape
-    n_q = gx.shape[0]
     for t in range(start, T):
         log_s_at[t] = log_s
         step, own = 0.0, 0.0
@@ -602,22 +619,11 @@ def _log_action_from(u, act, gx, gw, start, log_s, log_j, log_s_at, p, prod):
                 step -= l1
                 if o == act:
                     own = x - l1
-        g = 0.0
-        for n in range(n_q):
-            acc = 1.0
-            for c in range(n_out):
-                if c != act:
-                    acc *= 1.0 - p[c] * (1.0 - gx[n])
-            g += gw[n] * acc
-        log_j[t] = log_s + own + np.log(g)
+        log_j[t] = log_s + own + np.log(_tie_integral(p, act, gx, gw, prod))
         log_s += step
     log_s_at[T] = log_s
     log_j[T] = log_s - np.log(n_out)
-    top = log_j.max()
-    tot = 0.0
-    for t in range(T + 1):
-        tot += np.exp(log_j[t] - top)
-    return top + np.log(tot)
+    return _log_sum_exp(log_j)
 
 
 @njit
@@ -631,14 +637,7 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
     for t in range(T):
         for o in range(n_out):
             p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
-        g = 0.0
-        for n in range(n_q):
-            acc = 1.0
-            for c in range(n_out):
-                if c != act:
-                    acc *= 1.0 - p[c, t] * (1.0 - gx[n])
-            prod[n] = acc
-            g += gw[n] * acc
+        g = _tie_integral(p[:, t], act, gx, gw, prod)
         log_j[t] = log_s + _log_sigmoid(u[act, t]) + np.log(g)
         if learn:
             for o in range(n_out):
@@ -652,11 +651,7 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
         for o in range(n_out):
             log_s += _log_sigmoid(-u[o, t])
     log_j[T] = log_s - np.log(n_out)
-    top = log_j.max()
-    tot = 0.0
-    for t in range(T + 1):
-        tot += np.exp(log_j[t] - top)
-    return top + np.log(tot)
+    return _log_sum_exp(log_j)
 
 
 @njit

@@ -66,17 +66,22 @@ def test_trajectories_are_a_distribution():
     assert _probabilities(policy, rasters, p_in).sum() == pytest.approx(1.0, abs=1e-12)
 
 
-def _exact_gradient(policy, rasters, rewards, p_in, eps=1e-6):
+def _central_difference(policy, f, eps=1e-6):
+    """``d f / d theta_i`` for every learnable ``i`` (last axis; 0 elsewhere), by central differences."""
     theta = policy.theta.copy()
-    grad = np.zeros_like(theta)
+    grad = np.zeros(np.shape(f()) + theta.shape)
     for i in np.flatnonzero(policy.learnable):
         for sign in (1, -1):
             th = theta.copy()
             th[i] += sign * eps
             policy.set_theta(th)
-            grad[i] += sign * (_probabilities(policy, rasters, p_in) @ rewards) / (2 * eps)
+            grad[..., i] += sign * f() / (2 * eps)
     policy.set_theta(theta)
     return grad
+
+
+def _exact_gradient(policy, rasters, rewards, p_in):
+    return _central_difference(policy, lambda: _probabilities(policy, rasters, p_in) @ rewards)
 
 
 def _expectation(policy, rasters, rewards, p_in):
@@ -451,6 +456,13 @@ def _decisions(topo):
     return np.array(rasters), np.array(actions), np.array(p_inputs)
 
 
+def _assert_finite_difference(policy, rasters, actions, elig):
+    """Each learnable column of ``elig`` is the central finite difference of the decisions'
+    replayed log-probabilities."""
+    fd = _central_difference(policy, lambda: policy.replay(rasters, actions).log_prob)
+    np.testing.assert_allclose(elig[:, policy.learnable], fd[:, policy.learnable], rtol=1e-5, atol=1e-7)
+
+
 def test_action_score_is_the_log_probability_of_the_action_taken():
     """Scored on the action, a decision's log-probability is that of (the spikes before t*, the
     action at t*): the decisions form a distribution; its eligibility is the finite-difference
@@ -461,17 +473,7 @@ def test_action_score_is_the_log_probability_of_the_action_taken():
     rasters, actions, p_in = _decisions(topo)
     rep = policy.replay(rasters, actions)
     assert (p_in * np.exp(rep.log_prob)).sum() == pytest.approx(1.0, abs=1e-12)
-    theta = policy.theta.copy()
-    eps = 1e-6
-    fd = np.zeros_like(rep.elig)
-    for i in np.flatnonzero(policy.learnable):
-        for sign in (1, -1):
-            th = theta.copy()
-            th[i] += sign * eps
-            policy.set_theta(th)
-            fd[:, i] += sign * policy.replay(rasters, actions).log_prob / (2 * eps)
-    policy.set_theta(theta)
-    np.testing.assert_allclose(rep.elig[:, policy.learnable], fd[:, policy.learnable], rtol=1e-5, atol=1e-7)
+    _assert_finite_difference(policy, rasters, actions, rep.elig)
     # a full raster with a tie at t*: the same score as its action's spike alone
     full = _trajectories(topo, REWARD3)[0]
     out0 = topo.n_in + topo.n_hid
@@ -567,17 +569,7 @@ def test_marginal_score_is_the_log_probability_of_the_action_given_the_continued
     # P(a | h) is a distribution over the actions of each continued raster
     per_raster = np.exp(rep.ll_out).reshape(-1, topo.n_out).sum(1)
     np.testing.assert_allclose(per_raster, 1.0, atol=1e-12)
-    theta = policy.theta.copy()
-    eps = 1e-6
-    fd = np.zeros_like(rep.elig)
-    for i in np.flatnonzero(policy.learnable):
-        for sign in (1, -1):
-            th = theta.copy()
-            th[i] += sign * eps
-            policy.set_theta(th)
-            fd[:, i] += sign * policy.replay(rasters, actions).log_prob / (2 * eps)
-    policy.set_theta(theta)
-    np.testing.assert_allclose(rep.elig[:, policy.learnable], fd[:, policy.learnable], rtol=1e-5, atol=1e-7)
+    _assert_finite_difference(policy, rasters, actions, rep.elig)
     assert set(policy.param_neuron[policy.param_neuron >= out0]) == {out0}
     np.testing.assert_array_equal(rep.ll_neuron[:, out0 + 1 :], 0.0)
     np.testing.assert_allclose(rep.ll_neuron[:, out0], rep.ll_out)
