@@ -15,8 +15,8 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _marginal_scores, action_quadrature, gated_sum, kernel_eligibility, modulated_gradient,
-                    whole_replay_gradient)
+from .rules import (_action_scores, _marginal_scores, action_quadrature, gated_sum, kernel_eligibility,
+                    modulated_gradient, whole_replay_gradient)
 
 
 class PolicyOutput(NamedTuple):
