@@ -580,7 +580,7 @@ def _log_sum_exp(x):
 
 @njit
 def _tie_integral(p, act, gx, gw, prod):
-    """``\int_0^1 prod_{c != act} (1 - p_c + p_c x) dx`` by the quadrature ``gx``/``gw`` (each
+    r"""``\int_0^1 prod_{c != act} (1 - p_c + p_c x) dx`` by the quadrature ``gx``/``gw`` (each
     node's product into ``prod``): ``Q(act) / p_act`` of a step at which outputs spike with
     probabilities ``p`` and a tie is broken uniformly."""
     g = 0.0

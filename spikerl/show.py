@@ -3,8 +3,9 @@
     spikerl show runs/CartPole-v1__fts-snn__s0__.../ --episodes 1 --out show/
 
 :func:`run_episode` plays one episode and keeps, for every decision, the kernel's own spike
-array of that decision (``SpikingPolicy.act(..., keep_raster=True)``: the array the learning
-rule records and replays) and its decision step ``t*``; :func:`plot_rasters`,
+array of that decision (``SpikingPolicy.act(..., keep_raster=True)``: up to ``t*``, the array
+the learning rule records and replays; under the default output score, ``marginal``, the rule
+continues its input and hidden spikes to ``T`` with the outputs silent) and its decision step ``t*``; :func:`plot_rasters`,
 :func:`plot_decisions` and :func:`write_video` draw them; :func:`show` writes all three
 (rasters and summaries for spiking agents, the video for every agent whose env renders
 ``rgb_array``). ``spikerl train`` logs the same files to W&B at the end of a run.

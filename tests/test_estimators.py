@@ -174,7 +174,8 @@ def test_action_score_needs_first_to_spike_and_the_actions_taken(tmp_path):
     loaded = SpikingAgent.load(tmp_path / "a.spk").policy  # the layer stays one unit of the ratio
     assert loaded.output_score == "action"
     np.testing.assert_array_equal(loaded.param_neuron, agent.policy.param_neuron)
-    assert not np.array_equal(loaded.param_neuron, SpikingAgent("CartPole-v1", n_envs=2).policy.param_neuron)
+    assert not np.array_equal(loaded.param_neuron,
+                              SpikingAgent("CartPole-v1", n_envs=2, output_score="pattern").policy.param_neuron)
 
 
 def test_learning_signal_eligibility_follows_its_definition():
@@ -303,7 +304,7 @@ def test_posterior_rule_on_a_full_size_network():
     from spikerl import SpikingAgent
     from spikerl.rules import _posterior_errors, hidden_eligibility
 
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="pattern")  # marginal: below
     pol = agent.policy
     obs = np.random.default_rng(0).normal(size=(40, 4)) * 0.5
     agent.encoder.update(obs)
@@ -408,14 +409,17 @@ def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
     eligibilities, which the estimator rewrites: the same bits as forming them first."""
     from spikerl import SpikingAgent
 
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, reward_factor="td")
-    pol = agent.policy
-    obs = np.random.default_rng(0).normal(size=(60, 4)) * 0.5
-    agent.encoder.update(obs)
-    pol.set_theta(pol.theta + np.random.default_rng(1).normal(0.0, 1.0, pol.n_params) * pol.learnable)
-    out = pol.act(obs, np.random.default_rng(2), learn=True)
-    assert out.raster[:, pol.topo.n_in : pol.topo.n_in + pol.topo.n_hid].any()
-    np.testing.assert_array_equal(out.elig, pol.replay(out.raster).elig)  # the replay forms them, then rewrites
+    for output_score in ("pattern", "marginal"):
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, reward_factor="td", output_score=output_score)
+        pol = agent.policy
+        obs = np.random.default_rng(0).normal(size=(60, 4)) * 0.5
+        agent.encoder.update(obs)
+        pol.set_theta(pol.theta + np.random.default_rng(1).normal(0.0, 1.0, pol.n_params) * pol.learnable)
+        out = pol.act(obs, np.random.default_rng(2), learn=True)
+        assert out.raster[:, pol.topo.n_in : pol.topo.n_in + pol.topo.n_hid].any()
+        action = out.action if output_score != "pattern" else None
+        # the replay forms them, then rewrites
+        np.testing.assert_array_equal(out.elig, pol.replay(out.raster, action=action).elig)
     assert np.any(out.elig[:, pol.hidden_mask] != 0)
 
 

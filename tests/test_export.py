@@ -91,7 +91,7 @@ def test_threshold_median_and_regular_modes_identical(trained, cartpole_obs, tmp
 
 @pytest.mark.parametrize("overrides", [
     {"kernel": "raised_cosine", "n_basis": 3, "memory": 6},  # the pushed (bank) path
-    {"decoder": "rate"},
+    {"decoder": "rate", "output_score": "pattern"},
     {"code": "time", "features": "normalized"},
     {"code": "regular"},
     {"feedback": False, "n_hidden": 0},
@@ -208,7 +208,7 @@ def test_learn_module_trains_as_the_python_online_actor_critic(env_id, steps, ca
     with hidden scores stopping before t*, ``causal_hidden``)."""
     env = gym.make(env_id)  # one env, reset in the step that ends an episode: what a device sees
     agent = SpikingAgent(env, seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05,
-                         lr_schedule="constant", causal_hidden=causal, hidden_rule="joint")
+                         lr_schedule="constant", causal_hidden=causal, hidden_rule="joint", output_score="pattern")
     c, act, update, theta, critic = _learner(agent, tmp_path)
     c.seed_from(agent.rng)
     theta0 = theta()
@@ -242,14 +242,16 @@ def test_learn_export_refuses_what_it_cannot_run(tmp_path):
 
 
 def test_a_posterior_trained_model_learns_on_the_device_by_the_joint_estimator(tmp_path):
-    """A posterior-trained agent (the default) exports --learn, and the device credits hidden neurons by
-    their own spikes' score: fed the same stream, it ends with the parameters of the Python
-    online actor-critic with the joint estimator from the same start, not the posterior one's."""
+    """An agent trained by the default estimators (posterior hidden, marginal output) exports --learn,
+    and the device credits hidden neurons by their own spikes' score and the outputs by the spikes
+    they fired: fed the same stream, it ends with the parameters of the Python online
+    actor-critic with the joint estimator and the pattern's score from the same start, not the
+    default's."""
     env_id, steps = "CartPole-v1", 300
     kw = dict(seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05, lr_schedule="constant")
     agent = SpikingAgent(gym.make(env_id), **kw)
-    assert agent.config.hidden_rule == "posterior"
-    joint = SpikingAgent(gym.make(env_id), hidden_rule="joint", **kw)
+    assert (agent.config.hidden_rule, agent.config.output_score) == ("posterior", "marginal")
+    joint = SpikingAgent(gym.make(env_id), hidden_rule="joint", output_score="pattern", **kw)
     np.testing.assert_array_equal(joint.policy.theta, agent.policy.theta)
     c, act, update, theta, critic = _learner(agent, tmp_path)
     c.seed_from(agent.rng)

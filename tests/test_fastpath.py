@@ -50,7 +50,7 @@ CASES = {
     # zeros sit mid-range: (1 - 0.5) * (T - 1) = 2.5, rounded half to even as np.rint does
     "normalized-time-fixed": (lambda: SpikingAgent("CartPole-v1", seed=13, features="normalized", code="time", T=6,
                                                    obs_norm="space", obs_low=[-1] * 4, obs_high=[1] * 4), 0),
-    "rate-decoder": (lambda: SpikingAgent("CartPole-v1", seed=6, decoder="rate"), 0),
+    "rate-decoder": (lambda: SpikingAgent("CartPole-v1", seed=6, decoder="rate", output_score="pattern"), 0),
     "regular-code": (lambda: SpikingAgent("CartPole-v1", seed=14, code="regular"), 800),
     "box-actions": (lambda: SpikingAgent("Pendulum-v1", seed=7, action_bins=5), 600),
     "windy-tile": (lambda: SpikingAgent("spikerl/WindyGridWorld-v0", seed=8, features="tile", grid_shape=(7, 10),

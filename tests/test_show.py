@@ -25,16 +25,23 @@ def test_raster_drawn_is_the_kernels_spike_array(tmp_path, env_id):
     agent.predict_rng = np.random.default_rng(11)
     ep = run_episode(agent, env_id, seed=5, video=False)
     assert len(ep.decisions) >= 4
-    # the same decisions again, straight from the kernel, on the same random stream; and as
-    # the learning rule sees them (learn=True), which consumes the stream the same way
-    for learn in (False, True):
-        rng = np.random.default_rng(11)
-        for d in ep.decisions:
-            out = agent.policy.act(d.obs[None], rng, learn=learn, keep_raster=True)
-            assert int(out.action[0]) == d.output
-            np.testing.assert_array_equal(out.raster[0], d.raster)
-            assert d.t_star == int(out.latency[0]) - 1 == d.latency - 1
-            np.testing.assert_array_equal(out.spikes[0], d.spikes)
+    # the same decisions again, straight from the kernel, on the same random stream
+    rng = np.random.default_rng(11)
+    for d in ep.decisions:
+        out = agent.policy.act(d.obs[None], rng, keep_raster=True, score=False)
+        assert int(out.action[0]) == d.output
+        np.testing.assert_array_equal(out.raster[0], d.raster)
+        assert d.t_star == int(out.latency[0]) - 1 == d.latency - 1
+        np.testing.assert_array_equal(out.spikes[0], d.spikes)
+    # as the learning rule sees them (learn=True): the same decision, whose input and hidden
+    # spikes the default output score continues to T (sampled on after t*) with the outputs
+    # silent (the action is stored beside the raster)
+    out0 = agent.policy.topo.n_in + agent.policy.topo.n_hid
+    for d in ep.decisions[:1]:
+        out = agent.policy.act(d.obs[None], np.random.default_rng(11), learn=True, keep_raster=True)
+        assert int(out.action[0]) == d.output and d.t_star == int(out.latency[0]) - 1
+        np.testing.assert_array_equal(out.raster[0][:out0, : d.t_star + 1], d.raster[:out0, : d.t_star + 1])
+        assert not out.raster[0][out0:].any()
     idx = pick_decisions(ep, 3)
     fig = plot_rasters(agent, ep, tmp_path / "r.png", idx)
     for k, i in enumerate(idx):
@@ -57,7 +64,7 @@ def test_vote_mode_shows_the_first_sample_with_its_own_decision_step(tmp_path):
     assert ep.mode == "vote"
     rng = np.random.default_rng(2)
     for d in ep.decisions[:20]:
-        out = agent.policy.act(np.repeat(d.obs[None], K, axis=0), rng, keep_raster=True)
+        out = agent.policy.act(np.repeat(d.obs[None], K, axis=0), rng, keep_raster=True, score=False)
         np.testing.assert_array_equal(out.raster[0], d.raster)
         assert d.t_star == int(out.latency[0]) - 1
         assert d.latency == int(out.latency.max())
