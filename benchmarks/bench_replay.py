@@ -1,6 +1,6 @@
 """Where a proximal update's time goes: one replayed decision of the default CartPole agent.
 
-    NUMBA_NUM_THREADS=1 python benchmarks/bench_replay.py [--train 20000] [--batch 128]
+    NUMBA_NUM_THREADS=1 python benchmarks/bench_replay.py [--train 20000] [--batch 128] [--set output_score=pattern]
 
 Trains the default agent briefly, records a minibatch of its decisions, then times, per
 decision: the rule's replay (unpack the stored bits, the kernel with clamping and
@@ -18,6 +18,7 @@ import argparse
 import time
 
 import numpy as np
+import yaml
 
 
 def per_call(fn, n: int) -> float:
@@ -33,11 +34,14 @@ def main():
     ap.add_argument("--train", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=300)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting other than the default's (repeatable), e.g. output_score=pattern")
     args = ap.parse_args()
     from spikerl.agent import SpikingAgent
     from spikerl.engine import Workspace, _decide_validated
 
-    agent = SpikingAgent("CartPole-v1", seed=0).learn(args.train)
+    settings = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
+    agent = SpikingAgent("CartPole-v1", seed=0, **settings).learn(args.train)
     pol, B, n = agent.policy, args.batch, args.repeat
     rng = np.random.default_rng(0)
     obs = np.random.default_rng(1).normal(0.0, 0.05, (B, 4))
@@ -66,7 +70,7 @@ def main():
             ("kernel, forward pass only", per_call(kernel(False, False), n) / B)]
     acting = per_call(lambda: pol.act(obs[:8], rng, score=True), 10 * n)
     epochs = agent.config.n_epochs
-    print(f"default CartPole-v1 agent after {args.train} steps; {pol.topo.n_in} inputs, {pol.topo.n_hid} hidden, "
+    print(f"{'default' if not settings else settings} CartPole-v1 agent after {args.train} steps; {pol.topo.n_in} inputs, {pol.topo.n_hid} hidden, "
           f"{pol.topo.n_out} outputs, {pol.n_params} parameters; minibatch {B}; one thread")
     for name, sec in rows:
         print(f"  {name:30s} {sec * 1e6:6.2f} us per decision")
