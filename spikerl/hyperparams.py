@@ -204,7 +204,7 @@ class SpikingConfig(AgentConfig):
     neurons are continued to T with the outputs silent, and the output layer is scored on
     log P(action | that raster), exact over every step the decision could have been taken at;
     the hidden neurons' score covers the continued raster; on the tuning seeds it closed the
-    Acrobot and LunarLander gaps, at about half the training speed), pattern (the spikes they
+    Acrobot and LunarLander gaps, at 40% of the training speed), pattern (the spikes they
     fired up to the decision step t*, the decision's raster: the old default, and what the
     online td rule and the exported on-device rule score) or action (the action taken at t*:
     outputs that spiked together with it, a tie the decoder broke uniformly, are summed out, so
