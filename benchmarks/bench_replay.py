@@ -18,7 +18,6 @@ import argparse
 import time
 
 import numpy as np
-import yaml
 
 
 def per_call(fn, n: int) -> float:
@@ -38,9 +37,10 @@ def main():
                     help="a setting other than the default's (repeatable), e.g. output_score=pattern")
     args = ap.parse_args()
     from spikerl.agent import SpikingAgent
+    from spikerl.config import parse_overrides
     from spikerl.engine import Workspace, _decide_validated
 
-    settings = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
+    settings = parse_overrides(args.set)
     agent = SpikingAgent("CartPole-v1", seed=0, **settings).learn(args.train)
     pol, B, n = agent.policy, args.batch, args.repeat
     rng = np.random.default_rng(0)
