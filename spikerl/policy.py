@@ -152,6 +152,7 @@ class SpikingPolicy:
         self.replay_workspace = Workspace()
         self.extend_workspace = Workspace()  # a sampled decision continued to T (output_score="marginal")
         self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
+        self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
     def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
@@ -314,15 +315,18 @@ class SpikingPolicy:
         ``score=False`` skips the log-likelihoods (``ll_out`` NaN; ``predict`` needs none); scored
         without ``learn``, the output has ``log_prob`` and ``ll_neuron`` but no eligibilities."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
+        # scored on the action with its timing summed out, the continued decision is what is scored
+        # (and replayed): the decision itself needs neither log-likelihoods nor eligibilities
+        cont = self._output_score == "marginal" and (score or learn) and not deterministic
         # an estimator that rewrites the hidden neurons' eligibilities (the posterior) needs none of the kernel's
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
-                              deterministic=deterministic, decoder=self.decoder, learn=learn, workspace=self.workspace,
-                              score=score, causal=self.causal,
+                              deterministic=deterministic, decoder=self.decoder, learn=learn and not cont,
+                              workspace=self.workspace, score=score and not cont, causal=self.causal,
                               hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
         if self._output_score == "action" and (score or learn):
             self._score_actions(r, r.action, learn)
         s = r  # what scores the decision (and replays it)
-        if self._output_score == "marginal" and (score or learn) and not deterministic:
+        if cont:
             s = self._continue(r, p_in, rng, learn)
         if not learn:
             # copies: the workspace is overwritten by the next call
@@ -351,9 +355,11 @@ class SpikingPolicy:
         log_prob, elig, hidden_rate = self._learning_terms(r)
         return Replayed(log_prob, r.ll_out.copy(), r.ll_neuron.copy(), elig, hidden_rate)
 
-    def _replay_kernel(self, raster: np.ndarray, hidden_eligibility: bool = True):
+    def _replay_kernel(self, raster: np.ndarray, hidden_eligibility: bool = True, learn: bool = True,
+                       score: bool = True):
         """The kernel's result (workspace views) for stored decisions ``(B, N, T)``, every neuron
-        clamped, with eligibilities (the hidden neurons' left 0 without ``hidden_eligibility``)."""
+        clamped, with eligibilities (the hidden neurons' left 0 without ``hidden_eligibility``;
+        none without ``learn``, and no log-likelihoods without ``score`` either: the potentials only)."""
         B, N, T = raster.shape
         clamp = raster.view(np.int8) if raster.dtype == np.uint8 and raster.flags["C_CONTIGUOUS"] else \
             np.ascontiguousarray(raster, dtype=np.int8)
@@ -362,14 +368,36 @@ class SpikingPolicy:
             self._replay_zeros = (np.zeros((B, self.topo.n_in, T)), np.zeros((B, N, T)), np.zeros(B))
         p_in, uniforms, tie = self._replay_zeros
         return _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, None,
-                                 uniforms=uniforms, tie=tie, decoder=self.decoder, learn=True,
+                                 uniforms=uniforms, tie=tie, decoder=self.decoder, learn=learn, score=score,
                                  clamp=clamp, workspace=self.replay_workspace, causal=self.causal,
                                  hidden_eligibility=hidden_eligibility)
 
-    def replay_kernel(self, record: dict, hidden_eligibility: bool = True):
+    def replay_kernel(self, record: dict, hidden_eligibility: bool = True, learn: bool = True, score: bool = True):
         """The kernel's result (workspace views, eligibilities as the kernel forms them; the
-        hidden neurons' left 0 without ``hidden_eligibility``) for decisions stored by :meth:`record`."""
-        return self._replay_kernel(unpack_bits(record["raster"], self.encoder.T), hidden_eligibility)
+        hidden neurons' left 0 without ``hidden_eligibility``; see :meth:`_replay_kernel` for
+        ``learn`` and ``score``) for decisions stored by :meth:`record`."""
+        return self._replay_kernel(unpack_bits(record["raster"], self.encoder.T), hidden_eligibility, learn, score)
+
+    def _replay_potentials(self, record: dict):
+        """:meth:`replay_kernel` for a rule whose scorers write every eligibility and
+        log-likelihood themselves (the output layer scored on the action with its timing summed
+        out, the hidden neurons by an estimator's fixed targets): the kernel runs the forward pass
+        only, and the result carries zeroed eligibility arrays (``ll_neuron`` 0 for the inputs,
+        NaN elsewhere) for them to fill. The same bits as a learning replay whose output and
+        hidden entries they overwrite, without the kernel's own eligibilities and log-likelihoods,
+        which cost as much as the forward pass."""
+        r = self.replay_kernel(record, learn=False, score=False)
+        B = len(r.t_star)
+        S, K = self.params.w.shape
+        N, Kb = self.params.v.shape
+        bufs = self._replay_elig
+        if bufs is None or bufs[0].shape != (B, S, K) or bufs[1].shape != (B, N, Kb):
+            self._replay_elig = bufs = (np.zeros((B, S, K)), np.zeros((B, N, Kb)), np.zeros((B, N)))
+        else:
+            for x in bufs:
+                x.fill(0.0)
+        r.ll_neuron[:, : self.topo.n_in] = 0.0
+        return r._replace(ew=bufs[0], ev=bufs[1], eg=bufs[2])
 
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``
@@ -394,7 +422,10 @@ class SpikingPolicy:
             return whole_replay_gradient(self, record, modulator)
         # an estimator that rewrites the hidden neurons' entries of the kernel's arrays in place:
         # the kernel leaves them to it
-        r = self.replay_kernel(record, hidden_eligibility=rewrite is None)
+        if self._output_score == "marginal" and rewrite is not None and "posterior.lam" in record:
+            r = self._replay_potentials(record)  # the scorers below write every entry
+        else:
+            r = self.replay_kernel(record, hidden_eligibility=rewrite is None)
         if self._output_score == "action":
             self._score_actions(r, record["action"], True)
         elif self._output_score == "marginal":

@@ -274,7 +274,7 @@ class PosteriorSpikes:
         werr = np.empty((min(batch, n), n_hid, T))
         for start in range(0, n, batch):
             part = slice(start, min(start + batch, n))
-            r = policy.replay_kernel({"raster": raster[part]}, hidden_eligibility=False)  # none of them read
+            r = policy.replay_kernel({"raster": raster[part]}, learn=False)  # potentials and log-likelihoods
             action = record["action"][part] if "action" in record else None
             lam[part] = _posterior_lambdas(r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr, topo.pre_syn,
                                            topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel,

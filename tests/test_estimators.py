@@ -404,6 +404,51 @@ def test_proximal_rule_replays_posterior_through_its_targets(monkeypatch):
     assert len(seen) >= 8 and all(seen)  # 2 rollouts x 2 epochs x 2-4 minibatches
 
 
+def test_marginal_replay_through_targets_runs_the_forward_pass_only():
+    """The default's replay (output scored with its timing summed out, hidden neurons through
+    the estimator's targets) runs the kernel's forward pass only and lets the scorers write
+    every eligibility and log-likelihood: the same gradient and log-likelihoods, bit for bit,
+    as a learning replay whose entries they overwrite, call after call (nothing left over from
+    the previous minibatch)."""
+    from spikerl import SpikingAgent
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    pol = agent.policy
+    assert pol.output_score == "marginal"
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(96, 4)) * 0.5
+    agent.encoder.update(obs)
+    pol.set_theta(pol.theta + rng.normal(0.0, 0.5, pol.n_params) * pol.learnable)
+    records = []
+    for scale in (0.5, 2.0):  # two minibatches with different spikes
+        o = rng.normal(size=(48, 4)) * scale
+        rec = pol.record(pol.act(o, rng, keep_raster=True), agent.encoder.features_of(o))
+        rec.update(pol.estimator.targets(pol, rec, 48))
+        records.append(rec)
+    pol.set_theta(pol.theta + rng.normal(0.0, 0.2, pol.n_params) * pol.learnable)  # ratios != 1
+    M = rng.normal(size=(48, pol.topo.n_neurons))
+
+    def run():
+        out = []
+        for rec in records:
+            seen = []
+            grad, _ = pol.replay_gradient(rec, lambda r: seen.append(r.ll_neuron.copy()) or M)
+            out.append((grad, seen[0]))
+        return out
+
+    calls = []
+    forward = pol._replay_potentials
+    pol._replay_potentials = lambda rec: calls.append(1) or forward(rec)
+    fast = run()
+    assert len(calls) == 2  # the default's replay takes the forward-only path
+    pol._replay_potentials = lambda rec: pol.replay_kernel(rec, hidden_eligibility=False)  # the learning replay
+    slow = run()
+    for (g, ll), (g_ref, ll_ref) in zip(fast, slow):
+        np.testing.assert_array_equal(g, g_ref)
+        np.testing.assert_array_equal(ll, ll_ref)
+    assert np.any(fast[0][0] != fast[1][0]) and np.all(np.isfinite(fast[1][1]))
+
+
 def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
     """Acting to learn with the posterior estimator (the online rules) skips the kernel's hidden
     eligibilities, which the estimator rewrites: the same bits as forming them first."""
