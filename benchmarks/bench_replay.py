@@ -8,7 +8,8 @@ eligibilities, each neuron's modulator gating its synapses' eligibilities into t
 ``replay_gradient``), the replay that forms the eligibility rows in parameter order
 (``replay_record``), the kernel alone with eligibilities,
 with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
-8-env batch. The proximal rule replays every decision ``n_epochs`` times, so
+8-env batch. The default's replay is also timed part by part (the kernel's forward pass, the output
+scorer, the hidden estimator's errors from its targets). The proximal rule replays every decision ``n_epochs`` times, so
 ``n_epochs x replay`` (plus, for the posterior hidden estimator, its targets: one replay
 and the ``lambda`` of every hidden spike, once per rollout) bounds its training speed from above.
 """
@@ -63,8 +64,14 @@ def main():
         record.update(targets(pol, record, B))
         rows.append(("hidden targets, once a rollout", per_call(lambda: targets(pol, record, B), n) / B))
     M = np.random.default_rng(2).normal(size=(B, pol.topo.n_neurons))
-    rows += [("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B),
-            ("replay, eligibilities formed", per_call(lambda: pol.replay_record(record), n) / B),
+    rows.append(("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B))
+    if targets is not None and pol.output_score == "marginal":
+        # the default's replay, part by part: the forward pass, then the scorers that write every entry
+        r = pol._replay_potentials(record)
+        rows += [("  of which the forward pass", per_call(lambda: pol._replay_potentials(record), n) / B),
+                 ("  of which the output scorer", per_call(lambda: pol._score_marginal(r, record["action"], True), n) / B),
+                 ("  of which the hidden targets' errors", per_call(lambda: pol.estimator.rewrite(pol, r, record), n) / B)]
+    rows += [("replay, eligibilities formed", per_call(lambda: pol.replay_record(record), n) / B),
             ("kernel, eligibilities", per_call(kernel(True, True), n) / B),
             ("kernel, log-likelihoods only", per_call(kernel(False, True), n) / B),
             ("kernel, forward pass only", per_call(kernel(False, False), n) / B)]
@@ -73,8 +80,8 @@ def main():
     print(f"{'default' if not settings else settings} CartPole-v1 agent after {args.train} steps; {pol.topo.n_in} inputs, {pol.topo.n_hid} hidden, "
           f"{pol.topo.n_out} outputs, {pol.n_params} parameters; minibatch {B}; one thread")
     for name, sec in rows:
-        print(f"  {name:30s} {sec * 1e6:6.2f} us per decision")
-    print(f"  acting, 8 envs                 {acting * 1e6:6.1f} us per call ({acting / 8 * 1e6:.1f} us per env step)")
+        print(f"  {name:38s} {sec * 1e6:6.2f} us per decision")
+    print(f"  acting, 8 envs                         {acting * 1e6:6.1f} us per call ({acting / 8 * 1e6:.1f} us per env step)")
     rule = dict(rows)
     cap = 1.0 / (epochs * rule["replay and gate, as the rule"] + rule.get("hidden targets, once a rollout", 0.0))
     print(f"{epochs} replays per decision{' and the targets' if targets is not None else ''} bound training at {cap:,.0f} env-steps/s before acting, env and updates")
