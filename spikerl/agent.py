@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
+from ._blas import single_threaded_blas
 from .callbacks import BaseCallback, KeyValueLogger, make_callback
 from .coding import Encoder, check_finite, obs_array, obs_shape
 from .config import load_agent_file, load_env_file, resolve_hyperparameters
@@ -274,10 +275,11 @@ class PolicyGradientAgent:
         self._start_steps, self._target = self.num_timesteps, self.num_timesteps + int(total_timesteps)
         cb.init(self)
         cb.on_training_start()
-        while self.num_timesteps < self._target:
-            self._step()
-            if not cb.on_step():
-                break
+        with single_threaded_blas():  # the cores go to numba's threads (see spikerl._blas)
+            while self.num_timesteps < self._target:
+                self._step()
+                if not cb.on_step():
+                    break
         cb.on_training_end()
         return self
 

@@ -574,6 +574,28 @@ THREADED_MIN_BATCH = 32
 """Batches at least this large run on all of numba's threads (smaller ones: one thread)."""
 
 
+def _chunked(worker, n_chunks, B, args):
+    per = (B + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        worker(c * per, min(B, (c + 1) * per), *args)
+
+
+_chunked_threaded = njit_parallel(_chunked)
+
+
+def batched(worker, B: int, *args) -> None:
+    """``worker(lo, hi, *args)``, a compiled pass over batch elements ``lo..hi-1`` that writes
+    each element's results into ``args``' arrays, over ``0..B-1``: as the kernel, on all of
+    numba's threads in contiguous chunks when ``B >= THREADED_MIN_BATCH`` (the worker
+    allocates its scratch per call, so each chunk owns its own; elements are independent, so
+    the bits are those of one call), else in one call."""
+    threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
+    if threads > 1:
+        _chunked_threaded(worker, threads, B, args)
+    else:
+        worker(0, B, *args)
+
+
 _DECAY_CACHE: dict = {}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._numba import njit
 from .coding import Encoder
-from .engine import DECODERS, Workspace, _decide_validated
+from .engine import DECODERS, Workspace, _decide_validated, batched
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
 from .rules import (_action_scores, _marginal_scores, action_quadrature, gated_sum, kernel_eligibility,
@@ -223,10 +223,10 @@ class SpikingPolicy:
         gx, gw = self._quadrature
         topo = self.topo
         empty3 = np.zeros((0, 0, 0))
-        _marginal_scores(r.raster, r.potential, np.asarray(action, np.int64), topo.n_in + topo.n_hid, topo.pre_ptr,
-                         topo.pre_syn, topo.post, self.ff_kernel, gx, gw, r.ll_neuron, r.ll_out,
-                         r.ew if learn else empty3, r.ev if learn else empty3, r.eg if learn else np.zeros((0, 0)),
-                         learn)
+        batched(_marginal_scores, len(r.t_star), r.raster, r.potential, np.asarray(action, np.int64),
+                topo.n_in + topo.n_hid, topo.pre_ptr, topo.pre_syn, topo.post, self.ff_kernel, gx, gw, r.ll_neuron,
+                r.ll_out, r.ew if learn else empty3, r.ev if learn else empty3,
+                r.eg if learn else np.zeros((0, 0)), learn)
         r.action[:] = action  # the kernel's own is the uniform draw of a silent decision
 
     def _continue(self, r, p_in: np.ndarray, rng: np.random.Generator, learn: bool):

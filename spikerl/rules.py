@@ -61,7 +61,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ._numba import njit
-from .engine import _log_sigmoid, _softplus
+from .engine import _log_sigmoid, _softplus, batched
 from .optim import Adam
 
 
@@ -234,15 +234,15 @@ class PosteriorSpikes:
         if record is not None and "posterior.lam" in record:
             B, _, T = r.raster.shape
             werr, g = np.empty((B, topo.n_hid, T)), np.empty((B, topo.n_hid))
-            _marginal_terms(r.potential, r.t_star, topo.n_in, record["posterior.lam"], werr, g)
+            batched(_marginal_terms_range, B, r.potential, r.t_star, topo.n_in, record["posterior.lam"], werr, g)
             r.ll_neuron[:, topo.n_in : topo.n_in + topo.n_hid] = record["posterior.base"] + g
         else:
             p = policy.params
             werr = _posterior_errors(r.raster, r.potential, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr,
                                      topo.pre_syn, topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel,
                                      *timing_args(policy, r.action, len(r.t_star)))
-        _hidden_eligibilities_into(r.raster, werr, r.t_star, topo.n_in, topo.n_hid, topo.pre_ptr, topo.pre_syn,
-                                   topo.post, policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
+        batched(_hidden_eligibilities_into, len(r.t_star), r.raster, werr, r.t_star, topo.n_in, topo.n_hid,
+                topo.pre_ptr, topo.pre_syn, topo.post, policy.ff_kernel, policy.fb_kernel, r.ew, r.ev, r.eg)
 
     def eligibility(self, policy, r, elig: np.ndarray) -> np.ndarray:
         self.rewrite(policy, r)
@@ -276,11 +276,12 @@ class PosteriorSpikes:
             part = slice(start, min(start + batch, n))
             r = policy.replay_kernel({"raster": raster[part]}, learn=False)  # potentials and log-likelihoods
             action = record["action"][part] if "action" in record else None
-            lam[part] = _posterior_lambdas(r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr, topo.pre_syn,
-                                           topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel,
-                                           *timing_args(policy, action, len(r.t_star)))
-            g = np.empty((len(r.t_star), n_hid))
-            _marginal_terms(r.potential, r.t_star, n_in, lam[part], werr[: len(g)], g)
+            m = len(r.t_star)
+            batched(_posterior_lambdas_range, m, r.raster, r.potential, r.t_star, n_in, n_hid, topo.pre_ptr,
+                    topo.pre_syn, topo.post, p.w, p.v, policy.ff_kernel, policy.fb_kernel,
+                    *timing_args(policy, action, m), lam[part])
+            g = np.empty((m, n_hid))
+            batched(_marginal_terms_range, m, r.potential, r.t_star, n_in, lam[part], werr[:m], g)
             base[part] = r.ll_neuron[:, n_in : n_in + n_hid] - g
         return {"posterior.lam": lam, "posterior.base": base}
 
@@ -299,13 +300,14 @@ def _log_p(s, u):
 
 
 @njit
-def _hidden_eligibilities_into(raster, werr, t_star, n_in, n_hid, pre_ptr, pre_syn, post, a, b, ew, ev, eg):
+def _hidden_eligibilities_into(lo, hi, raster, werr, t_star, n_in, n_hid, pre_ptr, pre_syn, post, a, b, ew, ev, eg):
     """:func:`hidden_eligibility` into the kernel's arrays ``ew (B, S, K)``, ``ev (B, N, Kb)``,
     ``eg (B, N)``, event-driven as the kernel's own: each error filtered backwards by the
     kernel once (``F_{t'} = sum_d a(d) werr_{t'+1+d}``), then summed over the spike times of
     each pre-synaptic neuron (``sum_t werr_t xbar_t = sum_{t'} s_{t'} F_{t'}``). ``werr`` is 0 from
     ``t*`` on, and the kernel wrote only the synapses of neurons that spiked before ``t*``
-    (the rest are 0), so only those are rewritten."""
+    (the rest are 0), so only those are rewritten. Batch elements ``lo..hi-1`` (see
+    :func:`~spikerl.engine.batched`)."""
     B, N, T = raster.shape
     K, D = a.shape
     Kb, Db = b.shape
@@ -313,7 +315,7 @@ def _hidden_eligibilities_into(raster, werr, t_star, n_in, n_hid, pre_ptr, pre_s
     filt_a = np.zeros((T, n_hid, K))
     filt_b = np.zeros((T, n_hid, Kb))
     times = np.empty(T, np.int64)
-    for bi in range(B):
+    for bi in range(lo, hi):
         last = t_star[bi]
         for h in range(n_hid):
             acc = 0.0
@@ -400,15 +402,26 @@ def _posterior_errors(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, 
 @njit
 def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b, action, gx, gw,
                        marginal):
+    """:func:`_posterior_lambdas_range` of the whole batch, into a new array ``(B, n_hid, T)``."""
+    B, _, T = raster.shape
+    lam = np.zeros((B, n_hid, T))
+    _posterior_lambdas_range(0, B, raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b, action,
+                             gx, gw, marginal, lam)
+    return lam
+
+
+@njit
+def _posterior_lambdas_range(lo, hi, raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn, post, w, v, a, b,
+                             action, gx, gw, marginal, lam):
     """``lambda`` of every hidden spike variable ``(B, n_hid, T)`` (0 from ``t*`` on): the
     log-likelihood of the spikes it drives with the spike minus without (see :class:`PosteriorSpikes`).
     ``marginal`` (``output_score="marginal"``, a decision continued to ``T`` with its outputs
     silent): the outputs' part is the change of ``log P(action | h)`` (:func:`_timing_terms`)
-    instead of that of their observed spikes."""
+    instead of that of their observed spikes. Batch elements ``lo..hi-1`` into ``lam`` (their
+    rows zero beforehand; see :func:`~spikerl.engine.batched`)."""
     B, N, T = raster.shape
     out0 = n_in + n_hid
     n_out = N - out0
-    lam = np.zeros((B, n_hid, T))
     ll_obs = np.empty((N, T))  # log P of each observed spike, computed once per decision
     du_w, du_v = _flip_reach(pre_ptr, pre_syn, n_in, n_hid, w, v, a, b)
     first, D, Db = pre_ptr[n_in], a.shape[1], b.shape[1]
@@ -416,7 +429,7 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
     p, prod = np.empty(n_out), np.empty(gx.shape[0])
     log_j_base, log_j = np.empty(T + 1), np.empty(T + 1)
     log_s_base, log_s_flip = np.empty(T + 1), np.empty(T + 1)
-    for bi in range(B):
+    for bi in range(lo, hi):
         last = t_star[bi]
         for j in range(n_in, N):
             for tp in range(last + 1):
@@ -464,17 +477,23 @@ def _posterior_lambdas(raster, potential, t_star, n_in, n_hid, pre_ptr, pre_syn,
                     log_w += _log_p(raster[bi, i, tp], potential[bi, i, tp] + sign * du_v[i - n_in, tp - t - 1]) \
                         - ll_obs[i, tp]
                 lam[bi, i - n_in, t] = -log_w if s else log_w  # log P(. | spike) - log P(. | no spike)
-    return lam
 
 
 @njit
 def _marginal_terms(potential, t_star, n_in, lam, werr, g):
+    """:func:`_marginal_terms_range` of the whole batch."""
+    _marginal_terms_range(0, lam.shape[0], potential, t_star, n_in, lam, werr, g)
+
+
+@njit
+def _marginal_terms_range(lo, hi, potential, t_star, n_in, lam, werr, g):
     """For fixed ``lambda`` ``(B, n_hid, T)`` and the current potentials: the per-step errors
     ``werr = sigmoid(u + lambda) - sigmoid(u)`` (into ``werr``, 0 from ``t*`` on) and each hidden
     neuron's ``g = sum_{t < t*} softplus(u + lambda) - softplus(u)`` (into ``g`` ``(B, n_hid)``),
-    whose gradient in ``u_t`` is ``werr_t`` (see :meth:`PosteriorSpikes.targets`)."""
+    whose gradient in ``u_t`` is ``werr_t`` (see :meth:`PosteriorSpikes.targets`). Batch
+    elements ``lo..hi-1`` (see :func:`~spikerl.engine.batched`)."""
     B, n_hid, T = lam.shape
-    for bi in range(B):
+    for bi in range(lo, hi):
         for h in range(n_hid):
             acc = 0.0
             for t in range(T):
@@ -655,7 +674,7 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
 
 
 @njit
-def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a, gx, gw, ll_neuron, ll_out,
+def _marginal_scores(lo, hi, raster, potential, action, out0, pre_ptr, pre_syn, post, a, gx, gw, ll_neuron, ll_out,
                      ew, ev, eg, learn):
     r"""The output layer scored on the action with its timing summed out
     (``output_score="marginal"``), in place on the kernel result of a decision whose input and
@@ -674,7 +693,8 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
     errors times their pre-synaptic traces summed over ``t < T``, event-driven as the kernel's;
     the outputs' self-feedback eligibilities are 0 (no output spiked); ``log P(a | h)`` goes to
     ``ll_out`` and to the first output's column of ``ll_neuron`` (the others 0): the output
-    layer is one unit of a per-neuron ratio."""
+    layer is one unit of a per-neuron ratio. Batch elements ``lo..hi-1`` (see
+    :func:`~spikerl.engine.batched`)."""
     B, N, T = raster.shape
     n_out = N - out0
     K, D = a.shape
@@ -685,7 +705,7 @@ def _marginal_scores(raster, potential, action, out0, pre_ptr, pre_syn, post, a,
     prod = np.empty(gx.shape[0])
     filt = np.empty((T, n_out, K))
     times = np.empty(T, np.int64)
-    for bi in range(B):
+    for bi in range(lo, hi):
         act = action[bi]
         log_p = _timing_terms(potential[bi, out0:, :], act, gx, gw, p, log_j, dq, prod, learn)
         ll_out[bi] = log_p

@@ -350,3 +350,35 @@ def test_old_bias_names_are_deprecated_and_mapped(tmp_path):
         warnings.simplefilter("error", DeprecationWarning)
         loaded = SpikingAgent.load(old)
     assert loaded.config.bias_hidden == -1.0 and loaded.config.bias_out == -2.0
+
+
+def test_learn_keeps_openblas_to_one_thread_and_restores_it():
+    """While an agent trains, numpy's OpenBLAS runs on one thread (its spinning threads would
+    take the cores numba's threads use); its own count is back afterwards, also after an error."""
+    import sys
+
+    from spikerl._blas import openblas_controls
+    from spikerl.callbacks import BaseCallback
+
+    controls = openblas_controls()
+    if sys.platform == "linux":
+        assert controls  # numpy's wheels bundle OpenBLAS
+    for setter, _ in controls:
+        setter(2)
+    before = [getter() for _, getter in controls]
+    seen = []
+
+    class Spy(BaseCallback):
+        def on_step(self):
+            seen.append([getter() for _, getter in controls])
+            if len(seen) == 3:
+                raise RuntimeError("stop")
+            return True
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    with pytest.raises(RuntimeError, match="stop"):
+        agent.learn(100, callback=Spy())
+    assert seen and all(counts == [1] * len(controls) for counts in seen)
+    assert [getter() for _, getter in controls] == before
+    agent.learn(10)
+    assert [getter() for _, getter in controls] == before

@@ -301,6 +301,28 @@ def test_threaded_kernel_gives_the_same_bits_as_serial(monkeypatch):
         assert np.array_equal(getattr(threaded, field), getattr(serial, field)), field
 
 
+def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
+    """The learning rule's compiled passes (the hidden targets, their errors and eligibilities,
+    the output layer's marginal scores) run over the batch in chunks on numba's threads
+    (``engine.batched``), as the kernel does: split into three chunks at every batch size,
+    the default agent trains to the same parameters, bit for bit, as in one call each."""
+    import spikerl.engine as engine
+    from spikerl import SpikingAgent
+
+    calls = []
+    threaded = engine._chunked_threaded
+    monkeypatch.setattr(engine, "_chunked_threaded", lambda *a: calls.append(a[0].__name__) or threaded(*a))
+    monkeypatch.setattr(engine, "get_num_threads", lambda: 1)
+    serial = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
+    assert not calls  # one thread: single calls
+    monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 1)
+    monkeypatch.setattr(engine, "get_num_threads", lambda: 3)
+    chunked = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
+    assert {"_posterior_lambdas_range", "_marginal_terms_range", "_hidden_eligibilities_into",
+            "_marginal_scores"} <= set(calls)
+    np.testing.assert_array_equal(chunked, serial)
+
+
 def test_workspace_reuse_equals_fresh_buffers():
     """A reused workspace must read exactly like fresh buffers, also when a later decision
     stops earlier than the one before it in the same slot."""
