@@ -3,7 +3,8 @@ with default settings, measured in the same process, one after the other.
 
     python benchmarks/bench_agent_speed.py [--steps 50000] [--compare hidden_rule=joint]
 
-Prints env-steps/s for training (same number of envs: 8) and for the spiking agent's loop
+Prints env-steps/s for training, both agents on one thread (same number of envs: 8), then
+both on every core as their libraries run by default (numba's threads, torch's), and for the spiking agent's loop
 without its updates (acting, environments and bookkeeping: the ceiling of any rule), single-observation ``predict``
 latency (the compiled one-observation path, and the batched path it replaced, in the same
 run), and per decision: spikes and synaptic operations (spiking) vs MACs (PPO).
@@ -41,6 +42,7 @@ def main():
         if not sep:
             ap.error(f"--compare needs KEY=VALUE, got {item!r}")
         variant[key] = yaml.safe_load(value)
+    import numba
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -51,6 +53,7 @@ def main():
     from spikerl.hyperparams import SpikingConfig
 
     torch.set_num_threads(1)
+    numba.set_num_threads(1)  # one core each, the comparison the issue names (every core: below)
     _, af, _ = load_agent_file("fts-snn")
     ef, _ = load_env_file("CartPole-v1")
     hp = resolve_hyperparameters(af, ef, {})
@@ -85,6 +88,17 @@ def main():
     ppo, ppo_sps = ppo_speed(1)  # "PPO with default settings": one env, as PPO("MlpPolicy", "CartPole-v1")
     _, ppo8_sps = ppo_speed(hp["n_envs"])
 
+    # every core, as each library runs by default: numba's threads for the spiking agent's
+    # batched passes, torch's for PPO (the one-core figures above are the comparison the issue names)
+    cores = numba.config.NUMBA_NUM_THREADS
+    if cores > 1:
+        numba.set_num_threads(cores)
+        torch.set_num_threads(cores)
+        snn_all_sps = train_speed(**hp)[1]
+        ppo_all_sps = ppo_speed(1)[1]
+        numba.set_num_threads(1)
+        torch.set_num_threads(1)
+
     obs = np.array([0.01, -0.02, 0.03, 0.01], np.float32)
     lat = {}
     for name, model in (("spiking", snn), ("ppo", ppo)):
@@ -114,6 +128,9 @@ def main():
         name = ", ".join(f"{k}={v}" for k, v in variant.items())
         print(f"                       spiking, {name} {variant_sps:9.0f}   ratio to PPO default {variant_sps / ppo_sps:6.1f}x"
               f"   the default's speed / this one's {snn_sps / variant_sps:5.2f}")
+    if cores > 1:
+        print(f"                       every core ({cores} threads): spiking {snn_all_sps:9.0f}   PPO default (1 env) "
+              f"{ppo_all_sps:9.0f}   ratio {snn_all_sps / ppo_all_sps:6.1f}x")
     print(f"collection alone       spiking, no updates {collect_sps:9.0f}   ratio to PPO default {collect_sps / ppo_sps:6.1f}x "
           f"(training spends {1 - snn_sps / collect_sps:.0%} of its time in updates)")
     updates_us = 1e6 * (1 / snn_sps - 1 / collect_sps)  # per env step
