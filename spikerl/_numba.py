@@ -22,7 +22,8 @@ JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 
 # numba's OpenMP threads (the kernel and the rule's compiled passes on batches, see
 # engine.batched) wait for work asleep, not spinning, unless the user chose otherwise: the
-# runtime reads this once, at numba's first threaded call. Spinning won ~20% on an idle
+# runtime reads this once, at numba's first threaded call (an OpenMP runtime another library
+# starts later in the process, such as torch's, reads it too). Spinning won ~20% on an idle
 # machine and lost 4x when other processes held the cores (the default CartPole agent, 2
 # cores: 2,330-2,629 vs 1,802-1,966 env-steps/s idle, 435 vs 1,613 beside two training jobs).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
