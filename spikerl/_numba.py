@@ -19,14 +19,6 @@ from pathlib import Path
 import numba
 
 JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True)
-
-# numba's OpenMP threads (the kernel and the rule's compiled passes on batches, see
-# engine.batched) wait for work asleep, not spinning, unless the user chose otherwise: the
-# runtime reads this once, at numba's first threaded call (an OpenMP runtime another library
-# starts later in the process, such as torch's, reads it too). Spinning won ~20% on an idle
-# machine and lost 4x when other processes held the cores (the default CartPole agent, 2
-# cores: 2,330-2,629 vs 1,802-1,966 env-steps/s idle, 435 vs 1,613 beside two training jobs).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _STAMP = "spikerl-sources.sha256"
 
 
@@ -70,10 +62,3 @@ def njit_inline(fn):
     overhead, no reference counting of its array arguments)."""
     return numba.jit(inline="always", **JIT_FLAGS)(fn)
 
-
-def njit_parallel(fn):
-    """Compile ``fn`` with the project's flags and ``parallel=True`` (``prange`` on threads).
-
-    Not cached: numba's on-disk cache keys a function by its name and file, so a parallel
-    and a serial compilation of the same function would overwrite each other's entries."""
-    return numba.jit(parallel=True, **{**JIT_FLAGS, "cache": False})(fn)

@@ -46,13 +46,13 @@ Random numbers are drawn outside the kernel from an explicit ``numpy.random.Gene
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+from numba import get_num_threads
 
-from numba import get_num_threads, prange
-
-from ._numba import njit, njit_inline, njit_parallel
+from ._numba import njit, njit_inline
 from .kernels import check_bank
 from .network import GLMParams, Topology, check_param_arrays
 
@@ -549,51 +549,48 @@ def presynaptic_order_into(post, pre_syn, w, a, qpost, wq):
         wq[q] = w[pre_syn[q], 0] * a[0, 0]
 
 
-def _run_batch(p_in, rand, tie, clamp, use_clamp, deterministic, median_out, regular, decoder, learn, score, causal,
-               hidden, n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
-               raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg, n_chunks):
-    """Batch elements in ``n_chunks`` contiguous chunks; each chunk owns its scratch buffers,
-    so chunks can run on separate threads. (Plain arguments at the Python boundary: numba
-    unboxes arrays faster than named tuples of them; they are grouped here, once per call.)"""
-    B = raster.shape[0]
+@njit
+def _kernel(lo, hi, p_in, rand, tie, clamp, use_clamp, deterministic, median_out, regular, decoder, learn, score,
+            causal, hidden, n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay,
+            raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg):
+    """Batch elements ``lo..hi-1``; the scratch buffers are the call's own, so calls on
+    disjoint ranges can run on separate threads (:func:`batched`). (Plain arguments at the
+    Python boundary: numba unboxes arrays faster than named tuples of them; they are grouped
+    here, once per call.)"""
     qpost, wq = _presynaptic_order(post, pre_syn, w, a)
     d = Drive(p_in, rand, tie, clamp, use_clamp)
     m = Mode(deterministic, median_out, regular, decoder, learn, score or learn, causal, hidden)
     net = Net(n_in, n_hid, n_out, pre_ptr, pre_syn, qpost, wq, w, v, bias, a, b, ff_decay, fb_decay)
     out = Out(raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg)
-    per = (B + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        _decide_range(c * per, min(B, (c + 1) * per), d, m, net, out)
+    _decide_range(lo, hi, d, m, net, out)
 
 
-# Batch elements are independent and every random number is drawn before the call, so the
-# threaded kernel returns the same bits as the serial one, whatever the thread count.
-_kernel = njit(_run_batch)
-_kernel_threaded = njit_parallel(_run_batch)
 THREADED_MIN_BATCH = 32
-"""Batches at least this large run on all of numba's threads (smaller ones: one thread)."""
+"""Batches at least this large run on numba's thread count (smaller ones: one thread)."""
 
-
-def _chunked(worker, n_chunks, B, args):
-    per = (B + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        worker(c * per, min(B, (c + 1) * per), *args)
-
-
-_chunked_threaded = njit_parallel(_chunked)
+_pools: dict = {}
 
 
 def batched(worker, B: int, *args) -> None:
-    """``worker(lo, hi, *args)``, a compiled pass over batch elements ``lo..hi-1`` that writes
-    each element's results into ``args``' arrays, over ``0..B-1``: as the kernel, on all of
-    numba's threads in contiguous chunks when ``B >= THREADED_MIN_BATCH`` (the worker
-    allocates its scratch per call, so each chunk owns its own; elements are independent, so
-    the bits are those of one call), else in one call."""
+    """``worker(lo, hi, *args)``, a compiled pass (``nogil``) over batch elements ``lo..hi-1``
+    that writes each element's results into ``args``' arrays, over ``0..B-1``: when ``B >=
+    THREADED_MIN_BATCH``, in ``numba.get_num_threads()`` contiguous chunks on as many Python
+    threads (each call allocates its own scratch and releases the GIL; elements are
+    independent and every random number is drawn before, so the bits are those of one call,
+    whatever the thread count), else in one call. No OpenMP: waiting threads sleep, so a
+    machine whose cores other processes hold loses no more than their share."""
     threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
-    if threads > 1:
-        _chunked_threaded(worker, threads, B, args)
-    else:
+    if threads <= 1:
         worker(0, B, *args)
+        return
+    pool = _pools.get(threads)
+    if pool is None:
+        pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="spikerl")
+    per = (B + threads - 1) // threads
+    jobs = [pool.submit(worker, lo, min(B, lo + per), *args) for lo in range(per, B, per)]
+    worker(0, min(B, per), *args)  # the first chunk on this thread
+    for job in jobs:
+        job.result()
 
 
 _DECAY_CACHE: dict = {}
@@ -770,14 +767,13 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
             tie = rng.random(out=buf["tie"])
     clamp_arr, use_clamp = (_NO_CLAMP, False) if clamp is None else (clamp, True)
     mode = DETERMINISTIC[deterministic]
-    threads = get_num_threads() if B >= THREADED_MIN_BATCH else 1
-    (_kernel_threaded if threads > 1 else _kernel)(
-        p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder], bool(learn),
+    batched(
+        _kernel, B, p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder], bool(learn),
         bool(score), bool(causal), bool(hidden_eligibility),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
         buf["raster"], buf["potential"], buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"],
-        buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"], buf["eg"], threads,
+        buf["sops"], buf["ll_out"], buf["ll_neuron"], buf["ew"], buf["ev"], buf["eg"],
     )
     out = Decisions(buf["action"], buf["t_star"], buf["no_spike"], buf["spikes"], buf["sops"], buf["ll_out"],
                     buf["ll_neuron"], buf["raster"].transpose(0, 2, 1), buf["potential"].transpose(0, 2, 1), *((buf["ew"], buf["ev"], buf["eg"]) if learn else (None, None, None)))

@@ -294,6 +294,7 @@ def test_threaded_kernel_gives_the_same_bits_as_serial(monkeypatch):
     p_in = rng.random((70, 4, 10))
     U, tie = rng.random((70, topo.n_neurons, 10)), rng.random(70)
     monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 1)
+    monkeypatch.setattr(engine, "get_num_threads", lambda: 3)  # three chunks, whatever the machine
     threaded = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True)
     monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 10**9)
     serial = decide(topo, params, a, b, p_in, uniforms=U, tie=tie, learn=True)
@@ -302,23 +303,30 @@ def test_threaded_kernel_gives_the_same_bits_as_serial(monkeypatch):
 
 
 def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
-    """The learning rule's compiled passes (the hidden targets, their errors and eligibilities,
-    the output layer's marginal scores) run over the batch in chunks on numba's threads
-    (``engine.batched``), as the kernel does: split into three chunks at every batch size,
-    the default agent trains to the same parameters, bit for bit, as in one call each."""
+    """The kernel and the learning rule's compiled passes (the hidden targets, their errors and
+    eligibilities, the output layer's marginal scores) run over a batch in chunks on threads
+    (``engine.batched``): split into three chunks at every batch size, the default agent
+    trains to the same parameters, bit for bit, as in one call each."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import spikerl.engine as engine
     from spikerl import SpikingAgent
 
     calls = []
-    threaded = engine._chunked_threaded
-    monkeypatch.setattr(engine, "_chunked_threaded", lambda *a: calls.append(a[0].__name__) or threaded(*a))
+
+    class Spy(ThreadPoolExecutor):
+        def submit(self, fn, *args):
+            calls.append(fn.__name__)
+            return super().submit(fn, *args)
+
+    monkeypatch.setattr(engine, "_pools", {3: Spy(3)})
     monkeypatch.setattr(engine, "get_num_threads", lambda: 1)
     serial = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
     assert not calls  # one thread: single calls
     monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 1)
     monkeypatch.setattr(engine, "get_num_threads", lambda: 3)
     chunked = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
-    assert {"_posterior_lambdas_range", "_marginal_terms_range", "_hidden_eligibilities_into",
+    assert {"_kernel", "_posterior_lambdas_range", "_marginal_terms_range", "_hidden_eligibilities_into",
             "_marginal_scores"} <= set(calls)
     np.testing.assert_array_equal(chunked, serial)
 
