@@ -46,6 +46,7 @@ Random numbers are drawn outside the kernel from an explicit ``numpy.random.Gene
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -583,9 +584,10 @@ def batched(worker, B: int, *args) -> None:
     if threads <= 1:
         worker(0, B, *args)
         return
-    pool = _pools.get(threads)
+    key = (os.getpid(), threads)  # a forked child inherits the pool but not its threads
+    pool = _pools.get(key)
     if pool is None:
-        pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="spikerl")
+        pool = _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="spikerl")
     per = (B + threads - 1) // threads
     jobs = [pool.submit(worker, lo, min(B, lo + per), *args) for lo in range(per, B, per)]
     worker(0, min(B, per), *args)  # the first chunk on this thread

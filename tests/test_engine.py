@@ -307,6 +307,7 @@ def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
     eligibilities, the output layer's marginal scores) run over a batch in chunks on threads
     (``engine.batched``): split into three chunks at every batch size, the default agent
     trains to the same parameters, bit for bit, as in one call each."""
+    import os
     from concurrent.futures import ThreadPoolExecutor
 
     import spikerl.engine as engine
@@ -319,7 +320,7 @@ def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
             calls.append(fn.__name__)
             return super().submit(fn, *args)
 
-    monkeypatch.setattr(engine, "_pools", {3: Spy(3)})
+    monkeypatch.setattr(engine, "_pools", {(os.getpid(), 3): Spy(3)})
     monkeypatch.setattr(engine, "get_num_threads", lambda: 1)
     serial = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
     assert not calls  # one thread: single calls
@@ -329,6 +330,36 @@ def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
     assert {"_kernel", "_posterior_lambdas_range", "_marginal_terms_range", "_hidden_eligibilities_into",
             "_marginal_scores"} <= set(calls)
     np.testing.assert_array_equal(chunked, serial)
+
+
+def _decide_in_child(queue):
+    import spikerl.engine as engine
+
+    engine.get_num_threads = lambda: 2
+    topo, params, a, b, rng = _net(4, 6, 3, seed=9, recursive=True, recurrent=True)
+    queue.put(decide(topo, params, a, b, rng.random((64, 4, 10)), rng=rng).action.sum())
+
+
+def test_threaded_batches_work_in_a_forked_child(monkeypatch):
+    """A child forked after a threaded call inherits the thread pool without its threads: it
+    makes its own, where the inherited one would leave its chunks waiting forever."""
+    import multiprocessing as mp
+
+    import spikerl.engine as engine
+
+    monkeypatch.setattr(engine, "get_num_threads", lambda: 2)
+    topo, params, a, b, rng = _net(4, 6, 3, seed=9, recursive=True, recurrent=True)
+    decide(topo, params, a, b, rng.random((64, 4, 10)), rng=rng)  # the parent's pool, started
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_decide_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) >= 0
 
 
 def test_workspace_reuse_equals_fresh_buffers():
