@@ -31,8 +31,9 @@ def openblas_controls() -> list:
     if _controls is None:
         _controls = []
         try:
-            with open("/proc/self/maps") as f:
-                paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
+            with open("/proc/self/maps") as f:  # address perms offset dev inode path (which may hold spaces)
+                fields = [line.rstrip("\n").split(maxsplit=5) for line in f]
+            paths = sorted({x[5] for x in fields if len(x) == 6 and x[5].startswith("/") and "openblas" in x[5].lower()})
         except OSError:
             paths = []
         for path in paths:
