@@ -33,7 +33,8 @@ def openblas_controls() -> list:
         try:
             with open("/proc/self/maps") as f:  # address perms offset dev inode path (which may hold spaces)
                 fields = [line.rstrip("\n").split(maxsplit=5) for line in f]
-            paths = sorted({x[5] for x in fields if len(x) == 6 and x[5].startswith("/") and "openblas" in x[5].lower()})
+            paths = sorted({x[5] for x in fields
+                            if len(x) == 6 and x[5].startswith("/") and "openblas" in x[5].lower()})
         except OSError:
             paths = []
         for path in paths:

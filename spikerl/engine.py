@@ -770,7 +770,8 @@ def _decide_validated(topo, params, a, b, p_in, rng, uniforms=None, tie=None, de
     clamp_arr, use_clamp = (_NO_CLAMP, False) if clamp is None else (clamp, True)
     mode = DETERMINISTIC[deterministic]
     batched(
-        _kernel, B, p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder], bool(learn),
+        _kernel, B, p_in, uniforms, tie, clamp_arr, use_clamp, mode > 0, mode == 2, mode == 3, DECODERS[decoder],
+        bool(learn),
         bool(score), bool(causal), bool(hidden_eligibility),
         topo.n_in, topo.n_hid, topo.n_out, topo.pre_ptr, topo.pre_syn, topo.post,
         params.w, params.v, params.bias, a, b, geometric_decay(a, T), geometric_decay(b, T),
