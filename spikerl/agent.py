@@ -33,7 +33,8 @@ from .fastpath import SinglePredictor
 from .hyperparams import AgentConfig, SpikingConfig, upgrade_keys
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy, decision_summary
-from .rules import ActorCriticRule, Critic, LearningSignal, MonteCarloRule, PosteriorSpikes, ProximalRule, Transition
+from .rules import (ActorCriticRule, Critic, LearningSignal, MLPCritic, MonteCarloRule, PosteriorSpikes, ProximalRule,
+                    Transition)
 from .serialization import describe_space, load_agent, save_agent
 from .vec_env import SB3VecEnv, is_sb3_vec_env, venv_chain
 
@@ -134,8 +135,15 @@ class PolicyGradientAgent:
         # one-hot features are already a complete (tabular) basis: random features would only
         # spread values between states (and the optimism of unvisited states with them)
         tabular = self.encoder.features in ("onehot", "tile")
-        self.critic = Critic(self.encoder.n_inputs, c.critic_lr, n_random=0 if tabular else c.critic_features,
-                             scale=c.critic_scale, seed=seed)
+        if c.critic == "mlp":
+            if not self.encoder.decodes:
+                raise ValueError(f"critic='mlp' reads the normalized observation, which the {self.encoder.features} "
+                                 f"features of observation space {obs_space} do not give back (use critic='features')")
+            self.critic = MLPCritic(self.encoder.obs_dim, 0.001 if c.critic_lr is None else c.critic_lr,
+                                    hidden=c.critic_hidden, decode=self.encoder.decode, seed=seed)
+        else:
+            self.critic = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
+                                 n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)
         self.num_timesteps = 0
         self.n_episodes = 0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)

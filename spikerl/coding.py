@@ -205,6 +205,10 @@ class NormalizedFeatures(BoxFeatures):
         low, high = self.bounds()
         return (np.minimum(np.maximum(x, low), high) - low) / (high - low)
 
+    def decode(self, features: np.ndarray) -> np.ndarray:
+        """The normalized observation ``(B, obs_dim)`` in ``[0, 1]`` (the features themselves)."""
+        return features
+
 
 class PopulationFeatures(BoxFeatures):
     """``n_fields`` Gaussian receptive fields per dimension over the bounds:
@@ -227,6 +231,12 @@ class PopulationFeatures(BoxFeatures):
         x = self.flat(obs)
         low, high = self.bounds()
         return _gaussian_fields(x, low, high, self.centres, self.inv_width, np.empty((x.shape[0], self.n_inputs)))
+
+    def decode(self, features: np.ndarray) -> np.ndarray:
+        """Each dimension's population vector ``(B, obs_dim)``: the fields' centres weighted by
+        their activity, a smooth monotone read-out of the normalized value in ``[0, 1]``."""
+        f = features.reshape(features.shape[0], self.obs_dim, self.n_fields)
+        return (f * self.centres).sum(2) / np.maximum(f.sum(2), 1e-9)
 
 
 class _DiscreteFeatures:
@@ -467,6 +477,20 @@ class Encoder:
     def features_of(self, obs) -> np.ndarray:
         """Feature values in ``[0, 1]``, ``(B, n_inputs)``."""
         return self.feature_map(obs_array(self.space, obs))
+
+    @property
+    def decodes(self) -> bool:
+        """Whether :meth:`decode` can read the normalized observation back from the features
+        (the Box feature maps: normalized, population)."""
+        return hasattr(self.feature_map, "decode")
+
+    def decode(self, features: np.ndarray) -> np.ndarray:
+        """The normalized observation ``(B, obs_dim)`` in ``[0, 1]`` read back from the features
+        ``(B, n_inputs)`` (Box feature maps only, see :attr:`decodes`)."""
+        if not self.decodes:
+            raise ValueError(f"the {self.features} features of a {type(self.space).__name__} observation space "
+                             f"cannot be decoded into a normalized observation")
+        return self.feature_map.decode(features)
 
     def __call__(self, obs) -> np.ndarray:
         """Input spike probabilities ``(B, n_inputs, T)``."""

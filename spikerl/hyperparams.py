@@ -78,8 +78,8 @@ class AgentConfig:
     """lambda of the lambda-return: GAE (proximal) or the trace decay (td)."""
     learning_rate: float = 0.01
     """Actor step size (Adam)."""
-    critic_lr: float = 0.01
-    """Critic step size (Adam)."""
+    critic_lr: float | None = None
+    """Critic step size (Adam); None: 0.01 for the linear critic, 0.001 for the mlp critic."""
     lr_schedule: str = "linear"
     """linear (decays to 0 at the end of each ``learn`` call, as SB3's schedules follow its
     progress) or constant."""
@@ -106,6 +106,14 @@ class AgentConfig:
     """Standardise the reward factor within a batch (proximal, mc)."""
     control_variate: bool = False
     """Per-parameter optimal baselines (mc)."""
+    critic: str = "features"
+    """What the critic (the baseline of the reward factor) is: features (linear in the
+    encoder's features and ``critic_features`` random Fourier features of them; learnt by a
+    local rule, what the on-chip ``td`` rule runs) or mlp (a perceptron with two tanh layers of
+    ``critic_hidden`` units on the normalized observation, read back from the features;
+    backpropagation, off the chip: proximal and mc only, Box observations only)."""
+    critic_hidden: int = 64
+    """Units in each of the mlp critic's two layers."""
     critic_features: int = 256
     """Random Fourier features of the encoder features in the critic (0: linear critic). Box
     observations only: one-hot and tile features are a complete basis, and their critic is
@@ -124,7 +132,8 @@ class AgentConfig:
     def validate(self):
         checks = {
             "T": self.T >= 1, "n_envs": self.n_envs >= 1,
-            "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr > 0,
+            "learning_rate": self.learning_rate > 0, "critic_lr": self.critic_lr is None or self.critic_lr > 0,
+            "critic_hidden": self.critic_hidden >= 1,
             "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
             "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
             "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
@@ -134,9 +143,13 @@ class AgentConfig:
         }
         choices = {
             "reward_factor": ("proximal", "mc", "td"), "ratio": ("joint", "output", "neuron"),
-            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"),
+            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp"),
         }
-        return _check(self, checks, choices)
+        _check(self, checks, choices)
+        if self.critic == "mlp" and self.reward_factor == "td":
+            raise ValueError("invalid hyperparameter critic='mlp': the online td rule learns its critic by a local "
+                             "trace rule, which needs critic='features' (the mlp critic serves proximal and mc)")
+        return self
 
 
 def _check(config, checks: dict, choices: dict):

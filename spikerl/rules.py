@@ -52,7 +52,8 @@ decisions it acts with must carry their eligibilities).
 
 The critic is linear in ``[f, cos(W f + b), 1]``: the encoder's features ``f`` and fixed
 random Fourier features of them (conjunctions the population code alone cannot express),
-learnt by the same kind of local rule.
+learnt by the same kind of local rule; or (``critic="mlp"``, batched rules only) a small
+perceptron of the normalized observation (:class:`MLPCritic`).
 """
 from __future__ import annotations
 
@@ -89,9 +90,72 @@ class Critic:
     def step(self, grad: np.ndarray) -> None:
         self.c = self.opt.step(self.c, grad, self.lr)
 
+    def predict(self, phi: np.ndarray) -> np.ndarray:
+        """Values of precomputed features ``phi`` (rows of :meth:`augment`)."""
+        return phi @ self.c
+
     def regress(self, phi: np.ndarray, target: np.ndarray) -> None:
         """One step of least squares towards ``target`` on precomputed features ``phi``."""
         self.step(((target - phi @ self.c)[:, None] * phi).mean(0))
+
+
+class MLPCritic:
+    """``V(s)``: a perceptron with two tanh layers of ``hidden`` units on the normalized
+    observation ``z`` (read back from the encoder's features by ``decode``, fed as ``2 z - 1``),
+    trained by minibatch least squares with Adam (backpropagation: the batched rules' critic
+    off the chip; the on-chip ``td`` rule keeps the linear :class:`Critic`).
+
+    Its parameters are one flat vector ``c`` (``W1, b1, W2, b2, w3, b3``), as the linear
+    critic's are, so files and the optimiser's state treat both alike."""
+
+    def __init__(self, n_in: int, lr: float, *, hidden: int = 64, decode=None, seed: int | None = None):
+        rng = np.random.default_rng(None if seed is None else seed + 7_919)
+        self.n_in, self.hidden, self.lr = int(n_in), int(hidden), lr
+        self.decode = decode if decode is not None else (lambda f: f)
+        h = self.hidden
+        self._shapes = [(self.n_in, h), (h,), (h, h), (h,), (h,), (1,)]
+        self.c = np.concatenate([rng.standard_normal(self.n_in * h) / np.sqrt(self.n_in), np.zeros(h),
+                                 rng.standard_normal(h * h) / np.sqrt(h), np.zeros(h),
+                                 0.01 * rng.standard_normal(h) / np.sqrt(h), np.zeros(1)])
+        self.opt = Adam(self.c.size)
+
+    def _unpack(self, theta: np.ndarray) -> list[np.ndarray]:
+        out, i = [], 0
+        for shape in self._shapes:
+            n = int(np.prod(shape))
+            out.append(theta[i : i + n].reshape(shape))
+            i += n
+        return out
+
+    def augment(self, features: np.ndarray) -> np.ndarray:
+        """The network's input ``2 z - 1`` of encoder features ``(B, n_features)``."""
+        return 2.0 * self.decode(features) - 1.0
+
+    def _forward(self, x: np.ndarray):
+        W1, b1, W2, b2, w3, b3 = self._unpack(self.c)
+        h1 = np.tanh(x @ W1 + b1)
+        h2 = np.tanh(h1 @ W2 + b2)
+        return h1, h2, h2 @ w3 + b3[0]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Values of precomputed inputs ``x`` (rows of :meth:`augment`)."""
+        return self._forward(x)[2]
+
+    def value(self, features: np.ndarray) -> np.ndarray:
+        return self.predict(self.augment(features))
+
+    def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Gradient of ``-mean((V(x) - target)^2) / 2`` with respect to ``c`` (ascent direction)."""
+        W1, b1, W2, b2, w3, b3 = self._unpack(self.c)
+        h1, h2, y = self._forward(x)
+        g = (target - y) / x.shape[0]  # d(-loss)/dy
+        d2 = np.outer(g, w3) * (1.0 - h2 * h2)
+        d1 = (d2 @ W2.T) * (1.0 - h1 * h1)
+        return np.concatenate([(x.T @ d1).ravel(), d1.sum(0), (h1.T @ d2).ravel(), d2.sum(0), h2.T @ g, [g.sum()]])
+
+    def regress(self, x: np.ndarray, target: np.ndarray) -> None:
+        """One Adam step of least squares towards ``target`` on precomputed inputs ``x``."""
+        self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
 
 
 # -- hidden-neuron estimators ---------------------------------------------------------------
@@ -1015,7 +1079,7 @@ class ProximalRule:
         buf = self.buffer
         features = buf.data["features"]
         phi = self.critic.augment(features.reshape(-1, features.shape[-1])).reshape(*features.shape[:2], -1)
-        values = phi @ self.critic.c
+        values = self.critic.predict(phi)
         adv = buf.advantages(values, last_values)
         returns = adv + values
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
@@ -1058,7 +1122,7 @@ class ProximalRule:
         var = float(np.var(returns))
         self.stats = {"clip_fraction": float(np.mean(clipped)) if clipped else 0.0,
                       "approx_kl": float(np.mean(kls)) if kls else 0.0, "n_epochs": epochs,
-                      "value_loss": float(np.mean((returns - phi @ self.critic.c) ** 2)),
+                      "value_loss": float(np.mean((returns - self.critic.predict(phi)) ** 2)),
                       # SB3's: how much of the returns' variance the critic explained before this round
                       # (returns - values before the round are the advantages)
                       "explained_variance": 1.0 - float(np.var(adv)) / var if var > 0 else float("nan")}

@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .hyperparams import upgrade_keys
+from .rules import Critic
 from .registry import AGENT_CLASSES, agent_class
 
 FORMAT = "spikerl-agent"
@@ -145,7 +146,9 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
         "training_state": bool(training_state),
         "predict_rng": _rng_state(agent.predict_rng),
     }
-    arrays = {**p.state_arrays(), "critic": agent.critic.c, "critic_W": agent.critic.W, "critic_b": agent.critic.b}
+    arrays = {**p.state_arrays(), "critic": agent.critic.c}
+    if isinstance(agent.critic, Critic):  # its fixed random projection (the mlp critic's weights are all in c)
+        arrays.update(critic_W=agent.critic.W, critic_b=agent.critic.b)
     for k, v in agent.encoder.state_dict().items():
         arrays[f"encoder.{k}"] = v
     if training_state:
