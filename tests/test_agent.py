@@ -81,6 +81,17 @@ def test_invalid_hyperparameters_are_named(bad):
         SpikingAgent("CartPole-v1", **bad)
 
 
+def test_mlp_critic_refuses_what_it_cannot_serve():
+    """critic='mlp' names itself with the online td rule (a trace rule needs the linear critic)
+    and with observations it cannot read back (one-hot features of a Discrete space)."""
+    with pytest.raises(ValueError, match="critic='mlp'.*td rule"):
+        SpikingAgent("CartPole-v1", critic="mlp", reward_factor="td")
+    with pytest.raises(ValueError, match="critic='mlp'.*onehot features of observation space Discrete"):
+        SpikingAgent("FrozenLake-v1", critic="mlp")
+    with pytest.raises(ValueError, match="critic='neural'"):
+        SpikingAgent("CartPole-v1", critic="neural")
+
+
 def test_unknown_hyperparameter_is_named():
     with pytest.raises(ValueError, match="learning_rat"):
         SpikingAgent("CartPole-v1", learning_rat=0.1)

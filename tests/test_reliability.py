@@ -113,10 +113,12 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_file(tmp_path):
     assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-")} == {"ckpt.spk"}
 
 
-@pytest.mark.parametrize("reward_factor,hidden_rule", [("proximal", "joint"), ("mc", "joint"), ("td", "joint"),
-                                                       ("proximal", "posterior")])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule):
-    kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, hidden_rule=hidden_rule, **CARTPOLE)
+@pytest.mark.parametrize("reward_factor,hidden_rule,critic", [("proximal", "joint", "features"), ("mc", "joint", "features"),
+                                                              ("td", "joint", "features"),
+                                                              ("proximal", "posterior", "features"),
+                                                              ("proximal", "posterior", "mlp"), ("mc", "joint", "mlp")])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule, critic):
+    kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, hidden_rule=hidden_rule, critic=critic, **CARTPOLE)
     full = SpikingAgent("CartPole-v1", **kw).learn(4000)
 
     stop_at = 1730  # mid-episode, mid-batch

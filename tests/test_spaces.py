@@ -161,3 +161,22 @@ def test_regular_code_fires_at_the_rate_without_noise():
     thr = decide(topo, params, a, a, RateCode(T, p_max)(f), rng=np.random.default_rng(2), deterministic=True,
                  decoder="rate")
     np.testing.assert_array_equal(thr.raster[:, :5, :], p.astype(np.uint8))
+
+
+def test_box_features_decode_to_the_normalized_observation():
+    """Encoder.decode reads the normalized observation back: the normalized features are it;
+    the population vector of the Gaussian fields is increasing in it and near it inside the range
+    (what the mlp critic reads)."""
+    space = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+    x = np.stack([np.linspace(-2, 2, 401), np.linspace(2, -2, 401)], 1).astype(np.float32)
+    z = (x + 2) / 4
+    norm = Encoder(space, features="normalized", code="regular")
+    np.testing.assert_allclose(norm.decode(norm.features_of(x)), z, atol=1e-6)
+    pop = Encoder(space, features="population", code="regular", n_fields=8)
+    d = pop.decode(pop.features_of(x))
+    assert d.shape == (401, 2)
+    assert np.all(np.diff(d[:, 0]) > 0) and np.all(np.diff(d[:, 1]) < 0)
+    inside = (z[:, 0] > 0.25) & (z[:, 0] < 0.75)
+    np.testing.assert_allclose(d[inside], z[inside], atol=0.01)
+    with pytest.raises(ValueError, match="onehot features of a Discrete observation space cannot be decoded"):
+        Encoder(gym.spaces.Discrete(4), features="onehot", code="regular").decode(np.eye(4))
