@@ -1,7 +1,7 @@
 """How well does an agent's critic explain the returns while it trains? Trains one agent
 (``fts-snn``, ``pg-mlp`` or an SB3 baseline such as ``ppo``, built exactly as
 ``default_agent.py`` builds its cells: agent file, env file, ``--set`` overrides) for
-``--steps`` and prints, for each tenth of the training rounds, SB3's
+``--steps`` and prints, for ``--rows`` evenly spaced training rounds, SB3's
 ``train/explained_variance`` (1 - Var(returns - values) / Var(returns), the values before the
 round) and the rollout's mean episode return. spikerl's agents and SB3 log the same key, so the
 two critics compare directly.

@@ -137,7 +137,7 @@ def _check_learnable(model, policy, weights):
         raise ExportError("--learn needs float weights (the rule updates them)")
     if cfg.rate_reg != 0:
         raise ExportError("--learn: the firing-rate regulariser (rate_reg) does not export yet")
-    if getattr(cfg, "critic", "features") != "features":
+    if cfg.critic != "features":
         raise ExportError(f"--learn: critic {cfg.critic!r} does not export (the device learns with the linear critic, "
                           f"critic='features')")
     if cfg.hidden_rule not in LEARN_HIDDEN_RULES:
