@@ -85,7 +85,7 @@ class Critic:
         return np.concatenate(parts, axis=1)
 
     def value(self, features: np.ndarray) -> np.ndarray:
-        return self.augment(features) @ self.c
+        return self.predict(self.augment(features))
 
     def step(self, grad: np.ndarray) -> None:
         self.c = self.opt.step(self.c, grad, self.lr)
@@ -96,7 +96,7 @@ class Critic:
 
     def regress(self, phi: np.ndarray, target: np.ndarray) -> None:
         """One step of least squares towards ``target`` on precomputed features ``phi``."""
-        self.step(((target - phi @ self.c)[:, None] * phi).mean(0))
+        self.step(((target - self.predict(phi))[:, None] * phi).mean(0))
 
 
 class MLPCritic:
