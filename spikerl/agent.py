@@ -135,7 +135,10 @@ class PolicyGradientAgent:
         # one-hot features are already a complete (tabular) basis: random features would only
         # spread values between states (and the optimism of unvisited states with them)
         tabular = self.encoder.features in ("onehot", "tile")
-        if c.critic == "mlp":
+        critic = c.critic
+        if critic == "auto":
+            critic = "mlp" if self.encoder.decodes and c.reward_factor != "td" else "features"
+        if critic == "mlp":
             if not self.encoder.decodes:
                 raise ValueError(f"critic='mlp' reads the normalized observation, which the {self.encoder.features} "
                                  f"features of observation space {obs_space} do not give back (use critic='features')")

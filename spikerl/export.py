@@ -32,6 +32,7 @@ import numpy as np
 from .coding import CODE_IDS, BoxFeatures, ComponentOneHotFeatures, PopulationFeatures
 from .engine import DETERMINISTIC, geometric_decay
 from .policy import SpikingPolicy
+from .rules import Critic
 
 WEIGHT_FORMATS = {"float": None, "int16": (np.int16, "int16_t", 32767), "int8": (np.int8, "int8_t", 127)}
 MODES = {"sampled": 0, "deterministic": 1, "threshold": 2, "median": 3, "regular": 4}
@@ -137,9 +138,9 @@ def _check_learnable(model, policy, weights):
         raise ExportError("--learn needs float weights (the rule updates them)")
     if cfg.rate_reg != 0:
         raise ExportError("--learn: the firing-rate regulariser (rate_reg) does not export yet")
-    if cfg.critic != "features":
-        raise ExportError(f"--learn: critic {cfg.critic!r} does not export (the device learns with the linear critic, "
-                          f"critic='features')")
+    if not isinstance(model.critic, Critic):
+        raise ExportError(f"--learn: critic {cfg.critic!r} ({type(model.critic).__name__}) does not export (the device "
+                          f"learns with the linear critic, critic='features')")
     if cfg.hidden_rule not in LEARN_HIDDEN_RULES:
         raise ExportError(f"--learn: hidden_rule {cfg.hidden_rule!r} does not export ({' and '.join(LEARN_HIDDEN_RULES)} do)")
 

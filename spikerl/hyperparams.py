@@ -111,7 +111,9 @@ class AgentConfig:
     encoder's features and ``critic_features`` random Fourier features of them; learnt by a
     local rule, what the on-chip ``td`` rule runs) or mlp (a perceptron with two tanh layers of
     ``critic_hidden`` units on the normalized observation, read back from the features;
-    backpropagation, off the chip: proximal and mc only, Box observations only)."""
+    backpropagation, off the chip: proximal and mc only, Box observations only) or auto (mlp
+    where it applies: a batched rule and features that give the observation back; features
+    otherwise: the td rule, one-hot and tile features, whose linear critic is exact)."""
     critic_hidden: int = 64
     """Units in each of the mlp critic's two layers."""
     critic_features: int = 256
@@ -143,7 +145,7 @@ class AgentConfig:
         }
         choices = {
             "reward_factor": ("proximal", "mc", "td"), "ratio": ("joint", "output", "neuron"),
-            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp"),
+            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp", "auto"),
         }
         _check(self, checks, choices)
         if self.critic == "mlp" and self.reward_factor == "td":

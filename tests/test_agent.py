@@ -92,6 +92,18 @@ def test_mlp_critic_refuses_what_it_cannot_serve():
         SpikingAgent("CartPole-v1", critic="neural")
 
 
+def test_auto_critic_is_the_mlp_where_it_applies_and_linear_elsewhere():
+    """critic='auto': the perceptron for a batched rule on features that decode to the
+    observation; the linear critic for the td rule and for one-hot features (tabular, exact)."""
+    from spikerl.rules import Critic, MLPCritic
+
+    assert isinstance(SpikingAgent("CartPole-v1", critic="auto").critic, MLPCritic)
+    assert isinstance(SpikingAgent("CartPole-v1", critic="auto", reward_factor="mc").critic, MLPCritic)
+    assert isinstance(SpikingAgent("CartPole-v1", critic="auto", reward_factor="td").critic, Critic)
+    tabular = SpikingAgent("FrozenLake-v1", critic="auto").critic
+    assert isinstance(tabular, Critic) and tabular.W.shape[0] == 0  # no random features on a one-hot basis
+
+
 def test_unknown_hyperparameter_is_named():
     with pytest.raises(ValueError, match="learning_rat"):
         SpikingAgent("CartPole-v1", learning_rat=0.1)
