@@ -50,7 +50,7 @@ def main():
             rows[env, agent][mode].append(res)
         print(f"  {run.name}: " + ", ".join(f"{m} {rows[env, agent][m][-1]['mean_return']:.1f}" for m in MODES),
               flush=True)
-    print(f"\n| env | agent | mode | seeds | return IQM | latency (steps) | synaptic ops / decision | energy / decision (nJ) |")
+    print("\n| env | agent | mode | seeds | return IQM | latency (steps) | synaptic ops / decision | energy / decision (nJ) |")
     print("|---|---|---|---|---|---|---|---|")
     for (env, agent), by_mode in sorted(rows.items()):
         for mode in MODES:

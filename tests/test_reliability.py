@@ -75,7 +75,6 @@ def test_wrong_version_and_foreign_files(model_file, tmp_path):
 def test_pickled_payload_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "evil.spk", "w") as z:
         import io
-        import pickle
 
         buf = io.BytesIO()
         np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
