@@ -257,7 +257,8 @@ class PolicyGradientAgent:
             return ProximalRule(n, self.policy, self.critic, gamma=c.gamma, lam=c.lam, n_steps=c.n_steps,
                                 n_epochs=c.n_epochs, batch_size=c.batch_size, clip_range=c.clip_range,
                                 ent_coef=c.ent_coef, target_kl=c.target_kl, ratio=c.ratio,
-                                normalize_advantage=c.normalize_advantage, scale_rewards=c.scale_rewards, rng=self.rng)
+                                normalize_advantage=c.normalize_advantage, scale_rewards=c.scale_rewards, rng=self.rng,
+                                dual_clip=c.dual_clip)
         if c.reward_factor == "mc":
             return MonteCarloRule(n, self.critic, gamma=c.gamma, batch_size=c.batch_size,
                                   normalize_advantage=c.normalize_advantage, control_variate=c.control_variate)

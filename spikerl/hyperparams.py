@@ -96,6 +96,10 @@ class AgentConfig:
     trajectory), output (the output spikes given the hidden ones; hidden synapses gated by
     it too) or neuron (each neuron's own spikes: every synapse is gated by the ratio of its
     post-synaptic neuron, which that neuron computes locally)."""
+    dual_clip: float | None = None
+    """Proximal: a decision with a negative advantage whose ratio exceeds this (``c > 1``, e.g.
+    3) stops pushing its neurons (dual-clip PPO: the surrogate bounded below by ``c A``);
+    None: PPO's clip alone, under which such a decision's modulator ``rho A`` is unbounded."""
     ent_coef: float = 0.0
     """Entropy bonus (proximal): adds -ent_coef (log p - mean log p) to each modulator."""
     target_kl: float | None = None
@@ -139,6 +143,7 @@ class AgentConfig:
             "gamma": 0 <= self.gamma <= 1, "lam": 0 <= self.lam <= 1, "batch_size": self.batch_size >= 1,
             "n_steps": self.n_steps >= 1, "n_epochs": self.n_epochs >= 1, "clip_range": self.clip_range > 0,
             "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
+            "dual_clip": self.dual_clip is None or self.dual_clip > 1,
             "critic_features": self.critic_features >= 0, "w_clip": self.w_clip > 0,
             "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
                                                         and isinstance(self.action_bins, int) and self.action_bins >= 2),

@@ -886,24 +886,34 @@ class ReturnScaler:
         self.count, self.mean, self.m2 = map(float, state["stats"])
 
 
-def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray]:
+def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float,
+                      dual_clip: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(M, gate)``: the derivative of PPO's clipped surrogate ``min(rho A, clip(rho, 1 - eps,
     1 + eps) A)`` with respect to ``log rho``, which is ``rho A`` where the unclipped branch is
-    taken (``gate``) and 0 where the clipped one is; times ``e = grad log p`` it is the update."""
+    taken (``gate``) and 0 where the clipped one is; times ``e = grad log p`` it is the update.
+
+    ``dual_clip`` (``c > 1``, Ye et al. 2020) bounds the surrogate of a negative advantage
+    from below by ``c A``: ``max(min(...), c A)``, so a decision whose ratio has grown past
+    ``c`` while its advantage is negative stops pushing (without it, its modulator ``rho A``
+    grows with ``rho`` without bound)."""
     gate = ~(((adv > 0) & (rho > 1 + clip)) | ((adv < 0) & (rho < 1 - clip)))
+    if dual_clip is not None:
+        gate &= ~((adv < 0) & (rho > dual_clip))
     return np.where(gate, rho * adv, 0.0), gate
 
 
-def ratio_modulator(log_prob: np.ndarray, old: np.ndarray, adv: np.ndarray, clip: float):
+def ratio_modulator(log_prob: np.ndarray, old: np.ndarray, adv: np.ndarray, clip: float,
+                    dual_clip: float | None = None):
     """:func:`clipped_modulator` of ``rho = exp(clip(log_prob - old, -20, 20))`` for log-probabilities
     ``(B, U)`` and advantages ``(B,)``, in one compiled pass: ``(M, rho, log_ratio, open)``,
     ``open`` the number of unclipped entries (what ``gate.sum()`` counts)."""
     return _ratio_modulator(np.ascontiguousarray(log_prob, dtype=np.float64), np.ascontiguousarray(old, dtype=np.float64),
-                            np.ascontiguousarray(adv, dtype=np.float64), float(clip))
+                            np.ascontiguousarray(adv, dtype=np.float64), float(clip),
+                            np.inf if dual_clip is None else float(dual_clip))
 
 
 @njit
-def _ratio_modulator(log_prob, old, adv, clip):
+def _ratio_modulator(log_prob, old, adv, clip, dual):
     B, U = log_prob.shape
     M, rho, log_ratio = np.empty((B, U)), np.empty((B, U)), np.empty((B, U))
     hi, lo = 1 + clip, 1 - clip
@@ -914,7 +924,7 @@ def _ratio_modulator(log_prob, old, adv, clip):
             lr = log_prob[b, u] - old[b, u]
             r = np.exp(min(max(lr, -20.0), 20.0))  # beyond, the gate is shut anyway
             log_ratio[b, u], rho[b, u] = lr, r
-            if (a > 0 and r > hi) or (a < 0 and r < lo):
+            if (a > 0 and r > hi) or (a < 0 and (r < lo or r > dual)):
                 M[b, u] = 0.0
             else:
                 M[b, u] = r * a
@@ -1044,10 +1054,12 @@ class ProximalRule:
 
     def __init__(self, n_envs: int, policy, critic: Critic, *, gamma: float, lam: float, n_steps: int, n_epochs: int,
                  batch_size: int, clip_range: float, ent_coef: float, target_kl: float | None, ratio: str,
-                 normalize_advantage: bool, scale_rewards: bool, rng: np.random.Generator):
+                 normalize_advantage: bool, scale_rewards: bool, rng: np.random.Generator,
+                 dual_clip: float | None = None):
         self.policy, self.critic, self.rng, self.gamma = policy, critic, rng, gamma
         self.n_epochs, self.batch_size, self.clip, self.ent_coef = n_epochs, batch_size, clip_range, ent_coef
         self.target_kl, self.ratio, self.normalize = target_kl, ratio, normalize_advantage
+        self.dual_clip = dual_clip
         self.buffer = RolloutBuffer(n_steps, n_envs, gamma, lam)
         self.scaler = ReturnScaler(n_envs, gamma) if scale_rewards else None
         self.stats: dict = {}
@@ -1105,7 +1117,7 @@ class ProximalRule:
 
                 def modulator(r, a=a, old=old[idx]):
                     log_prob = self._ratio_terms(r)
-                    M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip)  # (mb, units)
+                    M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip, self.dual_clip)  # (mb, units)
                     if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
                         M = M - self.ent_coef * (log_prob - log_prob.mean(0))
                     clipped.append(1.0 - n_open / M.size)

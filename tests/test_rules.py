@@ -72,6 +72,29 @@ def test_clipped_modulator_is_the_derivative_of_the_clipped_surrogate(seed):
     assert 0 < gate.mean() < 1  # both branches occur
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_dual_clipped_modulator_is_the_derivative_of_the_dual_clipped_surrogate(seed):
+    """dual_clip=c: the surrogate max(min(rho A, clip(rho) A), c A) for A < 0; a negative
+    advantage whose ratio is past c gets M = 0, where PPO's clip alone gives rho A."""
+    rng = np.random.default_rng(seed)
+    log_rho = rng.uniform(-0.6, 2.0, 300)  # ratios up to e^2 > c
+    adv = rng.normal(size=300)
+    eps, c, h = 0.2, 3.0, 1e-6
+
+    def surrogate(lr):
+        rho = np.exp(lr)
+        ppo = np.minimum(rho * adv, np.clip(rho, 1 - eps, 1 + eps) * adv)
+        return np.where(adv < 0, np.maximum(ppo, c * adv), ppo)
+
+    numeric = (surrogate(log_rho + h) - surrogate(log_rho - h)) / (2 * h)
+    M, gate = clipped_modulator(np.exp(log_rho), adv, eps, dual_clip=c)
+    np.testing.assert_allclose(M, numeric, atol=1e-5)
+    past = (adv < 0) & (np.exp(log_rho) > c)
+    assert past.any() and np.all(M[past] == 0.0)
+    M_ppo, _ = clipped_modulator(np.exp(log_rho), adv, eps)
+    assert np.all(M_ppo[past] < 0)  # PPO alone keeps pushing them, harder the larger rho
+
+
 def test_each_parameter_is_modulated_by_its_own_neurons_factor():
     rng = np.random.default_rng(0)
     M = rng.normal(size=(6, 4))  # 6 decisions, 4 neurons
@@ -100,6 +123,11 @@ def test_ratio_modulator_is_the_clipped_modulator_of_the_ratios():
     want, gate = clipped_modulator(rho, adv[:, None], 0.2)
     np.testing.assert_array_equal(M, want)
     assert n_open == gate.sum() and 0 < n_open < gate.size
+    # the dual clip, compiled and not, shuts the same gates
+    M2, _, _, n_open2 = ratio_modulator(log_prob, old, adv, 0.2, 1.3)
+    want2, gate2 = clipped_modulator(rho, adv[:, None], 0.2, dual_clip=1.3)
+    np.testing.assert_array_equal(M2, want2)
+    assert n_open2 == gate2.sum() < n_open
 
 
 def test_mlp_critic_gradient_is_the_derivative_of_the_squared_error():
