@@ -3,8 +3,10 @@
 ``default_agent.py`` builds its cells: agent file, env file, ``--set`` overrides) for
 ``--steps`` and prints, for ``--rows`` evenly spaced training rounds, SB3's
 ``train/explained_variance`` (1 - Var(returns - values) / Var(returns), the values before the
-round) and the rollout's mean episode return. spikerl's agents and SB3 log the same key, so the
-two critics compare directly.
+round), the rollout's mean episode return and the round's ``train/approx_kl`` and
+``train/clip_fraction`` (``--rows 0``: every round). spikerl's agents and SB3 log the same keys,
+so the two critics compare directly; a round whose KL jumps and after which KL and clip fraction
+stay at 0 is a policy that saturated and stopped learning (results/tuning/rule-gap.md).
 
     python benchmarks/critic_fit.py Acrobot-v1 --agent pg-mlp --steps 300000 --seed 0
     python benchmarks/critic_fit.py Acrobot-v1 --agent ppo --steps 300000 --seed 0
@@ -21,7 +23,7 @@ def _mean_return(buffer) -> float:
     return float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
 
 
-def _spikerl_rows(model, steps: int) -> list[tuple[int, float, float]]:
+def _spikerl_rows(model, steps: int) -> list[tuple]:
     from spikerl.callbacks import BaseCallback
 
     rows = []
@@ -31,23 +33,26 @@ def _spikerl_rows(model, steps: int) -> list[tuple[int, float, float]]:
             history = self.model.logger.history
             if history and len(rows) < len(history) and "train/explained_variance" in history[-1][1]:
                 step, values = history[-1]
-                rows.append((step, float(values["train/explained_variance"]), _mean_return(self.model.ep_info_buffer)))
+                rows.append((step, float(values["train/explained_variance"]), _mean_return(self.model.ep_info_buffer),
+                             float(values.get("train/approx_kl", np.nan)), float(values.get("train/clip_fraction", np.nan))))
             return True
 
     model.learn(steps, callback=Round())
     return rows
 
 
-def _sb3_rows(model, steps: int) -> list[tuple[int, float, float]]:
+def _sb3_rows(model, steps: int) -> list[tuple]:
     from stable_baselines3.common.callbacks import BaseCallback
 
     rows = []
 
     class Round(BaseCallback):
         def _on_rollout_start(self) -> None:  # the previous round's figures are in the logger now
-            ev = self.logger.name_to_value.get("train/explained_variance")
+            values = self.logger.name_to_value
+            ev = values.get("train/explained_variance")
             if ev is not None:
-                rows.append((self.num_timesteps, float(ev), _mean_return(self.model.ep_info_buffer)))
+                rows.append((self.num_timesteps, float(ev), _mean_return(self.model.ep_info_buffer),
+                             float(values.get("train/approx_kl", np.nan)), float(values.get("train/clip_fraction", np.nan))))
 
         def _on_step(self) -> bool:
             return True
@@ -62,7 +67,7 @@ def main() -> None:
     ap.add_argument("--agent", default="fts-snn")
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rows", type=int, default=12)
+    ap.add_argument("--rows", type=int, default=12, help="rows printed, evenly spaced (0: every round)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -76,10 +81,10 @@ def main() -> None:
     model = build_model(agent_file.kind, agent_file, env_file, hp, args.seed)
     rows = (_sb3_rows if agent_file.kind == "sb3" else _spikerl_rows)(model, args.steps)
     print(f"{args.env} {args.agent} seed {args.seed} {args.steps} steps: {len(rows)} training rounds")
-    print(f"{'step':>9} {'explained_variance':>19} {'episode return':>15}")
-    for step, ev, ret in rows[:: max(1, len(rows) // args.rows)]:
-        print(f"{step:>9} {ev:>19.3f} {ret:>15.1f}")
-    evs = np.array([ev for _, ev, _ in rows])
+    print(f"{'step':>9} {'explained_variance':>19} {'episode return':>15} {'approx_kl':>10} {'clip_fraction':>14}")
+    for step, ev, ret, kl, clip in rows[:: max(1, len(rows) // args.rows) if args.rows else 1]:
+        print(f"{step:>9} {ev:>19.3f} {ret:>15.1f} {kl:>10.4f} {clip:>14.3f}")
+    evs = np.array([row[1] for row in rows])
     half = evs[len(evs) // 2:]
     print(f"second half of training: explained variance mean {np.nanmean(half):.3f}, "
           f"10th percentile {np.nanpercentile(half, 10):.3f} over {half.size} rounds")
