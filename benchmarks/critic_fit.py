@@ -23,6 +23,13 @@ def _mean_return(buffer) -> float:
     return float(np.mean([e["r"] for e in buffer])) if buffer else float("nan")
 
 
+def _row(step: int, values: dict, buffer) -> tuple:
+    """(step, explained variance, mean episode return, approx_kl, clip fraction) of one round's
+    logged ``train/...`` values (the same keys in spikerl's logger and SB3's)."""
+    return (step, float(values["train/explained_variance"]), _mean_return(buffer),
+            float(values.get("train/approx_kl", np.nan)), float(values.get("train/clip_fraction", np.nan)))
+
+
 def _spikerl_rows(model, steps: int) -> list[tuple]:
     from spikerl.callbacks import BaseCallback
 
@@ -33,8 +40,7 @@ def _spikerl_rows(model, steps: int) -> list[tuple]:
             history = self.model.logger.history
             if history and len(rows) < len(history) and "train/explained_variance" in history[-1][1]:
                 step, values = history[-1]
-                rows.append((step, float(values["train/explained_variance"]), _mean_return(self.model.ep_info_buffer),
-                             float(values.get("train/approx_kl", np.nan)), float(values.get("train/clip_fraction", np.nan))))
+                rows.append(_row(step, values, self.model.ep_info_buffer))
             return True
 
     model.learn(steps, callback=Round())
@@ -49,10 +55,8 @@ def _sb3_rows(model, steps: int) -> list[tuple]:
     class Round(BaseCallback):
         def _on_rollout_start(self) -> None:  # the previous round's figures are in the logger now
             values = self.logger.name_to_value
-            ev = values.get("train/explained_variance")
-            if ev is not None:
-                rows.append((self.num_timesteps, float(ev), _mean_return(self.model.ep_info_buffer),
-                             float(values.get("train/approx_kl", np.nan)), float(values.get("train/clip_fraction", np.nan))))
+            if "train/explained_variance" in values:
+                rows.append(_row(self.num_timesteps, values, self.model.ep_info_buffer))
 
         def _on_step(self) -> bool:
             return True
