@@ -34,7 +34,7 @@ from .hyperparams import AgentConfig, SpikingConfig, upgrade_keys
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy, decision_summary
 from .rules import (ActorCriticRule, Critic, LearningSignal, MLPCritic, MonteCarloRule, PosteriorSpikes, ProximalRule,
-                    Transition)
+                    SumCritic, Transition)
 from .serialization import describe_space, load_agent, save_agent
 from .vec_env import SB3VecEnv, is_sb3_vec_env, venv_chain
 
@@ -138,15 +138,17 @@ class PolicyGradientAgent:
         critic = c.critic
         if critic == "auto":
             critic = "mlp" if self.encoder.decodes and c.reward_factor != "td" else "features"
-        if critic == "mlp":
-            if not self.encoder.decodes:
-                raise ValueError(f"critic='mlp' reads the normalized observation, which the {self.encoder.features} "
-                                 f"features of observation space {obs_space} do not give back (use critic='features')")
-            self.critic = MLPCritic(self.encoder.obs_dim, 0.001 if c.critic_lr is None else c.critic_lr,
-                                    hidden=c.critic_hidden, decode=self.encoder.decode, seed=seed)
-        else:
-            self.critic = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
-                                 n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)
+        if critic in ("mlp", "features+mlp") and not self.encoder.decodes:
+            raise ValueError(f"critic={critic!r} reads the normalized observation, which the {self.encoder.features} "
+                             f"features of observation space {obs_space} do not give back (use critic='features')")
+        if critic != "features":
+            # in a sum, the perceptron draws from its own stream (the linear part's projection draws from seed's)
+            mlp = MLPCritic(self.encoder.obs_dim, 0.001 if c.critic_lr is None else c.critic_lr, hidden=c.critic_hidden,
+                            decode=self.encoder.decode, seed=None if seed is None or critic == "mlp" else seed + 1)
+        if critic != "mlp":
+            linear = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
+                            n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)
+        self.critic = mlp if critic == "mlp" else linear if critic == "features" else SumCritic(mlp, linear)
         self.num_timesteps = 0
         self.n_episodes = 0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)

@@ -79,7 +79,8 @@ class AgentConfig:
     learning_rate: float = 0.01
     """Actor step size (Adam)."""
     critic_lr: float | None = None
-    """Critic step size (Adam); None: 0.01 for the linear critic, 0.001 for the mlp critic."""
+    """Critic step size (Adam); None: 0.01 for the linear critic, 0.001 for the mlp critic
+    (each part of features+mlp its own; a value sets both)."""
     lr_schedule: str = "linear"
     """linear (decays to 0 at the end of each ``learn`` call, as SB3's schedules follow its
     progress) or constant."""
@@ -115,7 +116,9 @@ class AgentConfig:
     encoder's features and ``critic_features`` random Fourier features of them; learnt by a
     local rule, what the on-chip ``td`` rule runs) or mlp (a perceptron with two tanh layers of
     ``critic_hidden`` units on the normalized observation, read back from the features;
-    backpropagation, off the chip: proximal and mc only, Box observations only) or auto (mlp
+    backpropagation, off the chip: proximal and mc only, Box observations only) or
+    features+mlp (the two summed and fitted together, each part at its own step size: the
+    linear part tracks the returns early, the perceptron fits what it leaves) or auto (mlp
     where it applies: a batched rule and features that give the observation back; features
     otherwise: the td rule, one-hot and tile features, whose linear critic is exact)."""
     critic_hidden: int = 64
@@ -150,12 +153,12 @@ class AgentConfig:
         }
         choices = {
             "reward_factor": ("proximal", "mc", "td"), "ratio": ("joint", "output", "neuron"),
-            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp", "auto"),
+            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp", "features+mlp", "auto"),
         }
         _check(self, checks, choices)
-        if self.critic == "mlp" and self.reward_factor == "td":
-            raise ValueError("invalid hyperparameter critic='mlp': the online td rule learns its critic by a local "
-                             "trace rule, which needs critic='features' (the mlp critic serves proximal and mc)")
+        if self.critic in ("mlp", "features+mlp") and self.reward_factor == "td":
+            raise ValueError(f"invalid hyperparameter critic={self.critic!r}: the online td rule learns its critic by a "
+                             "local trace rule, which needs critic='features' (the mlp critic serves proximal and mc)")
         return self
 
 

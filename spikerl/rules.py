@@ -158,6 +158,57 @@ class MLPCritic:
         self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
 
 
+class SumCritic:
+    """``V(s) = mlp(z) + c_lin . [f, cos(W f + b), 1]``: the perceptron and the linear critic
+    summed, fitted together on the same squared error (each part's gradient is its own
+    critic's towards the target minus the other part's value), each at its own Adam step size.
+
+    The linear part (step 0.01 on fixed features) tracks the returns within a few rounds, as
+    the default critic does; the perceptron (0.001) fits what it leaves over. Parameters: one
+    flat ``c`` (the perceptron's, then the linear part's), one Adam over it."""
+
+    def __init__(self, mlp: MLPCritic, linear: Critic):
+        self.mlp, self.linear = mlp, linear
+        self.n_x = mlp.n_in  # the perceptron's columns of an augmented row
+        self.lr = np.concatenate([np.full(mlp.c.size, mlp.lr), np.full(linear.c.size, linear.lr)])
+        self.opt = Adam(self.lr.size)
+
+    @property
+    def c(self) -> np.ndarray:
+        return np.concatenate([self.mlp.c, self.linear.c])
+
+    @c.setter
+    def c(self, value: np.ndarray) -> None:
+        if value.shape != (self.lr.size,):
+            raise ValueError(f"critic parameters have shape {value.shape}, expected ({self.lr.size},)")
+        self.mlp.c, self.linear.c = value[: self.mlp.c.size].copy(), value[self.mlp.c.size :].copy()
+
+    def augment(self, features: np.ndarray) -> np.ndarray:
+        """Both parts' inputs side by side: the perceptron's ``2 z - 1``, then the linear features."""
+        return np.concatenate([self.mlp.augment(features), self.linear.augment(features)], axis=1)
+
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.mlp.predict(x[..., : self.n_x]), self.linear.predict(x[..., self.n_x :])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        a, b = self._parts(x)
+        return a + b
+
+    def value(self, features: np.ndarray) -> np.ndarray:
+        return self.predict(self.augment(features))
+
+    def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Gradient of ``-mean((V(x) - target)^2) / 2`` with respect to ``c`` (ascent direction)."""
+        v_mlp, v_lin = self._parts(x)
+        phi = x[:, self.n_x :]
+        return np.concatenate([self.mlp.gradient(x[:, : self.n_x], target - v_lin),
+                               ((target - v_mlp - v_lin)[:, None] * phi).mean(0)])
+
+    def regress(self, x: np.ndarray, target: np.ndarray) -> None:
+        """One Adam step of least squares towards ``target`` (each part at its own step size)."""
+        self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
+
+
 # -- hidden-neuron estimators ---------------------------------------------------------------
 
 class LearningSignal:

@@ -147,8 +147,9 @@ def save_agent(agent, path, *, training_state: bool = True) -> None:
         "predict_rng": _rng_state(agent.predict_rng),
     }
     arrays = {**p.state_arrays(), "critic": agent.critic.c}
-    if isinstance(agent.critic, Critic):  # its fixed random projection (the mlp critic's weights are all in c)
-        arrays.update(critic_W=agent.critic.W, critic_b=agent.critic.b)
+    linear = getattr(agent.critic, "linear", agent.critic)  # the linear critic, or the linear part of a sum
+    if isinstance(linear, Critic):  # its fixed random projection (the mlp critic's weights are all in c)
+        arrays.update(critic_W=linear.W, critic_b=linear.b)
     for k, v in agent.encoder.state_dict().items():
         arrays[f"encoder.{k}"] = v
     if training_state:
@@ -222,10 +223,11 @@ def load_agent(cls, path, env=None, **overrides):
     if critic.shape != agent.critic.c.shape:
         raise ModelFileError(f"{path}: critic has shape {critic.shape}, expected {agent.critic.c.shape}")
     agent.critic.c = critic.astype(np.float64)
-    if "critic_W" in arrays:
-        agent.critic.W, agent.critic.b = _need(arrays, "critic_W", path), _need(arrays, "critic_b", path)
-        if agent.critic.W.shape[0] + agent.encoder.n_inputs + 1 != critic.size:
-            raise ModelFileError(f"{path}: critic_W has shape {agent.critic.W.shape}, which does not fit the critic")
+    linear = getattr(agent.critic, "linear", agent.critic)
+    if "critic_W" in arrays and isinstance(linear, Critic):
+        linear.W, linear.b = _need(arrays, "critic_W", path), _need(arrays, "critic_b", path)
+        if linear.W.shape[0] + agent.encoder.n_inputs + 1 != linear.c.size:
+            raise ModelFileError(f"{path}: critic_W has shape {linear.W.shape}, which does not fit the critic")
     enc = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("encoder.")}
     agent.encoder.load_state_dict(enc)
     agent.env_id = agent.env_id or meta.get("env_id")

@@ -90,6 +90,10 @@ def test_mlp_critic_refuses_what_it_cannot_serve():
         SpikingAgent("FrozenLake-v1", critic="mlp")
     with pytest.raises(ValueError, match="critic='neural'"):
         SpikingAgent("CartPole-v1", critic="neural")
+    with pytest.raises(ValueError, match="critic='features\\+mlp'.*td rule"):
+        SpikingAgent("CartPole-v1", critic="features+mlp", reward_factor="td")
+    with pytest.raises(ValueError, match="critic='features\\+mlp'.*onehot features of observation space Discrete"):
+        SpikingAgent("FrozenLake-v1", critic="features+mlp")
 
 
 def test_auto_critic_is_the_mlp_where_it_applies_and_linear_elsewhere():

@@ -115,7 +115,8 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_file(tmp_path):
 @pytest.mark.parametrize("reward_factor,hidden_rule,critic", [("proximal", "joint", "features"), ("mc", "joint", "features"),
                                                               ("td", "joint", "features"),
                                                               ("proximal", "posterior", "features"),
-                                                              ("proximal", "posterior", "mlp"), ("mc", "joint", "mlp")])
+                                                              ("proximal", "posterior", "mlp"), ("mc", "joint", "mlp"),
+                                                              ("proximal", "posterior", "features+mlp")])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule, critic):
     kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, hidden_rule=hidden_rule, critic=critic, **CARTPOLE)
     full = SpikingAgent("CartPole-v1", **kw).learn(4000)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spikerl.policy import PolicyOutput
-from spikerl.rules import (Critic, MLPCritic, ProximalRule, ReturnScaler, Transition, clipped_modulator,
+from spikerl.rules import (Critic, MLPCritic, ProximalRule, ReturnScaler, SumCritic, Transition, clipped_modulator,
                            modulated_gradient, ratio_modulator)
 
 
@@ -147,6 +147,35 @@ def test_mlp_critic_gradient_is_the_derivative_of_the_squared_error():
     eps, c0 = 1e-6, critic.c.copy()
     numeric = np.array([(objective(c0 + eps * e) - objective(c0 - eps * e)) / (2 * eps) for e in np.eye(c0.size)])
     np.testing.assert_allclose(critic.gradient(x, target), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_sum_critic_gradient_is_the_derivative_of_the_squared_error_of_the_sum():
+    """SumCritic.gradient against central differences of -mean((mlp + linear - target)^2)/2,
+    every parameter of both parts; and each part steps at its own size."""
+    rng = np.random.default_rng(2)
+    critic = SumCritic(MLPCritic(3, 1e-3, hidden=4, seed=0), Critic(3, 1e-2, n_random=5, seed=0))
+    critic.c = critic.c + 0.3 * rng.standard_normal(critic.c.size)
+    f, target = rng.uniform(0, 1, (7, 3)), rng.standard_normal(7)
+    x = critic.augment(f)
+    assert x.shape == (7, 3 + 3 + 5 + 1)
+    np.testing.assert_allclose(critic.predict(x), critic.mlp.value(f) + critic.linear.value(f))
+
+    def objective(c):
+        saved, critic.c = critic.c, c
+        try:
+            return -0.5 * np.mean((critic.predict(x) - target) ** 2)
+        finally:
+            critic.c = saved
+
+    eps, c0 = 1e-6, critic.c.copy()
+    numeric = np.array([(objective(c0 + eps * e) - objective(c0 - eps * e)) / (2 * eps) for e in np.eye(c0.size)])
+    np.testing.assert_allclose(critic.gradient(x, target), numeric, rtol=1e-6, atol=1e-9)
+    # Adam's first step moves every parameter by its own step size (sign of its gradient)
+    critic.regress(x, target)
+    step = np.abs(critic.c - c0)
+    n_mlp = critic.mlp.c.size
+    np.testing.assert_allclose(step[:n_mlp][np.abs(numeric[:n_mlp]) > 1e-6], 1e-3, rtol=1e-3)
+    np.testing.assert_allclose(step[n_mlp:], 1e-2, rtol=1e-3)
 
 
 def test_mlp_critic_fits_a_nonlinear_value_the_linear_one_cannot():
