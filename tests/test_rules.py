@@ -130,13 +130,8 @@ def test_ratio_modulator_is_the_clipped_modulator_of_the_ratios():
     assert n_open2 == gate2.sum() < n_open
 
 
-def test_mlp_critic_gradient_is_the_derivative_of_the_squared_error():
-    """MLPCritic.gradient against central differences of -mean((V - target)^2)/2, every parameter."""
-    critic = MLPCritic(3, 1e-3, hidden=5, seed=0)
-    rng = np.random.default_rng(1)
-    critic.c = critic.c + 0.3 * rng.standard_normal(critic.c.size)  # away from the small output init
-    x, target = rng.uniform(-1, 1, (7, 3)), rng.standard_normal(7)
-
+def _numeric_critic_gradient(critic, x, target, eps=1e-6):
+    """Central differences of -mean((V(x) - target)^2)/2 in every entry of ``critic.c``."""
     def objective(c):
         saved, critic.c = critic.c, c
         try:
@@ -144,8 +139,18 @@ def test_mlp_critic_gradient_is_the_derivative_of_the_squared_error():
         finally:
             critic.c = saved
 
-    eps, c0 = 1e-6, critic.c.copy()
-    numeric = np.array([(objective(c0 + eps * e) - objective(c0 - eps * e)) / (2 * eps) for e in np.eye(c0.size)])
+    c0 = critic.c.copy()
+    return np.array([(objective(c0 + eps * e) - objective(c0 - eps * e)) / (2 * eps) for e in np.eye(c0.size)])
+
+
+def test_mlp_critic_gradient_is_the_derivative_of_the_squared_error():
+    """MLPCritic.gradient against central differences of -mean((V - target)^2)/2, every parameter."""
+    critic = MLPCritic(3, 1e-3, hidden=5, seed=0)
+    rng = np.random.default_rng(1)
+    critic.c = critic.c + 0.3 * rng.standard_normal(critic.c.size)  # away from the small output init
+    x, target = rng.uniform(-1, 1, (7, 3)), rng.standard_normal(7)
+
+    c0, numeric = critic.c.copy(), _numeric_critic_gradient(critic, x, target)
     np.testing.assert_allclose(critic.gradient(x, target), numeric, rtol=1e-6, atol=1e-9)
 
 
@@ -160,15 +165,7 @@ def test_sum_critic_gradient_is_the_derivative_of_the_squared_error_of_the_sum()
     assert x.shape == (7, 3 + 3 + 5 + 1)
     np.testing.assert_allclose(critic.predict(x), critic.mlp.value(f) + critic.linear.value(f))
 
-    def objective(c):
-        saved, critic.c = critic.c, c
-        try:
-            return -0.5 * np.mean((critic.predict(x) - target) ** 2)
-        finally:
-            critic.c = saved
-
-    eps, c0 = 1e-6, critic.c.copy()
-    numeric = np.array([(objective(c0 + eps * e) - objective(c0 - eps * e)) / (2 * eps) for e in np.eye(c0.size)])
+    c0, numeric = critic.c.copy(), _numeric_critic_gradient(critic, x, target)
     np.testing.assert_allclose(critic.gradient(x, target), numeric, rtol=1e-6, atol=1e-9)
     # Adam's first step moves every parameter by its own step size (sign of its gradient)
     critic.regress(x, target)
