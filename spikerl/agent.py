@@ -144,7 +144,7 @@ class PolicyGradientAgent:
         if critic != "features":
             # in a sum, the perceptron draws from its own stream (the linear part's projection draws from seed's)
             mlp = MLPCritic(self.encoder.obs_dim, 0.001 if c.critic_lr is None else c.critic_lr, hidden=c.critic_hidden,
-                            decode=self.encoder.decode, seed=None if seed is None or critic == "mlp" else seed + 1)
+                            decode=self.encoder.decode, seed=seed if seed is None or critic == "mlp" else seed + 1)
         if critic != "mlp":
             linear = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
                             n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)

@@ -96,6 +96,14 @@ def test_mlp_critic_refuses_what_it_cannot_serve():
         SpikingAgent("FrozenLake-v1", critic="features+mlp")
 
 
+@pytest.mark.parametrize("critic", ["features", "mlp", "features+mlp"])
+def test_critic_initialisation_follows_the_seed(critic):
+    """The same seed builds the same critic (a run reproduces from its command); another seed another."""
+    same = [SpikingAgent("CartPole-v1", seed=5, critic=critic).critic.c for _ in range(2)]
+    np.testing.assert_array_equal(*same)
+    assert not np.array_equal(same[0], SpikingAgent("CartPole-v1", seed=6, critic=critic).critic.c) or critic == "features"
+
+
 def test_auto_critic_is_the_mlp_where_it_applies_and_linear_elsewhere():
     """critic='auto': the perceptron for a batched rule on features that decode to the
     observation; the linear critic for the td rule and for one-hot features (tabular, exact)."""
