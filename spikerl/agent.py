@@ -143,8 +143,9 @@ class PolicyGradientAgent:
                              f"features of observation space {obs_space} do not give back (use critic='features')")
         if critic != "features":
             # in a sum, the perceptron draws from its own stream (the linear part's projection draws from seed's)
+            mlp_seed = seed + 1 if critic == "features+mlp" and seed is not None else seed
             mlp = MLPCritic(self.encoder.obs_dim, 0.001 if c.critic_lr is None else c.critic_lr, hidden=c.critic_hidden,
-                            decode=self.encoder.decode, seed=seed if seed is None or critic == "mlp" else seed + 1)
+                            decode=self.encoder.decode, seed=mlp_seed)
         if critic != "mlp":
             linear = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
                             n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)
