@@ -225,11 +225,11 @@ def mode_energy(facts: dict, mode: str, fig: dict, det: str = "vote") -> tuple[d
         exps = 0
     else:
         m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[det if mode == "deterministic" else MODE_OUTPUTS[mode]]
-        exps = facts["encoder_exps"]
+        exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)
         ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
                           latency=fig["latency"], spikes=fig["spikes_per_decision"], sops=fig["sops_per_decision"],
-                          mode=m, vote_samples=facts["vote_samples"])
-    return ops, {t.name: energy(ops, t, encoder_exps=exps) for t in TABLES}
+                          mode=m, vote_samples=facts["vote_samples"], encoder_macs=macs)
+    return ops, {t.name: energy(ops, t, encoder_exps=exps, encoder_macs=macs) for t in TABLES}
 
 
 def per_seed(value: float) -> str:

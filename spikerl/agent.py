@@ -129,7 +129,7 @@ class PolicyGradientAgent:
         self.predict_rng = np.random.default_rng(None if seed is None else seed + 1_000_003)
         self.encoder = Encoder(obs_space, features=c.features, code=c.code, T=c.T, p_max=c.p_max, n_fields=c.n_fields,
                                width=c.field_width, low=c.obs_low, high=c.obs_high, grid_shape=c.grid_shape, tile=c.tile,
-                               bounds=c.obs_norm)
+                               bounds=c.obs_norm, n_projections=c.n_projections)
         self.policy = self._build_policy(len(self.action_values))
         self.optimizer = Adam(self.policy.n_params)
         # one-hot features are already a complete (tabular) basis: random features would only

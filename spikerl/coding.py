@@ -56,7 +56,7 @@ def obs_array(space, obs) -> np.ndarray:
 
 @njit
 def _gaussian_fields(x, low, high, centres, inv_width, out):
-    """Population code of validated, finite ``x`` ``(B, d)`` into ``out`` ``(B, d*M)``."""
+    """Population code of validated, finite ``x`` ``(B, d)`` into the first ``d*M`` columns of ``out``."""
     B, d = x.shape
     M = centres.shape[0]
     for bi in range(B):
@@ -65,6 +65,41 @@ def _gaussian_fields(x, low, high, centres, inv_width, out):
             for m in range(M):
                 e = (z - centres[m]) * inv_width
                 out[bi, j * M + m] = np.exp(-0.5 * e * e)
+    return out
+
+
+PROJECTION_SEED = 7919
+"""Seed of the fixed random directions of :func:`projection_matrix` (a design constant, as
+the fields' centres: every agent with the same observation size sees the same directions)."""
+
+
+def projection_matrix(n: int, obs_dim: int) -> np.ndarray:
+    """``n`` fixed random directions ``(n, obs_dim)`` of the centred normalized observation
+    ``2 z - 1``: standard normal entries over ``sqrt(obs_dim)``, so a projection spreads about
+    as one centred dimension does (within the bounds, ``mean +- 3 std``, it stays in ``[-1, 1]``
+    for the most part). Drawn from :data:`PROJECTION_SEED`."""
+    return np.random.default_rng(PROJECTION_SEED).standard_normal((n, obs_dim)) / np.sqrt(obs_dim)
+
+
+@njit
+def _projected_fields(x, low, high, proj, centres, inv_width, out, first):
+    """The population code of each projection of validated, finite ``x`` ``(B, d)``:
+    ``y_k = sum_j (2 z_j - 1) proj[k, j]`` (``z`` the normalized value, clipped to the bounds),
+    clipped to ``[-1, 1]`` and population-coded over it, into ``out[:, first + k*M + m]``."""
+    B, d = x.shape
+    M = centres.shape[0]
+    zc = np.empty(d)
+    for bi in range(B):
+        for j in range(d):
+            zc[j] = 2.0 * ((min(max(x[bi, j], low[j]), high[j]) - low[j]) / (high[j] - low[j])) - 1.0
+        for k in range(proj.shape[0]):
+            y = 0.0
+            for j in range(d):
+                y += zc[j] * proj[k, j]
+            z = (min(max(y, -1.0), 1.0) + 1.0) * 0.5
+            for m in range(M):
+                e = (z - centres[m]) * inv_width
+                out[bi, first + k * M + m] = np.exp(-0.5 * e * e)
     return out
 
 
@@ -212,30 +247,51 @@ class NormalizedFeatures(BoxFeatures):
 
 class PopulationFeatures(BoxFeatures):
     """``n_fields`` Gaussian receptive fields per dimension over the bounds:
-    ``f = exp(-((z - c_m) / width)^2 / 2)`` with ``z`` the normalized value."""
+    ``f = exp(-((z - c_m) / width)^2 / 2)`` with ``z`` the normalized value; with
+    ``n_projections``, the same fields over each of that many fixed random directions of the
+    observation (:func:`projection_matrix`; the projection ``y`` of ``2 z - 1``, clipped to
+    ``[-1, 1]``, coded as ``(y + 1) / 2``), after the dimensions' fields. A readout linear in
+    the dimensions' fields is a sum of one function per dimension; the directions' fields add
+    conjunctions of dimensions (functions of ``w . x``) without hidden neurons."""
 
     name = "population"
 
-    def __init__(self, space, *, n_fields: int = 8, width: float = 1.0, **bounds):
+    def __init__(self, space, *, n_fields: int = 8, width: float = 1.0, n_projections: int = 0, **bounds):
         super().__init__(space, **bounds)
         if isinstance(n_fields, bool) or not isinstance(n_fields, (int, np.integer)) or n_fields < 2:
             raise ValueError(f"n_fields must be an integer >= 2, got {n_fields!r}")
         if not width > 0:
             raise ValueError(f"width must be > 0, got {width!r}")
+        if isinstance(n_projections, bool) or not isinstance(n_projections, (int, np.integer)) or n_projections < 0:
+            raise ValueError(f"n_projections must be an integer >= 0, got {n_projections!r}")
         self.n_fields, self.width = int(n_fields), float(width)
-        self.n_inputs = self.obs_dim * self.n_fields
+        self.proj = projection_matrix(int(n_projections), self.obs_dim)
+        self.n_inputs = (self.obs_dim + self.proj.shape[0]) * self.n_fields
         self.centres = np.linspace(0.0, 1.0, self.n_fields)
         self.inv_width = (self.n_fields - 1) / self.width
+
+    @property
+    def n_projections(self) -> int:
+        return self.proj.shape[0]
 
     def __call__(self, obs) -> np.ndarray:
         x = self.flat(obs)
         low, high = self.bounds()
-        return _gaussian_fields(x, low, high, self.centres, self.inv_width, np.empty((x.shape[0], self.n_inputs)))
+        out = np.empty((x.shape[0], self.n_inputs))
+        _gaussian_fields(x, low, high, self.centres, self.inv_width, out)
+        if self.n_projections:
+            _projected_fields(x, low, high, self.proj, self.centres, self.inv_width, out, self.obs_dim * self.n_fields)
+        return out
+
+    def input_groups(self) -> list[tuple[str, int, int]]:
+        M, d = self.n_fields, self.obs_dim
+        return ([(f"obs[{j}]", j * M, (j + 1) * M) for j in range(d)]
+                + [(f"proj[{k}]", (d + k) * M, (d + k + 1) * M) for k in range(self.n_projections)])
 
     def decode(self, features: np.ndarray) -> np.ndarray:
         """Each dimension's population vector ``(B, obs_dim)``: the fields' centres weighted by
         their activity, a smooth monotone read-out of the normalized value in ``[0, 1]``."""
-        f = features.reshape(features.shape[0], self.obs_dim, self.n_fields)
+        f = features[:, : self.obs_dim * self.n_fields].reshape(features.shape[0], self.obs_dim, self.n_fields)
         return (f * self.centres).sum(2) / np.maximum(f.sum(2), 1e-9)
 
 
@@ -407,6 +463,8 @@ class Encoder:
         grid_shape, tile: for ``tile``: the grid ``(rows, cols)`` of the ``Discrete``
             index ``row * cols + col``, and the tile size ``(h, w)``.
         f_min: under time coding, features below this do not spike.
+        n_projections: fixed random directions of the observation coded besides its
+            dimensions (:class:`PopulationFeatures`); the other feature maps have none.
     """
 
     def __init__(
@@ -426,6 +484,7 @@ class Encoder:
         tile=(1, 1),
         f_min: float = 0.05,
         bounds: str = "space",
+        n_projections: int = 0,
     ):
         if features not in FEATURES:
             raise ValueError(f"unknown encoder features {features!r}; expected one of {FEATURES}")
@@ -444,7 +503,8 @@ class Encoder:
         if features == "normalized":
             self.feature_map = NormalizedFeatures(space, **box)
         elif features == "population":
-            self.feature_map = PopulationFeatures(space, n_fields=n_fields, width=width, **box)
+            self.feature_map = PopulationFeatures(space, n_fields=n_fields, width=width, n_projections=n_projections,
+                                                  **box)
         elif features == "onehot" and components is not None:
             self.feature_map = ComponentOneHotFeatures(space)
         elif features == "onehot":

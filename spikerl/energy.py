@@ -86,10 +86,11 @@ TABLES = (CMOS_45NM, LOIHI)
 
 
 def spiking_ops(*, n_neurons: int, n_inputs: int, encoder_exps: int, latency: float, spikes: float, sops: float,
-                mode: str, vote_samples: int = 1) -> dict:
+                mode: str, vote_samples: int = 1, encoder_macs: float = 0.0) -> dict:
     """Operations of one decision (means over decisions). ``mode``: sampled, vote, threshold or
     regular (a sigmoid per neuron update, as sampling, whose phase is compared instead of a
-    random draw)."""
+    random draw). ``encoder_macs``: the encoder's multiply-accumulates (its random
+    projections), the decision's only MACs."""
     if mode not in ("sampled", "vote", "threshold", "regular"):
         raise ValueError(f"mode must be sampled, vote, threshold or regular, got {mode!r}")
     runs = vote_samples if mode == "vote" else 1
@@ -100,7 +101,7 @@ def spiking_ops(*, n_neurons: int, n_inputs: int, encoder_exps: int, latency: fl
             "nonlinearities": (updates if sampled or mode == "regular" else 0.0) + encoder_exps,
             "comparisons": steps * n_neurons,
             "random_draws": (steps * n_neurons + runs) if sampled else 0.0,
-            "spikes": float(spikes), "macs": 0.0, "activations": 0.0}
+            "spikes": float(spikes), "macs": float(encoder_macs), "activations": 0.0}
 
 
 OPS_OF_OUTPUTS = {"vote": "vote", "threshold": "threshold", True: "threshold", "median": "threshold",
@@ -127,6 +128,7 @@ def network_facts(model) -> dict:
         enc = policy.encoder
         return {"kind": "spiking", "n_neurons": policy.topo.n_neurons, "n_inputs": policy.topo.n_in,
                 "encoder_exps": enc.n_inputs if enc.features == "population" else 0,
+                "encoder_macs": encoder_macs(enc),
                 "vote_samples": model.config.vote_samples, "det_mode": model.config.deterministic_outputs}
     if isinstance(policy, Policy):  # pg-mlp: spikerl's own perceptron
         return {"kind": "ann", "activations": policy.hidden, "n_actions": policy.n_actions}
@@ -144,18 +146,30 @@ def network_facts(model) -> dict:
     return {"kind": "ann", "activations": sum(hidden), "n_actions": n_actions}
 
 
-def energy(ops: dict, table: OpTable, *, host: OpTable = CMOS_45NM, encoder_exps: float = 0.0) -> dict | None:
+def encoder_macs(encoder) -> int:
+    """Multiply-accumulates of an encoder per observation: its random projections' (population code)."""
+    proj = getattr(encoder.feature_map, "proj", None)
+    return 0 if proj is None else int(proj.size)
+
+
+def energy(ops: dict, table: OpTable, *, host: OpTable = CMOS_45NM, encoder_exps: float = 0.0,
+           encoder_macs: float = 0.0) -> dict | None:
     """pJ per kind and ``total`` (``None`` if an operation does not run on this hardware).
-    On a neuromorphic table the encoder's exponentials are priced on ``host``."""
+    On a neuromorphic table the encoder's exponentials and MACs are priced on ``host``."""
     out = {}
+    on_host = table is not host
     for kind in KINDS:
         n = ops.get(kind, 0.0)
+        if kind == "macs" and on_host:
+            n -= encoder_macs
         cost = table.pj[kind]
         if n and cost is None:
             return None
         out[kind] = n * (cost or 0.0)
-    if table is not host and encoder_exps:
+    if on_host and encoder_exps:
         out["nonlinearities"] += encoder_exps * host.pj["nonlinearities"]
+    if on_host and encoder_macs:
+        out["macs"] += encoder_macs * host.pj["macs"]
     out["total"] = sum(out[k] for k in KINDS)
     return out
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .coding import CODE_IDS, BoxFeatures, ComponentOneHotFeatures, PopulationFeatures
+from .energy import encoder_macs
 from .engine import DETERMINISTIC, geometric_decay
 from .policy import SpikingPolicy
 from .rules import Critic
@@ -206,17 +207,22 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
         if not (learn and not fm.fixed.all()):  # learning with running bounds computes them
             parts += [_array("double", "enc_low", low), _array("double", "enc_high", high)]
             flash += 16 * n_obs
+        n_proj = fm.n_projections if population else 0
         if population:
             parts.append(_array("double", "enc_centres", fm.centres))
             flash += 8 * fm.n_fields
-        enc_defs = (f"#define ENC_BOX 1\n#define ENC_POPULATION {int(population)}\n"
+        if n_proj:  # the random directions, row by row
+            parts.append(_array("double", "enc_proj", fm.proj.ravel()))
+            flash += 8 * fm.proj.size
+        enc_defs = (f"#define ENC_BOX 1\n#define ENC_POPULATION {int(population)}\n#define ENC_N_PROJ {n_proj}\n"
                     f"#define ENC_FIELDS {fm.n_fields if population else 1}\n"
                     f"#define ENC_INV_WIDTH {_lit(fm.inv_width if population else 0.0)}\n")
     else:  # one-hot or tile of a Discrete state
         n_obs = 1
         parts.append(_ints("int32_t", "enc_tile_of", fm.index_of))
         flash += 4 * fm.index_of.size
-        enc_defs = (f"#define ENC_BOX 0\n#define ENC_POPULATION 0\n#define ENC_FIELDS 1\n#define ENC_INV_WIDTH 0.0\n"
+        enc_defs = (f"#define ENC_BOX 0\n#define ENC_POPULATION 0\n#define ENC_N_PROJ 0\n#define ENC_FIELDS 1\n"
+                    f"#define ENC_INV_WIDTH 0.0\n"
                     f"#define ENC_N_STATES {fm.n_states}\n#define ENC_START {fm.start}\n")
     enc_defs += "".join(f"#define ENC_CODE_{c.upper()} {i}\n" for c, i in CODE_IDS.items())
     enc_defs += (f"#define ENC_CODE {CODE_IDS[enc.code]} /* {enc.code} */\n#define ENC_P_MAX {_lit(enc.p_max)}\n"
@@ -287,6 +293,7 @@ def operations_per_decision(policy: SpikingPolicy, *, latency=None, spikes=None,
         sop = float(np.mean(sops))
     enc_exps = enc.n_inputs if enc.features == "population" else 0
     return {
+        "encoder_macs": encoder_macs(enc),
         "synaptic_accumulates": sop,
         "neuron_updates": steps * n_sampled,  # u = currents + bias, one sigmoid or comparison each
         "nonlinearities": steps * n_sampled,
@@ -361,6 +368,7 @@ def footprint_markdown(rep: dict) -> str:
              "nonlinearities": ("sigmoids or comparisons / decision", "activations"),
              "random_draws": ("random draws / decision", "random_draws"),
              "encoder_exps": ("encoder exponentials / decision", None),
+             "encoder_macs": ("encoder MACs / decision", None),
              "steps": ("steps / decision", None)}
     for k, (label, pk) in names.items():
         mv = "" if m is None else f"{m[k]:.1f}"
@@ -626,6 +634,10 @@ static int features(const spk_state *st, const double *obs, spk_real *f)
 {
 #if ENC_BOX
     int d, m;
+#if ENC_N_PROJ
+    int k;
+    double zc[SPK_N_OBS];
+#endif
     for (d = 0; d < SPK_N_OBS; d++)
         if (!isfinite(obs[d]))
             return -1;
@@ -643,7 +655,24 @@ static int features(const spk_state *st, const double *obs, spk_real *f)
             f[d * ENC_FIELDS + m] = (spk_real)z;
 #endif
         }
+#if ENC_N_PROJ
+        zc[d] = 2.0 * z - 1.0;
+#endif
     }
+#if ENC_N_PROJ
+    for (k = 0; k < ENC_N_PROJ; k++) { /* each random direction's fields, after the dimensions' */
+        double y = 0.0, z;
+        for (d = 0; d < SPK_N_OBS; d++)
+            y += zc[d] * enc_proj[k * SPK_N_OBS + d];
+        y = y > -1.0 ? y : -1.0;
+        y = y < 1.0 ? y : 1.0;
+        z = (y + 1.0) * 0.5;
+        for (m = 0; m < ENC_FIELDS; m++) {
+            double e = (z - enc_centres[m]) * ENC_INV_WIDTH;
+            f[(SPK_N_OBS + k) * ENC_FIELDS + m] = (spk_real)exp(-0.5 * e * e);
+        }
+    }
+#endif
 #else
     double x = obs[0];
     long s;

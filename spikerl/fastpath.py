@@ -44,8 +44,9 @@ FEATURE_KIND = ((NormalizedFeatures, NORMALIZED), (PopulationFeatures, POPULATIO
 
 @njit_inline
 def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
-                centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in):
-    """Features of one observation ``x`` (into ``f``) into every row of ``p_in`` ``(K, n_in, T)``.
+                centres, inv_width, proj, index_of, offset, nvec, start, p_max, code, f_min, f, p_in):
+    """Features of one observation ``x`` (into ``f``) into every row of ``p_in`` ``(K, n_in, T)``
+    (``proj``: the population code's random directions, ``(0, d)`` for none).
     Returns ``False`` (nothing written that matters) when ``x`` is not finite or not in the space."""
     K, n_in, T = p_in.shape
     f[:] = 0.0
@@ -55,6 +56,7 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
             if not np.isfinite(x[j]):
                 return False
         M = centres.shape[0]
+        zc = np.empty(d)
         for j in range(d):
             if fixed[j]:
                 low, high = fixed_low[j], fixed_high[j]
@@ -70,6 +72,15 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
                 for m in range(M):
                     e = (z - centres[m]) * inv_width
                     f[j * M + m] = np.exp(-0.5 * e * e)
+                zc[j] = 2.0 * z - 1.0
+        for k in range(proj.shape[0]):  # coding._projected_fields, element by element
+            y = 0.0
+            for j in range(d):
+                y += zc[j] * proj[k, j]
+            z = (min(max(y, -1.0), 1.0) + 1.0) * 0.5
+            for m in range(M):
+                e = (z - centres[m]) * inv_width
+                f[(d + k) * M + m] = np.exp(-0.5 * e * e)
     elif kind == ONEHOT:
         s = x[0] - start[0]
         if not (s >= 0 and s < index_of.shape[0] and s == np.floor(s)):
@@ -104,7 +115,7 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
 
 @njit
 def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
-                 centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in,
+                 centres, inv_width, proj, index_of, offset, nvec, start, p_max, code, f_min, f, p_in,
                  rand, tie, no_clamp, deterministic, median_out, regular, decoder, vote,
                  n_in, n_hid, n_out, pre_ptr, pre_syn, post, w, v, bias, a, b, ff_decay, fb_decay, qpost, wq,
                  raster, potential, action, t_star, no_spike, spikes, sops, ll_out, ll_neuron, ew, ev, eg,
@@ -113,7 +124,7 @@ def _predict_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, m
     single decision, or the majority of the ``K``), adding the figures to ``stats``; ``-1``
     when ``x`` cannot be encoded (nothing counted). Every buffer is the caller's."""
     if not _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, mean, m2, count, n_std,
-                       centres, inv_width, index_of, offset, nvec, start, p_max, code, f_min, f, p_in):
+                       centres, inv_width, proj, index_of, offset, nvec, start, p_max, code, f_min, f, p_in):
         return -1
     K = p_in.shape[0]
     presynaptic_order_into(post, pre_syn, w, a, qpost, wq)
@@ -180,6 +191,7 @@ class SinglePredictor:
         self.space_low, self.space_high = (fm.space_low, fm.space_high) if box else (z1, z1)
         self.centres = fm.centres if self.kind == POPULATION else z1
         self.inv_width = fm.inv_width if self.kind == POPULATION else 1.0
+        self.proj = fm.proj if self.kind == POPULATION else np.zeros((0, 1))
         self.index_of = fm.index_of if self.kind == ONEHOT else zi
         self.offset = fm.offset if self.kind == MULTI_ONEHOT else zi
         self.nvec = fm.nvec if self.kind == MULTI_ONEHOT else zi
@@ -214,8 +226,9 @@ class SinglePredictor:
         p, topo = pol.params, pol.topo
         chosen = _predict_one(
             x, self.kind, self.fixed, self.fixed_low, self.fixed_high, self.space_low, self.space_high, mean, m2,
-            float(count), self.n_std, self.centres, self.inv_width, self.index_of, self.offset, self.nvec, self.start,
-            enc.p_max, self.code, enc.f_min, self.features, self.p_in, buf["uniforms"], buf["tie"], _NO_CLAMP,
+            float(count), self.n_std, self.centres, self.inv_width, self.proj, self.index_of, self.offset, self.nvec,
+            self.start, enc.p_max, self.code, enc.f_min, self.features, self.p_in, buf["uniforms"], buf["tie"],
+            _NO_CLAMP,
             self.deterministic, self.median_out, self.regular, self.decoder, self.vote, topo.n_in, topo.n_hid, topo.n_out,
             topo.pre_ptr, topo.pre_syn, topo.post, p.w, p.v, p.bias, pol.ff_kernel, pol.fb_kernel, self.ff_decay,
             self.fb_decay, self.qpost, self.wq, buf["raster"], buf["potential"], buf["action"], buf["t_star"],

@@ -55,6 +55,11 @@ class AgentConfig:
     """Gaussian receptive fields per observation dimension (population)."""
     field_width: float = 1.0
     """Receptive-field width in units of the spacing between centres."""
+    n_projections: int = 0
+    """Population code: fixed random directions of the observation, each coded by
+    ``n_fields`` fields as a dimension is (conjunctions of dimensions as input neurons; see
+    :class:`~spikerl.coding.PopulationFeatures`). 0: the dimensions' fields only. The other
+    feature maps have none (one-hot and tile features are already conjunctive)."""
     p_max: float = 0.9
     """Spike rate (regular code) or probability per step (rate code) of a fully active input neuron."""
     obs_low: list | None = None
@@ -148,6 +153,8 @@ class AgentConfig:
             "ent_coef": self.ent_coef >= 0, "target_kl": self.target_kl is None or self.target_kl > 0,
             "dual_clip": self.dual_clip is None or self.dual_clip > 1,
             "critic_features": self.critic_features >= 0, "w_clip": self.w_clip > 0,
+            "n_projections": not isinstance(self.n_projections, bool) and isinstance(self.n_projections, int)
+            and self.n_projections >= 0,
             "action_bins": self.action_bins is None or (not isinstance(self.action_bins, bool)
                                                         and isinstance(self.action_bins, int) and self.action_bins >= 2),
         }

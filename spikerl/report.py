@@ -172,12 +172,13 @@ def mode_figures(run: dict, mode: str) -> dict | None:
         exps = 0
     else:
         m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[facts["det_mode"]]
-        exps = facts["encoder_exps"]
+        exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)
         ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
                           latency=fig.get("latency") or 0.0, spikes=fig.get("spikes_per_decision") or 0.0,
-                          sops=fig.get("sops_per_decision") or 0.0, mode=m, vote_samples=facts["vote_samples"])
+                          sops=fig.get("sops_per_decision") or 0.0, mode=m, vote_samples=facts["vote_samples"],
+                          encoder_macs=macs)
     fig["ops"] = ops
-    fig["energy"] = {t.name: energy(ops, t, encoder_exps=exps) for t in TABLES}
+    fig["energy"] = {t.name: energy(ops, t, encoder_exps=exps, encoder_macs=macs) for t in TABLES}
     return fig
 
 

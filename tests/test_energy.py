@@ -56,3 +56,23 @@ def test_network_facts_of_a_box_action_ppo_count_its_action_dimensions():
 
     facts = network_facts(PPO("MlpPolicy", "Pendulum-v1", device="cpu", seed=0))
     assert facts == {"kind": "ann", "activations": 128, "n_actions": 1}
+
+
+def test_the_encoders_projections_are_counted_as_macs_and_priced_on_the_host():
+    """An encoder with random projections adds ``n_projections x obs_dim`` MACs per decision:
+    counted on the spiking side, priced as MACs on 45 nm CMOS and, on Loihi (which has no
+    MACs), on the host as the encoder's exponentials are."""
+    from spikerl import SpikingAgent
+    from spikerl.energy import network_facts
+
+    facts = network_facts(SpikingAgent("Acrobot-v1", n_projections=5))
+    assert facts["encoder_macs"] == 5 * 6 and facts["encoder_exps"] == (6 + 5) * 8
+    assert network_facts(SpikingAgent("Acrobot-v1"))["encoder_macs"] == 0
+    ops = spiking_ops(mode="sampled", n_neurons=10, n_inputs=4, encoder_exps=4, latency=2.0, spikes=7.0, sops=30.0,
+                      encoder_macs=30)
+    assert ops["macs"] == 30
+    plain = spiking_ops(mode="sampled", n_neurons=10, n_inputs=4, encoder_exps=4, latency=2.0, spikes=7.0, sops=30.0)
+    assert energy(ops, CMOS_45NM)["total"] == pytest.approx(energy(plain, CMOS_45NM)["total"] + 30 * 4.6)
+    lo = energy(ops, LOIHI, encoder_exps=4, encoder_macs=30)
+    assert lo is not None
+    assert lo["total"] == pytest.approx(energy(plain, LOIHI, encoder_exps=4)["total"] + 30 * CMOS_45NM.pj["macs"])

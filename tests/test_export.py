@@ -95,6 +95,7 @@ def test_threshold_median_and_regular_modes_identical(trained, cartpole_obs, tmp
     {"code": "time", "features": "normalized"},
     {"code": "regular"},
     {"feedback": False, "n_hidden": 0},
+    {"n_projections": 5},  # the encoder's random directions
 ])
 def test_other_networks_identical(overrides, tmp_path):
     agent = SpikingAgent("CartPole-v1", seed=2, **overrides)

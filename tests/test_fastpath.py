@@ -52,6 +52,7 @@ CASES = {
                                                    obs_norm="space", obs_low=[-1] * 4, obs_high=[1] * 4), 0),
     "rate-decoder": (lambda: SpikingAgent("CartPole-v1", seed=6, decoder="rate", output_score="pattern"), 0),
     "regular-code": (lambda: SpikingAgent("CartPole-v1", seed=14, code="regular"), 800),
+    "projections": (lambda: SpikingAgent("Acrobot-v1", seed=15, n_projections=6, n_hidden=4), 800),
     "box-actions": (lambda: SpikingAgent("Pendulum-v1", seed=7, action_bins=5), 600),
     "windy-tile": (lambda: SpikingAgent("spikerl/WindyGridWorld-v0", seed=8, features="tile", grid_shape=(7, 10),
                                         tile=(2, 2)), 600),

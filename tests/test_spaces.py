@@ -180,3 +180,49 @@ def test_box_features_decode_to_the_normalized_observation():
     np.testing.assert_allclose(d[inside], z[inside], atol=0.01)
     with pytest.raises(ValueError, match="onehot features of a Discrete observation space cannot be decoded"):
         Encoder(gym.spaces.Discrete(4), features="onehot", code="regular").decode(np.eye(4))
+
+
+def test_random_projections_add_population_codes_of_fixed_directions():
+    """``n_projections``: after the dimensions' fields, each fixed random direction ``w`` of the
+    centred normalized observation ``2 z - 1`` is population-coded as a dimension is (its value
+    clipped to [-1, 1], coded as ``(y + 1) / 2``); the dimensions' fields and the decoded
+    observation are unchanged; the directions are a design constant; the other feature maps
+    have none; a bad count is refused by name."""
+    from spikerl.coding import PROJECTION_SEED
+
+    space = gym.spaces.Box(-2.0, 2.0, (3,), np.float32)
+    x = np.random.default_rng(0).uniform(-2.5, 2.5, (50, 3))
+    plain = Encoder(space, features="population", code="regular", n_fields=5)
+    enc = Encoder(space, features="population", code="regular", n_fields=5, n_projections=4)
+    f = enc.features_of(x)
+    assert f.shape == (50, (3 + 4) * 5) and enc.n_inputs == 35
+    np.testing.assert_array_equal(f[:, :15], plain.features_of(x))
+    np.testing.assert_array_equal(enc.decode(f), plain.decode(plain.features_of(x)))
+    w = np.random.default_rng(PROJECTION_SEED).standard_normal((4, 3)) / np.sqrt(3)
+    z = (np.clip(x, -2, 2) + 2) / 4
+    y = np.clip((2 * z - 1) @ w.T, -1, 1)  # (50, 4)
+    centres = np.linspace(0, 1, 5)
+    want = np.exp(-0.5 * (((y[:, :, None] + 1) / 2 - centres) * 4) ** 2).reshape(50, 20)
+    np.testing.assert_allclose(f[:, 15:], want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(Encoder(space, features="population", code="regular", n_fields=5,
+                                          n_projections=4).feature_map.proj, enc.feature_map.proj)
+    assert enc.input_groups()[-1] == ("proj[3]", 30, 35) and enc.input_groups()[2] == ("obs[2]", 10, 15)
+    assert Encoder(gym.spaces.Discrete(6), features="auto", code="regular", n_projections=4).n_inputs == 6
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="n_projections"):
+            Encoder(space, features="population", code="regular", n_projections=bad)
+    with pytest.raises(ValueError, match="invalid hyperparameter n_projections"):
+        SpikingAgent("CartPole-v1", n_projections=-2)
+
+
+def test_an_agent_with_projections_saves_loads_and_resumes_its_inputs(tmp_path):
+    """The directions follow from the saved configuration: a loaded agent encodes and decides
+    as the saved one."""
+    agent = SpikingAgent("Acrobot-v1", seed=2, n_projections=3, n_hidden=4)
+    agent.learn(600)
+    agent.save(tmp_path / "p.spk")
+    back = SpikingAgent.load(tmp_path / "p.spk")
+    assert back.config.n_projections == 3 and back.encoder.n_inputs == (6 + 3) * 8
+    obs = np.random.default_rng(1).uniform(-1, 1, (20, 6))
+    np.testing.assert_array_equal(back.encoder.features_of(obs), agent.encoder.features_of(obs))
+    np.testing.assert_array_equal(back.policy.theta, agent.policy.theta)
