@@ -14,6 +14,11 @@ RENAMED = {"gamma_hidden": "bias_hidden", "gamma_out": "bias_out"}
 factor only; the neuron bias is ``bias``)."""
 
 
+ADDED = {"n_projections": 0, "critic": "features"}
+"""Fields added after model files were first written -> the value a file without them meant
+(the behaviour of the version that wrote it), whatever the default has become since."""
+
+
 def upgrade_keys(data: dict, where: str = "hyperparameters", warn: bool = True) -> dict:
     """``data`` with old hyperparameter names replaced by their new ones (:data:`RENAMED`),
     each with a ``DeprecationWarning`` unless ``warn`` is False (files saved by older

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 from gymnasium import spaces
 
-from .hyperparams import upgrade_keys
+from .hyperparams import ADDED, upgrade_keys
 from .rules import Critic
 from .registry import AGENT_CLASSES, agent_class
 
@@ -200,10 +200,11 @@ def load_agent(cls, path, env=None, **overrides):
         raise ModelFileError(f"{path}: holds a {meta.get('class')}, not a {cls.__name__} (use spikerl.load_model)")
     obs_space = space_from_description(meta["observation_space"])
     act_space = space_from_description(meta["action_space"])
-    # files of older versions: new names, and no fields the agent's config no longer has
-    # (pg-mlp files carried every spiking field before the configs were split)
+    # files of older versions: new names, fields added since at the value they meant, and no
+    # fields the agent's config no longer has (pg-mlp files carried every spiking field before
+    # the configs were split)
     known = {f.name for f in dataclasses.fields(cls.config_class)}
-    saved = {k: v for k, v in upgrade_keys(meta["config"], warn=False).items() if k in known}
+    saved = {k: v for k, v in {**ADDED, **upgrade_keys(meta["config"], warn=False)}.items() if k in known}
     config = {**saved, **overrides}
     try:
         agent = cls(None, seed=meta["seed"], _spaces=(obs_space, act_space), **config)

@@ -417,3 +417,22 @@ def test_learn_keeps_openblas_to_one_thread_and_restores_it():
     assert [getter() for _, getter in controls] == before
     agent.learn(10)
     assert [getter() for _, getter in controls] == before
+
+
+def test_a_file_written_before_a_field_existed_loads_with_what_it_meant():
+    """A field added since a file was written takes the value that file meant (the behaviour of
+    the version that wrote it: ``hyperparams.ADDED``), not today's default: results/show's
+    CartPole model predates ``n_projections`` and ``critic`` and loads as the agent it is."""
+    from pathlib import Path
+
+    from spikerl.hyperparams import ADDED
+    from spikerl.serialization import read_arrays
+
+    old = Path(__file__).resolve().parents[1] / "results" / "show" / "cartpole-fts-snn-s100.spk"
+    meta, _ = read_arrays(old)
+    assert "n_projections" not in meta["config"] and "critic" not in meta["config"]
+    assert ADDED["n_projections"] == 0 and ADDED["critic"] == "features"
+    loaded = SpikingAgent.load(old)
+    assert loaded.config.n_projections == 0 and loaded.encoder.n_inputs == loaded.policy.topo.n_in == 32
+    assert loaded.config.critic == "features" and loaded.critic.c.shape == (289,)
+    assert meta["config"]["n_hidden"] == loaded.policy.topo.n_hid
