@@ -222,7 +222,7 @@ def mode_energy(facts: dict, mode: str, fig: dict, det: str = "vote") -> tuple[d
     if facts["kind"] == "ann":  # MACs as the cell measured them (the acting network's, per forward pass)
         ops = ann_ops(macs=fig["macs_per_decision"], activations=facts["activations"], n_actions=facts["n_actions"],
                       deterministic=mode != "sampled")
-        exps = 0
+        exps = macs = 0
     else:
         m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[det if mode == "deterministic" else MODE_OUTPUTS[mode]]
         exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)

@@ -169,7 +169,7 @@ def mode_figures(run: dict, mode: str) -> dict | None:
         ops = ann_ops(macs=fig.get("macs_per_decision") or s.get("macs_per_decision") or 0.0,
                       activations=facts["activations"], n_actions=facts["n_actions"],
                       deterministic=mode == "deterministic")
-        exps = 0
+        exps = macs = 0
     else:
         m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[facts["det_mode"]]
         exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)
