@@ -10,6 +10,8 @@ from spikerl import SpikingAgent, SpikingConfig
 from spikerl.callbacks import CheckpointCallback, EvalCallback, evaluate
 
 CARTPOLE = dict(obs_low=[-2.4, -3.0, -0.21, -3.5], obs_high=[2.4, 3.0, 0.21, 3.5])
+HIDDEN = dict(n_hidden=32, n_projections=0)
+"""A network with hidden neurons on the dimensions' fields alone, for the tests of hidden credit."""
 
 
 def test_evaluate_policy_scores_a_spiking_agent():
@@ -193,7 +195,7 @@ def test_from_config_is_the_default_agent(env_id):
 
 
 def test_median_deterministic_outputs():
-    agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="median", bias_out=-4.0, **CARTPOLE)
+    agent = SpikingAgent("CartPole-v1", seed=0, deterministic_outputs="median", bias_out=-4.0, **CARTPOLE, **HIDDEN)
     obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 0.05
     a1, _ = agent.predict(obs, deterministic=True)
     a2, _ = agent.predict(obs, deterministic=True)
@@ -219,7 +221,7 @@ def test_old_hidden_rule_name_is_deprecated_and_mapped():
 
 @pytest.mark.parametrize("ratio", ["joint", "output", "neuron"])
 def test_proximal_rule_updates_every_learnable_neuron(ratio):
-    agent = SpikingAgent(gym.make("CartPole-v1"), seed=0, ratio=ratio, n_steps=32, n_epochs=2, batch_size=16)
+    agent = SpikingAgent(gym.make("CartPole-v1"), seed=0, ratio=ratio, n_steps=32, n_epochs=2, batch_size=16, **HIDDEN)
     before = agent.policy.theta.copy()
     agent.learn(32)  # exactly one rollout: 2 epochs of 2 minibatches
     moved = agent.policy.theta != before
@@ -252,7 +254,7 @@ def test_each_training_round_is_logged_under_sb3_names_and_a_kl_stop_shows():
 def test_replayed_decision_reproduces_acting():
     """A stored decision replayed under the same parameters gives the same log-probability
     and eligibility, bit for bit (so every first ratio of a rollout is exactly 1)."""
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **HIDDEN)
     pol = agent.policy
     obs = np.random.default_rng(0).normal(size=(64, 4)) * 0.1
     agent.encoder.update(obs)
@@ -289,7 +291,7 @@ def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
                {"hidden_rule": "posterior", "output_score": "action"}, {"hidden_rule": "joint", "output_score": "action"},
                {"hidden_rule": "posterior", "output_score": "marginal"},
                {"hidden_rule": "joint", "output_score": "marginal"}):
-        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw)
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, **kw, **HIDDEN)
         pol = agent.policy
         agent.encoder.update(obs)
         rec = pol.record(pol.act(obs, np.random.default_rng(1), learn=True), agent.encoder.features_of(obs))

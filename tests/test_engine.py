@@ -305,8 +305,8 @@ def test_threaded_kernel_gives_the_same_bits_as_serial(monkeypatch):
 def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
     """The kernel and the learning rule's compiled passes (the hidden targets, their errors and
     eligibilities, the output layer's marginal scores) run over a batch in chunks on threads
-    (``engine.batched``): split into three chunks at every batch size, the default agent
-    trains to the same parameters, bit for bit, as in one call each."""
+    (``engine.batched``): split into three chunks at every batch size, an agent with hidden
+    neurons trains to the same parameters, bit for bit, as in one call each."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -322,11 +322,12 @@ def test_batched_passes_in_chunks_train_the_same_bits(monkeypatch):
 
     monkeypatch.setattr(engine, "_pools", {(os.getpid(), 3): Spy(3)})
     monkeypatch.setattr(engine, "get_num_threads", lambda: 1)
-    serial = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
+    hidden = dict(n_hidden=32, n_projections=0)
+    serial = SpikingAgent("CartPole-v1", seed=3, n_steps=32, **hidden).learn(768).policy.theta
     assert not calls  # one thread: single calls
     monkeypatch.setattr(engine, "THREADED_MIN_BATCH", 1)
     monkeypatch.setattr(engine, "get_num_threads", lambda: 3)
-    chunked = SpikingAgent("CartPole-v1", seed=3, n_steps=32).learn(768).policy.theta
+    chunked = SpikingAgent("CartPole-v1", seed=3, n_steps=32, **hidden).learn(768).policy.theta
     assert {"_kernel", "_posterior_lambdas_range", "_marginal_terms_range", "_hidden_eligibilities_into",
             "_marginal_scores"} <= set(calls)
     np.testing.assert_array_equal(chunked, serial)

@@ -298,13 +298,14 @@ def test_posterior_eligibilities_in_the_kernel_arrays_match_their_definition():
 
 
 def test_posterior_rule_on_a_full_size_network():
-    """The same two checks on the default CartPole network (T = 8, kernels longer than one
+    """The same two checks on a full-size CartPole network (T = 8, kernels longer than one
     step, 32 hidden neurons): the compiled errors against flipping each spike and replaying,
     and the in-place eligibilities against ``hidden_eligibility``."""
     from spikerl import SpikingAgent
     from spikerl.rules import _posterior_errors, hidden_eligibility
 
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="pattern")  # marginal: below
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, output_score="pattern", n_hidden=32,
+                         n_projections=0)  # marginal: below
     pol = agent.policy
     obs = np.random.default_rng(0).normal(size=(40, 4)) * 0.5
     agent.encoder.update(obs)
@@ -399,20 +400,20 @@ def test_proximal_rule_replays_posterior_through_its_targets(monkeypatch):
 
     monkeypatch.setattr(PosteriorSpikes, "rewrite", spy)
     agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, n_steps=16, batch_size=8, n_epochs=2,
-                         hidden_rule="posterior")
+                         hidden_rule="posterior", n_hidden=32)
     agent.learn(64)
     assert len(seen) >= 8 and all(seen)  # 2 rollouts x 2 epochs x 2-4 minibatches
 
 
 def test_marginal_replay_through_targets_runs_the_forward_pass_only():
-    """The default's replay (output scored with its timing summed out, hidden neurons through
+    """The proximal replay (output scored with its timing summed out, hidden neurons through
     the estimator's targets) runs the kernel's forward pass only and lets the scorers write
     every eligibility and log-likelihood: the same gradient and log-likelihoods, bit for bit,
     as a learning replay whose entries they overwrite, call after call (nothing left over from
     the previous minibatch)."""
     from spikerl import SpikingAgent
 
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, n_hidden=32, n_projections=0)
     pol = agent.policy
     assert pol.output_score == "marginal"
     rng = np.random.default_rng(0)
@@ -455,7 +456,8 @@ def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
     from spikerl import SpikingAgent
 
     for output_score in ("pattern", "marginal"):
-        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, reward_factor="td", output_score=output_score)
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, reward_factor="td", output_score=output_score,
+                             n_hidden=32, n_projections=0)
         pol = agent.policy
         obs = np.random.default_rng(0).normal(size=(60, 4)) * 0.5
         agent.encoder.update(obs)
@@ -666,7 +668,7 @@ def test_marginal_acting_continues_the_decision_and_replays_it_exactly():
     with the posterior estimator's targets too."""
     from spikerl import SpikingAgent
 
-    agent = SpikingAgent("Acrobot-v1", seed=0, output_score="marginal", n_envs=2)
+    agent = SpikingAgent("Acrobot-v1", seed=0, output_score="marginal", n_envs=2, n_hidden=32, n_projections=0)
     policy = agent.policy
     topo = policy.topo
     out0 = topo.n_in + topo.n_hid

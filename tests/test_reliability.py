@@ -112,13 +112,16 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_file(tmp_path):
     assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-")} == {"ckpt.spk"}
 
 
-@pytest.mark.parametrize("reward_factor,hidden_rule,critic", [("proximal", "joint", "features"), ("mc", "joint", "features"),
-                                                              ("td", "joint", "features"),
-                                                              ("proximal", "posterior", "features"),
-                                                              ("proximal", "posterior", "mlp"), ("mc", "joint", "mlp"),
-                                                              ("proximal", "posterior", "features+mlp")])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule, critic):
-    kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, hidden_rule=hidden_rule, critic=critic, **CARTPOLE)
+@pytest.mark.parametrize("reward_factor,hidden_rule,critic,n_hidden,n_projections", [
+    ("proximal", "joint", "features", 32, 0), ("mc", "joint", "features", 32, 0), ("td", "joint", "features", 32, 0),
+    ("proximal", "posterior", "features", 32, 0), ("proximal", "posterior", "mlp", 32, 0), ("mc", "joint", "mlp", 32, 0),
+    ("proximal", "posterior", "features+mlp", 32, 0),
+    ("proximal", "posterior", "auto", 0, 24),  # inputs to outputs only, random directions, the perceptron critic
+])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule, critic, n_hidden,
+                                                      n_projections):
+    kw = dict(seed=3, batch_size=128, reward_factor=reward_factor, hidden_rule=hidden_rule, critic=critic,
+              n_hidden=n_hidden, n_projections=n_projections, **CARTPOLE)
     full = SpikingAgent("CartPole-v1", **kw).learn(4000)
 
     stop_at = 1730  # mid-episode, mid-batch
