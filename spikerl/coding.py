@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from ._numba import njit
+from ._numba import njit, njit_inline
 
 FEATURES = ("auto", "normalized", "population", "onehot", "tile")
 CODES = ("rate", "time", "regular")
@@ -81,25 +81,33 @@ def projection_matrix(n: int, obs_dim: int) -> np.ndarray:
     return np.random.default_rng(PROJECTION_SEED).standard_normal((n, obs_dim)) / np.sqrt(obs_dim)
 
 
+@njit_inline
+def project_fields(zc, proj, centres, inv_width, out, first):
+    """The fields of every direction of ``proj`` for one centred normalized observation ``zc``
+    (``2 z - 1``) into ``out[first + k*M + m]``: ``y_k = sum_j zc_j proj[k, j]``, clipped to
+    ``[-1, 1]``, coded as ``(y + 1) / 2`` (the batched encoder and the compiled predict share it)."""
+    M = centres.shape[0]
+    for k in range(proj.shape[0]):
+        y = 0.0
+        for j in range(zc.shape[0]):
+            y += zc[j] * proj[k, j]
+        z = (min(max(y, -1.0), 1.0) + 1.0) * 0.5
+        for m in range(M):
+            e = (z - centres[m]) * inv_width
+            out[first + k * M + m] = np.exp(-0.5 * e * e)
+
+
 @njit
 def _projected_fields(x, low, high, proj, centres, inv_width, out, first):
     """The population code of each projection of validated, finite ``x`` ``(B, d)``:
     ``y_k = sum_j (2 z_j - 1) proj[k, j]`` (``z`` the normalized value, clipped to the bounds),
     clipped to ``[-1, 1]`` and population-coded over it, into ``out[:, first + k*M + m]``."""
     B, d = x.shape
-    M = centres.shape[0]
     zc = np.empty(d)
     for bi in range(B):
         for j in range(d):
             zc[j] = 2.0 * ((min(max(x[bi, j], low[j]), high[j]) - low[j]) / (high[j] - low[j])) - 1.0
-        for k in range(proj.shape[0]):
-            y = 0.0
-            for j in range(d):
-                y += zc[j] * proj[k, j]
-            z = (min(max(y, -1.0), 1.0) + 1.0) * 0.5
-            for m in range(M):
-                e = (z - centres[m]) * inv_width
-                out[bi, first + k * M + m] = np.exp(-0.5 * e * e)
+        project_fields(zc, proj, centres, inv_width, out[bi], first)
     return out
 
 

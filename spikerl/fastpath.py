@@ -30,7 +30,7 @@ import numpy as np
 
 from ._numba import njit, njit_inline
 from .coding import (CODE_IDS, BoxFeatures, ComponentOneHotFeatures, NormalizedFeatures, OneHotFeatures,
-                     PopulationFeatures)
+                     PopulationFeatures, project_fields)
 from .engine import (_NO_CLAMP, DECODERS, DETERMINISTIC, Drive, Mode, Net, Out, Workspace, _decide_range,
                      geometric_decay, presynaptic_order_into)
 
@@ -73,14 +73,7 @@ def _encode_one(x, kind, fixed, fixed_low, fixed_high, space_low, space_high, me
                     e = (z - centres[m]) * inv_width
                     f[j * M + m] = np.exp(-0.5 * e * e)
                 zc[j] = 2.0 * z - 1.0
-        for k in range(proj.shape[0]):  # coding._projected_fields, element by element
-            y = 0.0
-            for j in range(d):
-                y += zc[j] * proj[k, j]
-            z = (min(max(y, -1.0), 1.0) + 1.0) * 0.5
-            for m in range(M):
-                e = (z - centres[m]) * inv_width
-                f[(d + k) * M + m] = np.exp(-0.5 * e * e)
+        project_fields(zc, proj, centres, inv_width, f, d * M)  # as coding._projected_fields
     elif kind == ONEHOT:
         s = x[0] - start[0]
         if not (s >= 0 and s < index_of.shape[0] and s == np.floor(s)):
