@@ -217,19 +217,10 @@ def agent_facts(env_id: str, agent: str, overrides: dict) -> dict:
 def mode_energy(facts: dict, mode: str, fig: dict, det: str = "vote") -> tuple[dict, dict]:
     """Operations and energy (both tables) of one decision in ``mode`` from a cell's figures
     (``det``: what the cell's ``deterministic`` mode is)."""
-    from spikerl.energy import OPS_OF_OUTPUTS, TABLES, ann_ops, energy, spiking_ops
+    from spikerl.energy import decision_energy
 
-    if facts["kind"] == "ann":  # MACs as the cell measured them (the acting network's, per forward pass)
-        ops = ann_ops(macs=fig["macs_per_decision"], activations=facts["activations"], n_actions=facts["n_actions"],
-                      deterministic=mode != "sampled")
-        exps = macs = 0
-    else:
-        m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[det if mode == "deterministic" else MODE_OUTPUTS[mode]]
-        exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)
-        ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
-                          latency=fig["latency"], spikes=fig["spikes_per_decision"], sops=fig["sops_per_decision"],
-                          mode=m, vote_samples=facts["vote_samples"], encoder_macs=macs)
-    return ops, {t.name: energy(ops, t, encoder_exps=exps, encoder_macs=macs) for t in TABLES}
+    return decision_energy(facts, fig, sampled=mode == "sampled",
+                           outputs=det if mode == "deterministic" else MODE_OUTPUTS.get(mode))
 
 
 def per_seed(value: float) -> str:

@@ -174,6 +174,26 @@ def energy(ops: dict, table: OpTable, *, host: OpTable = CMOS_45NM, encoder_exps
     return out
 
 
+def decision_energy(facts: dict, figures: dict, *, sampled: bool, outputs=None) -> tuple[dict, dict]:
+    """Operations (:func:`spiking_ops` / :func:`ann_ops`) and energy on every table of one
+    decision of the network ``facts`` describes (:func:`network_facts`), from the per-decision
+    figures measured in one mode (``latency``, ``spikes_per_decision``, ``sops_per_decision``;
+    an ANN's ``macs_per_decision``). ``outputs``: how a deterministic spiking mode decides (a key
+    of :data:`OPS_OF_OUTPUTS`)."""
+    if facts["kind"] == "ann":  # MACs as measured (the acting network's, per forward pass)
+        ops = ann_ops(macs=figures.get("macs_per_decision") or 0.0, activations=facts["activations"],
+                      n_actions=facts["n_actions"], deterministic=not sampled)
+        exps = macs = 0
+    else:
+        exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)
+        ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
+                          latency=figures.get("latency") or 0.0, spikes=figures.get("spikes_per_decision") or 0.0,
+                          sops=figures.get("sops_per_decision") or 0.0,
+                          mode="sampled" if sampled else OPS_OF_OUTPUTS[outputs], vote_samples=facts["vote_samples"],
+                          encoder_macs=macs)
+    return ops, {t.name: energy(ops, t, encoder_exps=exps, encoder_macs=macs) for t in TABLES}
+
+
 def breakdown_markdown(rows: list[tuple[str, dict, dict]]) -> str:
     """``rows``: (label, ops, {table name: energy dict or None}) -> a Markdown table."""
     names = [t.name for t in TABLES]

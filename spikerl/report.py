@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .runs import read_config, read_metrics
-from .energy import (OPS_OF_OUTPUTS, TABLES, ann_ops, breakdown_markdown, energy, network_facts, sources_markdown,
-                     spiking_ops)
+from .energy import TABLES, breakdown_markdown, decision_energy, network_facts, sources_markdown
 from .stats import iqm_ci
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
@@ -165,20 +164,10 @@ def mode_figures(run: dict, mode: str) -> dict | None:
             return None
         fig = dict(s["sampled"])
     facts = energy_facts(run)
-    if facts["kind"] == "ann":
-        ops = ann_ops(macs=fig.get("macs_per_decision") or s.get("macs_per_decision") or 0.0,
-                      activations=facts["activations"], n_actions=facts["n_actions"],
-                      deterministic=mode == "deterministic")
-        exps = macs = 0
-    else:
-        m = "sampled" if mode == "sampled" else OPS_OF_OUTPUTS[facts["det_mode"]]
-        exps, macs = facts["encoder_exps"], facts.get("encoder_macs", 0)
-        ops = spiking_ops(n_neurons=facts["n_neurons"], n_inputs=facts["n_inputs"], encoder_exps=exps,
-                          latency=fig.get("latency") or 0.0, spikes=fig.get("spikes_per_decision") or 0.0,
-                          sops=fig.get("sops_per_decision") or 0.0, mode=m, vote_samples=facts["vote_samples"],
-                          encoder_macs=macs)
-    fig["ops"] = ops
-    fig["energy"] = {t.name: energy(ops, t, encoder_exps=exps, encoder_macs=macs) for t in TABLES}
+    # an ANN's sampled evaluation may not repeat its MACs: the network's are the same in both modes
+    measured = {**fig, "macs_per_decision": fig.get("macs_per_decision") or s.get("macs_per_decision") or 0.0}
+    fig["ops"], fig["energy"] = decision_energy(facts, measured, sampled=mode != "deterministic",
+                                                outputs=facts.get("det_mode"))
     return fig
 
 

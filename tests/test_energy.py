@@ -76,3 +76,29 @@ def test_the_encoders_projections_are_counted_as_macs_and_priced_on_the_host():
     lo = energy(ops, LOIHI, encoder_exps=4, encoder_macs=30)
     assert lo is not None
     assert lo["total"] == pytest.approx(energy(plain, LOIHI, encoder_exps=4)["total"] + 30 * CMOS_45NM.pj["macs"])
+
+
+def test_one_decisions_energy_follows_the_network_and_the_mode():
+    """``decision_energy`` (what every table row is priced by): a spiking network's sampled
+    mode draws and prices its encoder's MACs on Loihi's host; its threshold mode draws nothing;
+    an ANN's greedy mode has no softmax and no Loihi figure."""
+    from spikerl.energy import decision_energy
+
+    facts = {"kind": "spiking", "n_neurons": 10, "n_inputs": 4, "encoder_exps": 4, "encoder_macs": 30,
+             "vote_samples": 5}
+    fig = {"latency": 2.0, "spikes_per_decision": 7.0, "sops_per_decision": 30.0}
+    ops, en = decision_energy(facts, fig, sampled=True)
+    want = spiking_ops(mode="sampled", n_neurons=10, n_inputs=4, encoder_exps=4, latency=2.0, spikes=7.0, sops=30.0,
+                       encoder_macs=30)
+    assert ops == want
+    assert en["Loihi"]["total"] == pytest.approx(energy(want, LOIHI, encoder_exps=4, encoder_macs=30)["total"])
+    assert en["45 nm CMOS"]["total"] == pytest.approx(energy(want, CMOS_45NM)["total"])
+    ops, _ = decision_energy(facts, fig, sampled=False, outputs="threshold")
+    assert ops["random_draws"] == 0 and ops["comparisons"] == 2.0 * 10
+    ops, _ = decision_energy(facts, fig, sampled=False, outputs="vote")
+    assert ops["random_draws"] == 5 * 2.0 * 10 + 5
+    ann = {"kind": "ann", "activations": 128, "n_actions": 2}
+    ops, en = decision_energy(ann, {"macs_per_decision": 4480}, sampled=False)
+    assert ops == ann_ops(macs=4480, activations=128, n_actions=2, deterministic=True)
+    assert en["Loihi"] is None and en["45 nm CMOS"]["total"] == pytest.approx(4480 * 4.6 + 128 * 10 + 1 * 0.9)
+    assert decision_energy(ann, {"macs_per_decision": 4480}, sampled=True)[0]["random_draws"] == 1
