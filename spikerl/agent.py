@@ -33,8 +33,8 @@ from .fastpath import SinglePredictor
 from .hyperparams import AgentConfig, SpikingConfig, upgrade_keys
 from .optim import Adam
 from .policy import PolicyOutput, SpikingPolicy, decision_summary
-from .rules import (ActorCriticRule, Critic, LearningSignal, MLPCritic, MonteCarloRule, PosteriorSpikes, ProximalRule,
-                    SumCritic, Transition)
+from .rules import (ActorCriticRule, Critic, LearningSignal, MixCritic, MLPCritic, MonteCarloRule, PosteriorSpikes,
+                    ProximalRule, SumCritic, Transition)
 from .serialization import describe_space, load_agent, save_agent
 from .vec_env import SB3VecEnv, is_sb3_vec_env, venv_chain
 
@@ -138,18 +138,19 @@ class PolicyGradientAgent:
         critic = c.critic
         if critic == "auto":
             critic = "mlp" if self.encoder.decodes and c.reward_factor != "td" else "features"
-        if critic in ("mlp", "features+mlp") and not self.encoder.decodes:
+        if critic in ("mlp", "features+mlp", "mix") and not self.encoder.decodes:
             raise ValueError(f"critic={critic!r} reads the normalized observation, which the {self.encoder.features} "
                              f"features of observation space {obs_space} do not give back (use critic='features')")
         if critic != "features":
             # in a sum, the perceptron draws from its own stream (the linear part's projection draws from seed's)
-            mlp_seed = seed + 1 if critic == "features+mlp" and seed is not None else seed
+            mlp_seed = seed + 1 if critic in ("features+mlp", "mix") and seed is not None else seed
             mlp = MLPCritic(self.encoder.obs_dim, 0.001 if c.critic_lr is None else c.critic_lr, hidden=c.critic_hidden,
                             decode=self.encoder.decode, seed=mlp_seed)
         if critic != "mlp":
             linear = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
                             n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)
-        self.critic = mlp if critic == "mlp" else linear if critic == "features" else SumCritic(mlp, linear)
+        self.critic = {"mlp": lambda: mlp, "features": lambda: linear, "features+mlp": lambda: SumCritic(mlp, linear),
+                       "mix": lambda: MixCritic(mlp, linear)}[critic]()
         self.num_timesteps = 0
         self.n_episodes = 0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)

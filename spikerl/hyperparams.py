@@ -90,7 +90,7 @@ class AgentConfig:
     """Actor step size (Adam)."""
     critic_lr: float | None = None
     """Critic step size (Adam); None: 0.01 for the linear critic, 0.001 for the mlp critic
-    (each part of features+mlp its own; a value sets both)."""
+    (each part of features+mlp and mix its own; a value sets both)."""
     lr_schedule: str = "linear"
     """linear (decays to 0 at the end of each ``learn`` call, as SB3's schedules follow its
     progress) or constant."""
@@ -128,7 +128,9 @@ class AgentConfig:
     ``critic_hidden`` units on the normalized observation, read back from the features;
     backpropagation, off the chip: proximal and mc only, Box observations only) or
     features+mlp (the two summed and fitted together, each part at its own step size: the
-    linear part tracks the returns early, the perceptron fits what it leaves) or auto (mlp
+    linear part tracks the returns early, the perceptron fits what it leaves) or mix (the two
+    fitted on their own, their values weighted by the inverse of each one's running error on
+    returns it had not yet been fitted to: :class:`~spikerl.rules.MixCritic`) or auto (mlp
     where it applies: a batched rule and features that give the observation back; features
     otherwise: the td rule, one-hot and tile features, whose linear critic is exact)."""
     critic_hidden: int = 64
@@ -165,10 +167,10 @@ class AgentConfig:
         }
         choices = {
             "reward_factor": ("proximal", "mc", "td"), "ratio": ("joint", "output", "neuron"),
-            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp", "features+mlp", "auto"),
+            "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp", "features+mlp", "mix", "auto"),
         }
         _check(self, checks, choices)
-        if self.critic in ("mlp", "features+mlp") and self.reward_factor == "td":
+        if self.critic in ("mlp", "features+mlp", "mix") and self.reward_factor == "td":
             raise ValueError(f"invalid hyperparameter critic={self.critic!r}: the online td rule learns its critic by a "
                              "local trace rule, which needs critic='features' (the mlp critic serves proximal and mc)")
         return self

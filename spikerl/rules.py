@@ -209,6 +209,64 @@ class SumCritic:
         self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
 
 
+class MixCritic(SumCritic):
+    """``V(s) = w_mlp mlp(z) + w_lin c_lin . [f, cos(W f + b), 1]``: the perceptron and the
+    linear critic, each fitted to the returns on its own (each at its own Adam step size), their
+    values combined with weights inversely proportional to each one's squared error on returns
+    it had not been fitted to (a forecast combination, Bates & Granger 1969).
+
+    :meth:`observe` takes each new batch of returns before either part is fitted to it and
+    updates each part's running held-out error (an average over ``1 / (1 - decay)`` batches;
+    the first batch sets it). Before any, the weights are equal. Early the linear part, which
+    tracks the returns within a few rounds, carries the value; the perceptron takes over where
+    it predicts better. Parameters: one flat ``c`` (the perceptron's, the linear part's, then
+    the two running errors, which no gradient moves), one Adam over it."""
+
+    def __init__(self, mlp: MLPCritic, linear: Critic, *, decay: float = 0.9):
+        super().__init__(mlp, linear)
+        self.decay = decay
+        self.err = np.zeros(2)  # 0: not yet measured
+        self.lr = np.concatenate([self.lr, np.zeros(2)])
+        self.opt = Adam(self.lr.size)
+
+    @property
+    def c(self) -> np.ndarray:
+        return np.concatenate([self.mlp.c, self.linear.c, self.err])
+
+    @c.setter
+    def c(self, value: np.ndarray) -> None:
+        if value.shape != (self.lr.size,):
+            raise ValueError(f"critic parameters have shape {value.shape}, expected ({self.lr.size},)")
+        n, m = self.mlp.c.size, self.linear.c.size
+        self.mlp.c, self.linear.c, self.err = value[:n].copy(), value[n : n + m].copy(), value[n + m :].copy()
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``(w_mlp, w_lin)``: inverse held-out errors, normalised (equal before any)."""
+        if not (self.err > 0).all():
+            return np.full(2, 0.5)
+        inv = 1.0 / self.err
+        return inv / inv.sum()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        a, b = self._parts(x)
+        w = self.weights
+        return w[0] * a + w[1] * b
+
+    def observe(self, x: np.ndarray, target: np.ndarray) -> None:
+        """Each part's squared error on returns ``target`` it has not been fitted to, into its running error."""
+        if target.size == 0:
+            return
+        err = np.array([np.mean((p - target) ** 2) for p in self._parts(x)]) + 1e-12
+        self.err = err if not (self.err > 0).all() else self.decay * self.err + (1.0 - self.decay) * err
+
+    def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Each part's own least-squares gradient towards ``target`` (ascent), zeros for the errors."""
+        v_lin = self.linear.predict(x[..., self.n_x :])
+        return np.concatenate([self.mlp.gradient(x[:, : self.n_x], target),
+                               ((target - v_lin)[:, None] * x[:, self.n_x :]).mean(0), np.zeros(2)])
+
+
 # -- hidden-neuron estimators ---------------------------------------------------------------
 
 class LearningSignal:
@@ -1147,6 +1205,8 @@ class ProximalRule:
         returns = adv + values
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
         phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
+        if isinstance(self.critic, MixCritic):  # each part's error on returns it has not been fitted to
+            self.critic.observe(phi, returns)
         old = buf.flat("log_prob", keep)
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
@@ -1257,7 +1317,10 @@ class MonteCarloRule:
         f = np.concatenate(self.ready_f)
         G = np.concatenate(self.ready_g)
         self.ready_e, self.ready_a, self.ready_f, self.ready_g = [], [], [], []
-        self.critic.regress(self.critic.augment(f), G)  # regress V(s_t) on the return
+        x = self.critic.augment(f)
+        if isinstance(self.critic, MixCritic):
+            self.critic.observe(x, G)
+        self.critic.regress(x, G)  # regress V(s_t) on the return
         if self.normalize and adv.size > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         if self.control_variate:

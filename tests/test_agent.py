@@ -96,9 +96,13 @@ def test_mlp_critic_refuses_what_it_cannot_serve():
         SpikingAgent("CartPole-v1", critic="features+mlp", reward_factor="td")
     with pytest.raises(ValueError, match="critic='features\\+mlp'.*onehot features of observation space Discrete"):
         SpikingAgent("FrozenLake-v1", critic="features+mlp")
+    with pytest.raises(ValueError, match="critic='mix'.*td rule"):
+        SpikingAgent("CartPole-v1", critic="mix", reward_factor="td")
+    with pytest.raises(ValueError, match="critic='mix'.*onehot features of observation space Discrete"):
+        SpikingAgent("FrozenLake-v1", critic="mix")
 
 
-@pytest.mark.parametrize("critic", ["features", "mlp", "features+mlp"])
+@pytest.mark.parametrize("critic", ["features", "mlp", "features+mlp", "mix"])
 def test_critic_initialisation_follows_the_seed(critic):
     """The same seed builds the same critic (a run reproduces from its command); another seed another."""
     same = [SpikingAgent("CartPole-v1", seed=5, critic=critic).critic.c for _ in range(2)]
@@ -116,6 +120,17 @@ def test_auto_critic_is_the_mlp_where_it_applies_and_linear_elsewhere():
     assert isinstance(SpikingAgent("CartPole-v1", critic="auto", reward_factor="td").critic, Critic)
     tabular = SpikingAgent("FrozenLake-v1", critic="auto").critic
     assert isinstance(tabular, Critic) and tabular.W.shape[0] == 0  # no random features on a one-hot basis
+
+
+@pytest.mark.parametrize("reward_factor", ["proximal", "mc"])
+def test_mix_critic_is_weighed_by_what_the_rule_observes(reward_factor):
+    """critic='mix' under a batched rule: every round's returns reach the critic's running
+    errors before it is fitted to them, so after training both errors are measured and the
+    weights are no longer the initial halves."""
+    agent = SpikingAgent("CartPole-v1", seed=0, critic="mix", reward_factor=reward_factor, n_hidden=0, n_steps=16,
+                         batch_size=32).learn(800)
+    assert (agent.critic.err > 0).all()
+    assert not np.allclose(agent.critic.weights, 0.5)
 
 
 def test_unknown_hyperparameter_is_named():

@@ -117,6 +117,7 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_file(tmp_path):
     ("proximal", "posterior", "features", 32, 0), ("proximal", "posterior", "mlp", 32, 0), ("mc", "joint", "mlp", 32, 0),
     ("proximal", "posterior", "features+mlp", 32, 0),
     ("proximal", "posterior", "auto", 0, 24),  # inputs to outputs only, random directions, the perceptron critic
+    ("mc", "joint", "mix", 0, 24),  # the two critics weighed by their running errors (observed by both rules)
 ])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, reward_factor, hidden_rule, critic, n_hidden,
                                                       n_projections):

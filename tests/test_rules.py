@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spikerl.policy import PolicyOutput
-from spikerl.rules import (Critic, MLPCritic, ProximalRule, ReturnScaler, SumCritic, Transition, clipped_modulator,
+from spikerl.rules import (Critic, MixCritic, MLPCritic, ProximalRule, ReturnScaler, SumCritic, Transition, clipped_modulator,
                            modulated_gradient, ratio_modulator)
 
 
@@ -173,6 +173,39 @@ def test_sum_critic_gradient_is_the_derivative_of_the_squared_error_of_the_sum()
     n_mlp = critic.mlp.c.size
     np.testing.assert_allclose(step[:n_mlp][np.abs(numeric[:n_mlp]) > 1e-6], 1e-3, rtol=1e-3)
     np.testing.assert_allclose(step[n_mlp:], 1e-2, rtol=1e-3)
+
+
+def test_mix_critic_fits_each_part_on_its_own_and_weighs_them_by_their_held_out_errors():
+    """MixCritic: each part steps towards the target on its own (the perceptron's gradient is
+    MLPCritic's, the linear part's its own least squares; the running errors move by no
+    gradient); before any observation the two weigh equally; an observed batch sets each
+    part's error, later ones are averaged in, and the value follows the part that erred less."""
+    rng = np.random.default_rng(4)
+    critic = MixCritic(MLPCritic(3, 1e-3, hidden=4, seed=0), Critic(3, 1e-2, n_random=5, seed=0))
+    critic.c = critic.c + np.concatenate([0.3 * rng.standard_normal(critic.c.size - 2), np.zeros(2)])
+    f, target = rng.uniform(0, 1, (7, 3)), rng.standard_normal(7)
+    x = critic.augment(f)
+    v_mlp, v_lin = critic.mlp.value(f), critic.linear.value(f)
+    np.testing.assert_allclose(critic.predict(x), 0.5 * v_mlp + 0.5 * v_lin)
+    n_mlp, n_lin = critic.mlp.c.size, critic.linear.c.size
+    g = critic.gradient(x, target)
+    np.testing.assert_allclose(g[:n_mlp], critic.mlp.gradient(x[:, :3], target))
+    np.testing.assert_allclose(g[n_mlp : n_mlp + n_lin], ((target - v_lin)[:, None] * x[:, 3:]).mean(0))
+    assert g.size == critic.c.size and not g[-2:].any()
+
+    critic.observe(x, v_lin)  # the linear part is exact on this batch: it carries the value
+    e_mlp = np.mean((v_mlp - v_lin) ** 2)
+    np.testing.assert_allclose(critic.err, [e_mlp, 1e-12], rtol=1e-9)
+    np.testing.assert_allclose(critic.predict(x), v_lin, atol=1e-6 * np.abs(v_mlp - v_lin).max())
+    critic.observe(x, v_mlp)  # now the perceptron is: 0.9 of the old error, 0.1 of the new
+    np.testing.assert_allclose(critic.err, [0.9 * e_mlp + 0.1e-12, 0.9e-12 + 0.1 * (e_mlp + 1e-12)], rtol=1e-9)
+    w = critic.weights
+    np.testing.assert_allclose(w, (1 / critic.err) / (1 / critic.err).sum())
+    np.testing.assert_allclose(critic.predict(x), w[0] * v_mlp + w[1] * v_lin)
+    c0 = critic.c.copy()
+    critic.regress(x, target)
+    np.testing.assert_array_equal(critic.c[-2:], c0[-2:])  # no gradient step moves the errors
+    assert (critic.c[:-2] != c0[:-2]).any()
 
 
 def test_mlp_critic_fits_a_nonlinear_value_the_linear_one_cannot():
