@@ -136,9 +136,12 @@ class PolicyGradientAgent:
         # spread values between states (and the optimism of unvisited states with them)
         tabular = self.encoder.features in ("onehot", "tile")
         critic = c.critic
+        perceptron_serves = self.encoder.decodes and c.reward_factor != "td"
         if critic == "auto":
-            critic = "mlp" if self.encoder.decodes and c.reward_factor != "td" else "features"
-        if critic in ("mlp", "features+mlp", "mix") and not self.encoder.decodes:
+            critic = "mlp" if perceptron_serves else "features"
+        if critic == "mix" and not perceptron_serves:  # the mix of the linear critic alone
+            critic = "features"
+        if critic in ("mlp", "features+mlp") and not self.encoder.decodes:
             raise ValueError(f"critic={critic!r} reads the normalized observation, which the {self.encoder.features} "
                              f"features of observation space {obs_space} do not give back (use critic='features')")
         if critic != "features":

@@ -130,7 +130,8 @@ class AgentConfig:
     features+mlp (the two summed and fitted together, each part at its own step size: the
     linear part tracks the returns early, the perceptron fits what it leaves) or mix (the two
     fitted on their own, their values weighted by the inverse of each one's running error on
-    returns it had not yet been fitted to: :class:`~spikerl.rules.MixCritic`) or auto (mlp
+    returns it had not yet been fitted to, :class:`~spikerl.rules.MixCritic`, where the
+    perceptron serves as for auto; the linear critic alone elsewhere) or auto (mlp
     where it applies: a batched rule and features that give the observation back; features
     otherwise: the td rule, one-hot and tile features, whose linear critic is exact)."""
     critic_hidden: int = 64
@@ -170,7 +171,7 @@ class AgentConfig:
             "obs_norm": ("running", "space"), "lr_schedule": ("constant", "linear"), "critic": ("features", "mlp", "features+mlp", "mix", "auto"),
         }
         _check(self, checks, choices)
-        if self.critic in ("mlp", "features+mlp", "mix") and self.reward_factor == "td":
+        if self.critic in ("mlp", "features+mlp") and self.reward_factor == "td":
             raise ValueError(f"invalid hyperparameter critic={self.critic!r}: the online td rule learns its critic by a "
                              "local trace rule, which needs critic='features' (the mlp critic serves proximal and mc)")
         return self

@@ -96,10 +96,6 @@ def test_mlp_critic_refuses_what_it_cannot_serve():
         SpikingAgent("CartPole-v1", critic="features+mlp", reward_factor="td")
     with pytest.raises(ValueError, match="critic='features\\+mlp'.*onehot features of observation space Discrete"):
         SpikingAgent("FrozenLake-v1", critic="features+mlp")
-    with pytest.raises(ValueError, match="critic='mix'.*td rule"):
-        SpikingAgent("CartPole-v1", critic="mix", reward_factor="td")
-    with pytest.raises(ValueError, match="critic='mix'.*onehot features of observation space Discrete"):
-        SpikingAgent("FrozenLake-v1", critic="mix")
 
 
 @pytest.mark.parametrize("critic", ["features", "mlp", "features+mlp", "mix"])
@@ -120,6 +116,22 @@ def test_auto_critic_is_the_mlp_where_it_applies_and_linear_elsewhere():
     assert isinstance(SpikingAgent("CartPole-v1", critic="auto", reward_factor="td").critic, Critic)
     tabular = SpikingAgent("FrozenLake-v1", critic="auto").critic
     assert isinstance(tabular, Critic) and tabular.W.shape[0] == 0  # no random features on a one-hot basis
+
+
+def test_mix_critic_is_the_linear_one_where_the_perceptron_cannot_serve():
+    """critic='mix': both critics weighed for a batched rule on features that decode; where
+    the perceptron cannot serve (the td rule's trace-learnt critic, one-hot features) the mix
+    is the linear critic alone, the same parameters as critic='features' (not a refusal: mix
+    must serve every task and rule)."""
+    from spikerl.rules import Critic, MixCritic
+
+    assert isinstance(SpikingAgent("CartPole-v1", critic="mix").critic, MixCritic)
+    assert isinstance(SpikingAgent("CartPole-v1", critic="mix", reward_factor="mc").critic, MixCritic)
+    for env, kw in (("CartPole-v1", {"reward_factor": "td"}), ("FrozenLake-v1", {})):
+        mix, linear = (SpikingAgent(env, seed=2, critic=k, **kw).critic for k in ("mix", "features"))
+        assert type(mix) is Critic
+        np.testing.assert_array_equal(mix.W, linear.W)
+        np.testing.assert_array_equal(mix.c, linear.c)
 
 
 @pytest.mark.parametrize("reward_factor", ["proximal", "mc"])
