@@ -152,8 +152,10 @@ class PolicyGradientAgent:
         if critic != "mlp":
             linear = Critic(self.encoder.n_inputs, 0.01 if c.critic_lr is None else c.critic_lr,
                             n_random=0 if tabular else c.critic_features, scale=c.critic_scale, seed=seed)
-        self.critic = {"mlp": lambda: mlp, "features": lambda: linear, "features+mlp": lambda: SumCritic(mlp, linear),
-                       "mix": lambda: MixCritic(mlp, linear)}[critic]()
+        if critic in ("features+mlp", "mix"):
+            self.critic = (SumCritic if critic == "features+mlp" else MixCritic)(mlp, linear)
+        else:
+            self.critic = mlp if critic == "mlp" else linear
         self.num_timesteps = 0
         self.n_episodes = 0
         self.ep_info_buffer: deque = deque(maxlen=c.stats_window)
