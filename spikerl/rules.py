@@ -66,7 +66,15 @@ from .engine import _log_sigmoid, _softplus, batched
 from .optim import Adam
 
 
-class Critic:
+class CriticBase:
+    """What every critic offers the rules besides its values and fit: :meth:`observe`."""
+
+    def observe(self, x: np.ndarray, target: np.ndarray) -> None:
+        """Returns ``target`` about to be fitted (rows ``x`` of :meth:`augment`): nothing to
+        track here; :class:`MixCritic` scores its parts on them before they see them."""
+
+
+class Critic(CriticBase):
     """``V(s) = c . [f, cos(W f + b), 1]`` on encoder features ``f`` (``n_random = 0``: linear)."""
 
     def __init__(self, n_features: int, lr: float, *, n_random: int = 0, scale: float = 1.0, seed: int | None = None):
@@ -99,7 +107,7 @@ class Critic:
         self.step(((target - self.predict(phi))[:, None] * phi).mean(0))
 
 
-class MLPCritic:
+class MLPCritic(CriticBase):
     """``V(s)``: a perceptron with two tanh layers of ``hidden`` units on the normalized
     observation ``z`` (read back from the encoder's features by ``decode``, fed as ``2 z - 1``),
     trained by minibatch least squares with Adam (backpropagation: the batched rules' critic
@@ -158,7 +166,7 @@ class MLPCritic:
         self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
 
 
-class SumCritic:
+class SumCritic(CriticBase):
     """``V(s) = mlp(z) + c_lin . [f, cos(W f + b), 1]``: the perceptron and the linear critic
     summed, fitted together on the same squared error (each part's gradient is its own
     critic's towards the target minus the other part's value), each at its own Adam step size.
@@ -1205,8 +1213,7 @@ class ProximalRule:
         returns = adv + values
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
         phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
-        if isinstance(self.critic, MixCritic):  # each part's error on returns it has not been fitted to
-            self.critic.observe(phi, returns)
+        self.critic.observe(phi, returns)  # before the fit: MixCritic's parts scored on unseen returns
         old = buf.flat("log_prob", keep)
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
         n = keep.size
@@ -1318,8 +1325,7 @@ class MonteCarloRule:
         G = np.concatenate(self.ready_g)
         self.ready_e, self.ready_a, self.ready_f, self.ready_g = [], [], [], []
         x = self.critic.augment(f)
-        if isinstance(self.critic, MixCritic):
-            self.critic.observe(x, G)
+        self.critic.observe(x, G)
         self.critic.regress(x, G)  # regress V(s_t) on the return
         if self.normalize and adv.size > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
