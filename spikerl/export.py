@@ -33,7 +33,8 @@ from .coding import CODE_IDS, BoxFeatures, ComponentOneHotFeatures, PopulationFe
 from .energy import encoder_macs
 from .engine import DETERMINISTIC, geometric_decay
 from .policy import SpikingPolicy
-from .rules import Critic
+from .optim import Adam
+from .rules import Critic, MixCritic
 
 WEIGHT_FORMATS = {"float": None, "int16": (np.int16, "int16_t", 32767), "int8": (np.int8, "int8_t", 127)}
 MODES = {"sampled": 0, "deterministic": 1, "threshold": 2, "median": 3, "regular": 4}
@@ -139,18 +140,37 @@ def _check_learnable(model, policy, weights):
         raise ExportError("--learn needs float weights (the rule updates them)")
     if cfg.rate_reg != 0:
         raise ExportError("--learn: the firing-rate regulariser (rate_reg) does not export yet")
-    if not isinstance(model.critic, Critic):
-        raise ExportError(f"--learn: critic {cfg.critic!r} ({type(model.critic).__name__}) does not export (the device "
-                          f"learns with the linear critic, critic='features')")
+    device_critic(model)
     if cfg.hidden_rule not in LEARN_HIDDEN_RULES:
         raise ExportError(f"--learn: hidden_rule {cfg.hidden_rule!r} does not export ({' and '.join(LEARN_HIDDEN_RULES)} do)")
+
+
+def device_critic(model) -> Critic:
+    """The linear critic the device's online rule goes on fitting: the model's own, or the
+    linear part of a mixed critic (``critic="mix"``: fitted to the returns on its own, so it is
+    a value function by itself), with its slice of the optimiser's moments. A perceptron
+    critic alone (``mlp``, ``auto`` on Box observations, ``features+mlp``, whose linear part
+    fits only what the perceptron leaves) has no linear critic to hand over: ExportError."""
+    critic = model.critic
+    if isinstance(critic, Critic):
+        return critic
+    if not isinstance(critic, MixCritic):
+        raise ExportError(f"--learn: critic {model.config.critic!r} ({type(critic).__name__}) does not export (the "
+                          f"device learns with the linear critic: critic='features' or 'mix')")
+    n, m = critic.mlp.c.size, critic.linear.c.size
+    linear = Critic.__new__(Critic)
+    linear.W, linear.b, linear.c, linear.lr = critic.linear.W, critic.linear.b, critic.linear.c.copy(), critic.linear.lr
+    linear.opt = Adam(m)
+    linear.opt.m, linear.opt.v = critic.opt.m[n : n + m].copy(), critic.opt.v[n : n + m].copy()
+    linear.opt.t = critic.opt.t
+    return linear
 
 
 def _learn_parts(model, policy):
     """C tables and defines of the online actor-critic: initial state of every learnt array.
     A device learns without end, so it uses the constant ``learning_rate`` (a linear schedule
     needs a known budget)."""
-    cfg, topo, enc, critic = model.config, policy.topo, policy.encoder, model.critic
+    cfg, topo, enc, critic = model.config, policy.topo, policy.encoder, device_critic(model)
     P, R = policy.n_params, critic.b.size
     C = critic.c.size
     parts = [_array("spk_real", "theta0", policy.theta), _ints("uint8_t", "learnable", policy.learnable),
@@ -265,7 +285,7 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
         parts += lparts
         enc_defs += ldefs
         flash += lflash
-        n_critic = model.critic.c.size
+        n_critic = device_critic(model).c.size
         learn_defs = f"#define SPK_LEARN 1\n#define SPK_CAUSAL {int(policy.causal)}\n"
     header = HEADER.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").format(U=U, name=name, n_obs=n_obs, n_in=n_in, n_hid=n_hid, n_out=n_out, N=N, T=T, S=S,
                            act_dim=act_dim, learn_defs=learn_defs.replace("SPK_", f"{U}_"), KA=K, KB=Kb,
@@ -314,7 +334,7 @@ def state_bytes(model, *, learn: bool = False, real: int = 8) -> int:
     fields = [(8, 4), (8, N * T), (real, N), (real, N), (real, N * T), (real, n_in), (real, n_out), (real, n_out),
               (real, N), (4, n_in), (4, n_out), (1, N)]
     if learn:
-        P, C = policy.n_params, model.critic.c.size
+        P, C = policy.n_params, device_critic(model).c.size
         fields += [(real, P)] * 5 + [(real, C)] * 6 + [(real, n_in), (8, 1), (8, n_obs), (8, n_obs), (8, 2),
                                                        (1, T * N), (real, T * N), (real, N * T),
                                                        (real, T * N * a.shape[0]), (real, T * N * b.shape[0])]

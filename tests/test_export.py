@@ -15,7 +15,7 @@ import pytest
 from c_bridge import CPolicy, compile_module
 from spikerl import SpikingAgent
 from spikerl.cli import main
-from spikerl.export import ExportError, export_c
+from spikerl.export import ExportError, device_critic, export_c
 from spikerl.serialization import load_model
 
 TRAINED = Path(__file__).resolve().parents[1] / "results" / "show" / "cartpole-fts-snn-s100.spk"
@@ -197,7 +197,7 @@ def _learner(model, tmp_path, name="spk_policy"):
                                  int(trunc))
 
     theta = lambda: np.ctypeslib.as_array(f("parameters")(c.state), (model.policy.n_params,)).copy()  # noqa: E731
-    critic = lambda: np.ctypeslib.as_array(f("critic_weights")(c.state), (model.critic.c.size,)).copy()  # noqa: E731
+    critic = lambda: np.ctypeslib.as_array(f("critic_weights")(c.state), (device_critic(model).c.size,)).copy()  # noqa: E731
     return c, act, update, theta, critic
 
 
@@ -245,6 +245,36 @@ def test_learn_export_refuses_what_it_cannot_run(tmp_path):
         export_c(SpikingAgent("CartPole-v1", seed=0, critic="mlp"), tmp_path, learn=True)
     with pytest.raises(ExportError, match="critic 'auto' .MLPCritic. does not export"):
         export_c(SpikingAgent("CartPole-v1", seed=0, critic="auto"), tmp_path, learn=True)
+    with pytest.raises(ExportError, match="critic 'features.mlp' .SumCritic. does not export"):
+        export_c(SpikingAgent("CartPole-v1", seed=0, critic="features+mlp"), tmp_path, learn=True)
+
+
+def test_a_mixed_critic_hands_its_linear_part_to_the_device(tmp_path):
+    """A model trained with the default critic (``mix``) exports --learn: the device's critic
+    starts as the mix's linear part (its own fit to the returns) with that part's slice of the
+    optimiser's moments, and goes on learning from there."""
+    agent = SpikingAgent("CartPole-v1", seed=0, critic="mix", n_steps=16).learn(600)
+    mix = agent.critic
+    assert type(mix).__name__ == "MixCritic" and mix.opt.t > 0 and (mix.err > 0).all()
+    lin = device_critic(agent)
+    n, m = mix.mlp.c.size, mix.linear.c.size
+    np.testing.assert_array_equal(lin.c, mix.linear.c)
+    np.testing.assert_array_equal(lin.opt.m, mix.opt.m[n : n + m])
+    np.testing.assert_array_equal(lin.opt.v, mix.opt.v[n : n + m])
+    assert lin.opt.t == mix.opt.t and lin.lr == mix.linear.lr
+    c, act, update, theta, critic = _learner(agent, tmp_path)
+    np.testing.assert_array_equal(critic(), mix.linear.c)
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=1)
+    for _ in range(200):
+        a = act(obs)
+        assert a >= 0
+        obs, r, term, trunc, _ = env.step(int(a))
+        assert update(r, obs, term, trunc) == 0
+        if term or trunc:
+            obs, _ = env.reset()
+    assert np.abs(critic() - mix.linear.c).max() > 1e-6  # the device fits its critic on
+    np.testing.assert_array_equal(mix.linear.c, lin.c)  # the model's own is untouched
 
 
 def test_a_posterior_trained_model_learns_on_the_device_by_the_joint_estimator(tmp_path):
