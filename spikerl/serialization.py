@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 
 import numpy as np
@@ -102,7 +103,8 @@ def read_arrays(path) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib_error()) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, SyntaxError, tokenize.TokenError,
+            zlib_error()) as exc:  # a flipped byte in an array's header fails numpy's literal_eval of it
         raise ModelFileError(f"{path}: not a readable spikerl model file (truncated or corrupted: {exc})") from exc
     if "__meta__" not in arrays:
         raise ModelFileError(f"{path}: not a spikerl model file (no __meta__ record)")

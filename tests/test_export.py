@@ -209,7 +209,8 @@ def test_learn_module_trains_as_the_python_online_actor_critic(env_id, steps, ca
     with hidden scores stopping before t*, ``causal_hidden``)."""
     env = gym.make(env_id)  # one env, reset in the step that ends an episode: what a device sees
     agent = SpikingAgent(env, seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05,
-                         lr_schedule="constant", causal_hidden=causal, hidden_rule="joint", output_score="pattern")
+                         lr_schedule="constant", causal_hidden=causal, hidden_rule="joint", output_score="pattern",
+                         n_hidden=32, n_projections=0)  # the fts-snn-td network: hidden neurons learn on the device
     c, act, update, theta, critic = _learner(agent, tmp_path)
     c.seed_from(agent.rng)
     theta0 = theta()
@@ -284,7 +285,8 @@ def test_a_posterior_trained_model_learns_on_the_device_by_the_joint_estimator(t
     actor-critic with the joint estimator and the pattern's score from the same start, not the
     default's."""
     env_id, steps = "CartPole-v1", 300
-    kw = dict(seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05, lr_schedule="constant")
+    kw = dict(seed=3, reward_factor="td", lam=0.9, learning_rate=0.003, critic_lr=0.05, lr_schedule="constant",
+              n_hidden=32, n_projections=0)
     agent = SpikingAgent(gym.make(env_id), **kw)
     assert (agent.config.hidden_rule, agent.config.output_score) == ("posterior", "marginal")
     joint = SpikingAgent(gym.make(env_id), hidden_rule="joint", output_score="pattern", **kw)

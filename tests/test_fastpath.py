@@ -44,6 +44,7 @@ def _same_decisions(fast, slow, observations, deterministic, batch_of_one=False)
 CASES = {
     # population code, running bounds (statistics from a short training run), rate code
     "cartpole": (lambda: SpikingAgent("CartPole-v1", seed=3), 1500),
+    "hidden": (lambda: SpikingAgent("CartPole-v1", seed=3, n_hidden=32, n_projections=0, critic="features"), 1500),
     "normalized-time": (lambda: SpikingAgent("CartPole-v1", seed=4, features="normalized", code="time", T=6), 800),
     "fixed-bounds": (lambda: SpikingAgent("CartPole-v1", seed=5, obs_norm="space", obs_low=[-2.4, -3, -0.21, -3],
                                           obs_high=[2.4, 3, 0.21, 3]), 0),

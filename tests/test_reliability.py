@@ -47,6 +47,13 @@ def test_corrupted_file_is_a_clear_error(model_file, tmp_path):
         bad.write_bytes(bytes(bad_data))
         with pytest.raises(ModelFileError):
             load_model(bad)
+    at = data.index(b"{'descr'")  # an array's header, which numpy parses as a Python literal
+    for byte in (b"(", b"["):  # unbalanced: tokenize.TokenError, SyntaxError
+        bad = bytearray(data)
+        bad[at : at + 1] = byte
+        (tmp_path / "header.spk").write_bytes(bytes(bad))
+        with pytest.raises(ModelFileError, match="truncated or corrupted"):
+            load_model(tmp_path / "header.spk")
     (tmp_path / "text.spk").write_text("not a model")
     with pytest.raises(ModelFileError, match="truncated or corrupted"):
         load_model(tmp_path / "text.spk")
