@@ -192,8 +192,19 @@ class SpikingConfig(AgentConfig):
     """Hyperparameters of a :class:`SpikingAgent`: :class:`AgentConfig` plus the GLM spiking
     network, its decision modes and its hidden-neuron estimator (every field has a default)."""
 
-    n_hidden: int = 32
-    """Hidden (latent) neurons; 0 for an input -> output network."""
+    n_hidden: int = 0
+    """Hidden (latent) neurons; 0 (the default) for an input -> output network, whose
+    conjunctions of observation dimensions come from the encoder's random directions
+    (``n_projections``)."""
+    n_projections: int = 24
+    """As :attr:`AgentConfig.n_projections`; the spiking network's default reads 24 directions."""
+    critic: str = "mix"
+    """As :attr:`AgentConfig.critic`; the spiking agent's default weighs the perceptron and
+    the linear critic by their running held-out errors (``mix``; the linear critic alone
+    where the perceptron cannot serve)."""
+    learning_rate: float = 0.005
+    """As :attr:`AgentConfig.learning_rate`; half its step for the spiking network, whose
+    24 directions make each decision read ~5x the input spikes of the dimensions alone."""
     skip: bool = True
     """Input -> output synapses besides the hidden path."""
     recurrent: bool = False
