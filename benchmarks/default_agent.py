@@ -32,6 +32,18 @@ EVAL_SEED = 50_000
 EVAL_EPISODES = 100
 
 
+def seed_ranges(seeds) -> str:
+    """Sorted seeds as runs: [100, 101, 102, 103, 109] -> "100-103, 109" (the inverse of :func:`parse_seeds`)."""
+    seeds = sorted(seeds)
+    runs: list[list[int]] = []
+    for s in seeds:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+
+
 def parse_seeds(text: str) -> list[int]:
     out = []
     for part in text.split(","):
@@ -276,7 +288,7 @@ def headline(out: Path) -> str:
                 task_steps = steps
             task = f"{env} ({steps}), {rs[0]['threshold']:g}" if first_env else ""
             first_env = False
-            who = f"{agent} ({rs[0]['seed']}-{rs[-1]['seed']}{'' if steps == task_steps else ', ' + steps + ' steps'})"
+            who = f"{agent} ({seed_ranges(r['seed'] for r in rs)}{'' if steps == task_steps else ', ' + steps + ' steps'})"
             for mode in MODE_KEYS:
                 if not all(mode in r for r in rs):
                     continue
@@ -337,7 +349,7 @@ def report(out: Path) -> str:
                 means, ok, e, ops, en = mode_figures(env, rs, mode)
                 nj = {k: ("-" if v is None else f"{v['total'] / 1000:.3f}") for k, v in en.items()}
                 lines.append(
-                    f"| {name} | {rs[0]['seed']}-{rs[-1]['seed']} ({len(rs)}) | {rs[0]['steps']:,} "
+                    f"| {name} | {seed_ranges(r['seed'] for r in rs)} ({len(rs)}) | {rs[0]['steps']:,} "
                     f"| {mode_name(rs[0], mode, not e['macs_per_decision'])} | {iqm(means):.1f} "
                     f"| {ok}/{len(rs)} | {', '.join(per_seed(m) for m in means)} | {e['latency']:.2f} "
                     f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {e['macs_per_decision']:.0f} "
@@ -406,7 +418,7 @@ def ablation(default: Path, levers: Path, agent: str = "fts-snn", heading: str =
         if missing:
             raise ValueError(f"{default}: no default {agent} cell on {env} for seeds {missing}")
         rs = [base[env, s] for s in seeds]
-        task = f"{env} ({short_steps(rs[0]['steps'])}), {seeds[0]}-{seeds[-1]}"
+        task = f"{env} ({short_steps(rs[0]['steps'])}), {seed_ranges(seeds)}"
         # base cells trained under an earlier default record what differs from today's
         was = rs[0]["overrides"]
         if any(r["overrides"] != was for r in rs):

@@ -305,3 +305,12 @@ def test_relabel_files_the_same_figures_under_another_deterministic_mode():
     lacking["deterministic_outputs"] = "threshold" if own != "threshold" else "regular"
     with pytest.raises(ValueError, match="has no 'vote' figures"):
         mod.relabel(lacking, "vote")
+
+
+def test_seed_ranges_name_exactly_the_seeds_a_row_has():
+    """A row of seeds 100-103 and 109 says so (not "100-109"), and parse_seeds reads it back."""
+    mod, _ = _default_agent_module()
+    for seeds in ([100, 101, 102, 103, 109], [5], [0, 2, 4], list(range(100, 110)), [109, 100, 101]):
+        text = mod.seed_ranges(seeds)
+        assert mod.parse_seeds(text.replace(" ", "")) == sorted(seeds)
+    assert mod.seed_ranges([100, 101, 102, 103, 109]) == "100-103, 109"
