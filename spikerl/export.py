@@ -24,6 +24,7 @@ SB3 PPO actor in float32.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -158,9 +159,8 @@ def device_critic(model) -> Critic:
         raise ExportError(f"--learn: critic {model.config.critic!r} ({type(critic).__name__}) does not export (the "
                           f"device learns with the linear critic: critic='features' or 'mix')")
     n, m = critic.mlp.c.size, critic.linear.c.size
-    linear = Critic.__new__(Critic)
-    linear.W, linear.b, linear.c, linear.lr = critic.linear.W, critic.linear.b, critic.linear.c.copy(), critic.linear.lr
-    linear.opt = Adam(m)
+    linear = copy.copy(critic.linear)  # its features and step size; its own parameters and moments below
+    linear.c, linear.opt = critic.linear.c.copy(), Adam(m)
     linear.opt.m, linear.opt.v = critic.opt.m[n : n + m].copy(), critic.opt.v[n : n + m].copy()
     linear.opt.t = critic.opt.t
     return linear
