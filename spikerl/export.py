@@ -167,7 +167,8 @@ def device_critic(model) -> Critic:
 
 
 def _learn_parts(model, policy):
-    """C tables and defines of the online actor-critic: initial state of every learnt array.
+    """C tables and defines of the online actor-critic: initial state of every learnt array
+    (and the device critic's parameter count).
     A device learns without end, so it uses the constant ``learning_rate`` (a linear schedule
     needs a known budget)."""
     cfg, topo, enc, critic = model.config, policy.topo, policy.encoder, device_critic(model)
@@ -197,7 +198,7 @@ def _learn_parts(model, policy):
         flash += 8 * 6 * fm.obs_dim
     else:
         defs += "#define RUNNING 0\n"
-    return parts, defs, flash
+    return parts, defs, flash, C
 
 
 def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool = False):
@@ -281,11 +282,10 @@ def _generate(model, policy: SpikingPolicy, name: str, weights: str, learn: bool
     learn_defs = "#define SPK_LEARN 0\n"
     n_critic = 1
     if learn:
-        lparts, ldefs, lflash = _learn_parts(model, policy)
+        lparts, ldefs, lflash, n_critic = _learn_parts(model, policy)
         parts += lparts
         enc_defs += ldefs
         flash += lflash
-        n_critic = device_critic(model).c.size
         learn_defs = f"#define SPK_LEARN 1\n#define SPK_CAUSAL {int(policy.causal)}\n"
     header = HEADER.replace("spk_", f"{name}_").replace("SPK_", f"{U}_").format(U=U, name=name, n_obs=n_obs, n_in=n_in, n_hid=n_hid, n_out=n_out, N=N, T=T, S=S,
                            act_dim=act_dim, learn_defs=learn_defs.replace("SPK_", f"{U}_"), KA=K, KB=Kb,
