@@ -328,7 +328,8 @@ def report(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     lines = ["Every row: one mode, its return, latency, spikes, operations and energy from the same 100 episodes "
              "per seed (final policies). Energy per decision counts every operation (see the breakdown and sources "
-             "below); Loihi prices spiking agents only.", ""]
+             "below); Loihi prices spiking agents only. MACs: an ANN's forward pass; a spiking agent's encoder "
+             "(its random directions, computed on the host).", ""]
     breakdown = []
     for env in sorted({r["env"] for r in rows}):
         lines += [f"### {env}", "",
@@ -352,7 +353,7 @@ def report(out: Path) -> str:
                     f"| {name} | {seed_ranges(r['seed'] for r in rs)} ({len(rs)}) | {rs[0]['steps']:,} "
                     f"| {mode_name(rs[0], mode, not e['macs_per_decision'])} | {iqm(means):.1f} "
                     f"| {ok}/{len(rs)} | {', '.join(per_seed(m) for m in means)} | {e['latency']:.2f} "
-                    f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {e['macs_per_decision']:.0f} "
+                    f"| {e['spikes_per_decision']:.1f} | {e['sops_per_decision']:.0f} | {ops['macs']:,.0f} "
                     f"| {nj['45 nm CMOS']} | {nj['Loihi']} | {np.mean([r['steps_per_second'] for r in rs]):.0f} |")
                 if env == "CartPole-v1" and not tag and agent in ("fts-snn", "ppo") and mode in ("sampled", "deterministic"):
                     breakdown.append((f"{agent}, {mode}", ops, en))

@@ -81,7 +81,8 @@ def test_report_says_when_agents_finished_different_seeds(bench, tmp_path):
 
 def test_default_agent_report_prices_ann_rows_from_their_own_macs(tmp_path):
     """benchmarks/default_agent.py --report on committed cells: a PPO row's MACs and CMOS energy
-    are its cell's measured MACs priced by the table, in each mode (a spiking row beside it)."""
+    are its cell's measured MACs priced by the table, in each mode; a spiking row's MACs are its
+    encoder's (the random directions)."""
     import importlib.util
     import shutil
     from pathlib import Path
@@ -102,12 +103,18 @@ def test_default_agent_report_prices_ann_rows_from_their_own_macs(tmp_path):
     for mode in ("sampled", "deterministic"):
         row = rows[("ppo", mode)]
         macs = cell[mode]["macs_per_decision"]
-        assert float(row[11]) == macs == 4480
+        assert float(row[11].replace(",", "")) == macs == 4480
         facts = mod.agent_facts("CartPole-v1", "ppo", {})
         want = energy(ann_ops(macs=macs, activations=facts["activations"], n_actions=facts["n_actions"],
                               deterministic=mode != "sampled"), CMOS_45NM)["total"] / 1000
         assert float(row[12]) == pytest.approx(want, abs=5e-4)
-    assert ("fts-snn", "sampled") in rows
+    snn = json.loads((tmp_path / "CartPole-v1__fts-snn__s100.json").read_text())
+    facts = mod.agent_facts("CartPole-v1", "fts-snn", snn["overrides"])
+    assert facts["encoder_macs"] == 24 * 4  # the default's 24 directions of CartPole's 4 dimensions
+    spiking = [row for (agent, _), row in rows.items() if agent == "fts-snn"]
+    assert len(spiking) == 4  # sampled and the three deterministic networks
+    for row in spiking:
+        assert float(row[11]) == facts["encoder_macs"]
 
 
 def _default_agent_module():
