@@ -12,11 +12,11 @@ import numpy as np
 
 from ._numba import njit
 from .coding import Encoder
-from .engine import DECODERS, Workspace, _decide_validated, batched
+from .engine import DECODERS, Workspace, _decide_validated, batched, geometric_decay
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _marginal_scores, action_quadrature, gated_sum, kernel_eligibility,
-                    modulated_gradient, whole_replay_gradient)
+from .rules import (_action_scores, _marginal_scores, _replay_marginal, action_quadrature, gated_sum,
+                    kernel_eligibility, modulated_gradient, whole_replay_gradient)
 
 
 class PolicyOutput(NamedTuple):
@@ -224,7 +224,7 @@ class SpikingPolicy:
         topo = self.topo
         empty3 = np.zeros((0, 0, 0))
         batched(_marginal_scores, len(r.t_star), r.raster, r.potential, np.asarray(action, np.int64),
-                topo.n_in + topo.n_hid, topo.pre_ptr, topo.pre_syn, topo.post, self.ff_kernel, gx, gw, r.ll_neuron,
+                topo.n_in + topo.n_hid, topo.pre, topo.post, self.ff_kernel, gx, gw, r.ll_neuron,
                 r.ll_out, r.ew if learn else empty3, r.ev if learn else empty3,
                 r.eg if learn else np.zeros((0, 0)), learn)
         r.action[:] = action  # the kernel's own is the uniform draw of a silent decision
@@ -423,6 +423,8 @@ class SpikingPolicy:
         # an estimator that rewrites the hidden neurons' entries of the kernel's arrays in place:
         # the kernel leaves them to it
         if self._output_score == "marginal" and rewrite is not None and "posterior.lam" in record:
+            if self._packed_replay:  # no hidden neuron: one compiled pass from the bits (the same bits)
+                return self._replay_marginal_gradient(record, modulator)
             r = self._replay_potentials(record)  # the scorers below write every entry
         else:
             r = self.replay_kernel(record, hidden_eligibility=rewrite is None)
@@ -439,6 +441,37 @@ class SpikingPolicy:
             grad = gated_sum(M, (r.ew.reshape(len(M), -1), r.ev.reshape(len(M), -1), r.eg), self.param_neuron)
         # only the rate regulariser reads the hidden rates
         return grad, self._hidden_rate(r) if self.rate_reg > 0 else None
+
+    @property
+    def _packed_replay(self) -> bool:
+        """Whether :func:`~spikerl.rules._replay_marginal` replays this network: no hidden neuron
+        and recursive (geometric, one-basis) kernels (a topology has no duplicate synapse)."""
+        T = self.encoder.T
+        return (self.topo.n_hid == 0 and geometric_decay(self.ff_kernel, T) >= 0.0
+                and geometric_decay(self.fb_kernel, T) >= 0.0)
+
+    def _replay_marginal_gradient(self, record: dict, modulator) -> tuple[np.ndarray, None]:
+        """:meth:`replay_gradient` of a network without hidden neurons scored ``marginal``: the
+        replay and the output scorer in one compiled pass over the stored bits
+        (:func:`~spikerl.rules._replay_marginal`), then the same gating."""
+        packed, action = record["raster"], np.asarray(record["action"], np.int64)
+        B = len(packed)
+        S, K = self.params.w.shape
+        N, Kb = self.params.v.shape
+        bufs = self._replay_elig
+        if bufs is None or bufs[0].shape != (B, S, K) or bufs[1].shape != (B, N, Kb):
+            self._replay_elig = bufs = (np.zeros((B, S, K)), np.zeros((B, N, Kb)), np.zeros((B, N)))
+        ew, ev, eg = bufs
+        ll_out, ll_neuron = np.empty(B), np.empty((B, N))
+        topo, gx, gw = self.topo, *self._quadrature
+        batched(_replay_marginal, B, packed, self.encoder.T, action, topo.n_in, topo.pre, topo.post, self.params.w,
+                self.params.bias, geometric_decay(self.ff_kernel, self.encoder.T), self.ff_kernel, gx, gw, ll_neuron,
+                ll_out, ew, ev, eg)
+        M = modulator(Replayed(ll_out, ll_out, ll_neuron, None, None))  # no hidden neuron: the joint log P is ll_out
+        if M.shape[1] == 1:
+            return modulated_gradient(M, np.concatenate([ew.reshape(B, -1), ev.reshape(B, -1), eg], axis=1),
+                                      self.param_neuron), None
+        return gated_sum(M, (ew.reshape(B, -1), ev.reshape(B, -1), eg), self.param_neuron), None
 
     def _hidden_rate(self, r) -> np.ndarray | None:
         """Each hidden neuron's spikes per step up to ``t*`` ``(B, n_hid)`` (``None`` without hidden neurons)."""

@@ -61,7 +61,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ._numba import njit
+from ._numba import njit, njit_inline
 from .engine import _log_sigmoid, _softplus, batched
 from .optim import Adam
 
@@ -128,12 +128,16 @@ class MLPCritic(CriticBase):
         self.opt = Adam(self.c.size)
 
     def _unpack(self, theta: np.ndarray) -> list[np.ndarray]:
-        out, i = [], 0
-        for shape in self._shapes:
-            n = int(np.prod(shape))
-            out.append(theta[i : i + n].reshape(shape))
-            i += n
-        return out
+        return [theta[i:j].reshape(shape) for shape, i, j in self._slices]
+
+    @property
+    def _slices(self) -> list[tuple]:
+        """``(shape, start, stop)`` of each parameter array in ``c``."""
+        if getattr(self, "_slices_of", (None,))[0] != self._shapes:
+            bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in self._shapes])
+            self._slices_of = (list(self._shapes), [(shape, int(i), int(j)) for shape, i, j
+                                                    in zip(self._shapes, bounds[:-1], bounds[1:])])
+        return self._slices_of[1]
 
     def augment(self, features: np.ndarray) -> np.ndarray:
         """The network's input ``2 z - 1`` of encoder features ``(B, n_features)``."""
@@ -855,7 +859,7 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
 
 
 @njit
-def _marginal_scores(lo, hi, raster, potential, action, out0, pre_ptr, pre_syn, post, a, gx, gw, ll_neuron, ll_out,
+def _marginal_scores(lo, hi, raster, potential, action, out0, pre, post, a, gx, gw, ll_neuron, ll_out,
                      ew, ev, eg, learn):
     r"""The output layer scored on the action with its timing summed out
     (``output_score="marginal"``), in place on the kernel result of a decision whose input and
@@ -878,58 +882,127 @@ def _marginal_scores(lo, hi, raster, potential, action, out0, pre_ptr, pre_syn, 
     :func:`~spikerl.engine.batched`)."""
     B, N, T = raster.shape
     n_out = N - out0
-    K, D = a.shape
+    K = a.shape[0]
     p = np.empty((n_out, T))
     log_j = np.empty(T + 1)
     dq = np.empty((n_out, T))
     err = np.empty((n_out, T))
     prod = np.empty(gx.shape[0])
     filt = np.empty((T, n_out, K))
-    times = np.empty(T, np.int64)
+    summed = np.empty((n_out, K, out0))
     for bi in range(lo, hi):
-        act = action[bi]
-        log_p = _timing_terms(potential[bi, out0:, :], act, gx, gw, p, log_j, dq, prod, learn)
-        ll_out[bi] = log_p
-        ll_neuron[bi, out0] = log_p
-        for o in range(1, n_out):
-            ll_neuron[bi, out0 + o] = 0.0
-        if not learn:
-            continue
-        later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
-        for t in range(T - 1, -1, -1):
-            w_t = np.exp(log_j[t] - log_p)
-            for o in range(n_out):
-                err[o, t] = w_t * dq[o, t] - p[o, t] * later
-            later += w_t
+        _marginal_one(bi, raster[bi], potential[bi, out0:, :], action[bi], out0, pre, post, a, gx, gw,
+                      ll_neuron, ll_out, ew, ev, eg, learn, p, log_j, dq, err, prod, filt, summed)
+
+
+@njit_inline
+def _marginal_one(bi, raster, u, act, out0, pre, post, a, gx, gw, ll_neuron, ll_out, ew, ev, eg, learn,
+                  p, log_j, dq, err, prod, filt, summed):
+    """:func:`_marginal_scores` of batch element ``bi``: its raster ``(N, T)`` (only the
+    inputs' and hidden neurons' rows are read) and its outputs' potentials ``u`` ``(n_out, T)``;
+    the rest are the caller's scratch buffers."""
+    n_out, T = u.shape
+    K, D = a.shape
+    log_p = _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn)
+    ll_out[bi] = log_p
+    ll_neuron[bi, out0] = log_p
+    for o in range(1, n_out):
+        ll_neuron[bi, out0 + o] = 0.0
+    if not learn:
+        return
+    later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
+    for t in range(T - 1, -1, -1):
+        w_t = np.exp(log_j[t] - log_p)
         for o in range(n_out):
-            acc = 0.0
+            err[o, t] = w_t * dq[o, t] - p[o, t] * later
+        later += w_t
+    for o in range(n_out):
+        acc = 0.0
+        for t in range(T):
+            acc += err[o, t]
+        eg[bi, out0 + o] = acc
+        for k in range(ev.shape[2]):
+            ev[bi, out0 + o, k] = 0.0
+        for tp in range(T):  # F_{o,k,t'} = sum_d a(k, d) err_{o, t'+1+d}
+            for k in range(K):
+                f = 0.0
+                for d in range(min(D, T - 1 - tp)):
+                    f += a[k, d] * err[o, tp + 1 + d]
+                filt[tp, o, k] = f
+    # each pre-synaptic neuron's filtered errors summed over its spike times, in time order; a
+    # silent step adds an exact 0 (no branch on unpredictable spikes; the neurons in the inner loop)
+    for o in range(n_out):
+        for k in range(K):
+            for j in range(out0):
+                summed[o, k, j] = 0.0
+            for tp in range(T):
+                f = filt[tp, o, k]
+                for j in range(out0):
+                    summed[o, k, j] += raster[j, tp] * f
+    for syn in range(post.shape[0]):
+        o = post[syn] - out0
+        if o >= 0:
+            for k in range(K):
+                ew[bi, syn, k] = summed[o, k, pre[syn]]
+
+
+@njit
+def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_decay, a, gx, gw, ll_neuron, ll_out, ew, ev, eg):
+    """:meth:`~spikerl.policy.SpikingPolicy.replay_gradient`'s replay of a network without
+    hidden neurons scored on the action with its timing summed out (the default's), in one pass
+    per stored decision: its inputs' spikes read from the record's bits ``packed``
+    ``(B, N, ceil(T/8))`` of ``T`` steps (:meth:`~spikerl.policy.SpikingPolicy.record`), the
+    outputs' potentials run silent to ``T`` with a geometric one-basis kernel of ratio
+    ``ff_decay``, then :func:`_marginal_scores`. The forward pass makes the kernel's additions
+    in the kernel's order (:func:`~spikerl.engine._decide_range`: ``u = cur_ff + cur_fb + bias``,
+    ``cur_fb = 0`` with no output spike; each step's input spikes into ``cur_ff`` in input
+    order), so the same bits (a test compares them), without the kernel's raster and
+    potentials of every neuron. A topology has at most one synapse per pair of neurons;
+    every entry of ``ll_neuron``, ``ll_out``, ``ew``, ``ev`` and ``eg`` of elements
+    ``lo..hi-1`` is written."""
+    N = ll_neuron.shape[1]
+    n_out = N - n_in
+    K = a.shape[0]
+    wd = np.zeros((n_out, n_in))  # the kernel's w a(0) (presynaptic_order_into), dense
+    for syn in range(pre.shape[0]):
+        wd[post[syn] - n_in, pre[syn]] = w[syn, 0] * a[0, 0]
+    raster = np.empty((T, n_in), np.uint8)  # time-major: the scorer reads it by step
+    spiking = np.empty((T, n_in), np.int64)  # the inputs that spike at each step, in order
+    n_spiking = np.empty(T, np.int64)
+    u = np.empty((n_out, T))
+    p = np.empty((n_out, T))
+    log_j = np.empty(T + 1)
+    dq = np.empty((n_out, T))
+    err = np.empty((n_out, T))
+    prod = np.empty(gx.shape[0])
+    filt = np.empty((T, n_out, K))
+    summed = np.empty((n_out, K, n_in))
+    for bi in range(lo, hi):
+        for t in range(T):  # unpacked, and listed per step (no branch on unpredictable spikes)
+            m = 0
+            for j in range(n_in):
+                s = (packed[bi, j, t >> 3] >> (7 - (t & 7))) & 1
+                raster[t, j] = s
+                spiking[t, m] = j
+                m += s
+            n_spiking[t] = m
+        for o in range(n_out):
+            cur = 0.0  # the kernel's cur_ff of output o
             for t in range(T):
-                acc += err[o, t]
-            eg[bi, out0 + o] = acc
+                u[o, t] = cur + 0.0 + bias[n_in + o]  # + cur_fb: 0, no output spikes
+                if t == T - 1:
+                    break
+                cur *= ff_decay
+                for m in range(n_spiking[t]):
+                    cur += wd[o, spiking[t, m]]
+        for i in range(n_in):
+            ll_neuron[bi, i] = 0.0
+            eg[bi, i] = 0.0
+        for i in range(N):
             for k in range(ev.shape[2]):
-                ev[bi, out0 + o, k] = 0.0
-            for tp in range(T):  # F_{o,k,t'} = sum_d a(k, d) err_{o, t'+1+d}
-                for k in range(K):
-                    f = 0.0
-                    for d in range(min(D, T - 1 - tp)):
-                        f += a[k, d] * err[o, tp + 1 + d]
-                    filt[tp, o, k] = f
-        for j in range(out0):
-            ns = 0
-            for tp in range(T):  # its spike times, once
-                if raster[bi, j, tp]:
-                    times[ns] = tp
-                    ns += 1
-            for q in range(pre_ptr[j], pre_ptr[j + 1]):
-                syn = pre_syn[q]
-                o = post[syn] - out0
-                if o < 0:
-                    continue
-                for k in range(K):
-                    acc = 0.0
-                    for m in range(ns):
-                        acc += filt[times[m], o, k]
-                    ew[bi, syn, k] = acc
+                ev[bi, i, k] = 0.0
+        _marginal_one(bi, raster.T, u, action[bi], n_in, pre, post, a, gx, gw, ll_neuron, ll_out, ew,
+                      ev, eg, True, p, log_j, dq, err, prod, filt, summed)
 
 
 # -- reward factors -------------------------------------------------------------------------
@@ -1020,30 +1093,34 @@ def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float,
 
 
 def ratio_modulator(log_prob: np.ndarray, old: np.ndarray, adv: np.ndarray, clip: float,
-                    dual_clip: float | None = None):
+                    dual_clip: float | None = None, units: np.ndarray | None = None):
     """:func:`clipped_modulator` of ``rho = exp(clip(log_prob - old, -20, 20))`` for log-probabilities
     ``(B, U)`` and advantages ``(B,)``, in one compiled pass: ``(M, rho, log_ratio, open)``,
-    ``open`` the number of unclipped entries (what ``gate.sum()`` counts)."""
+    ``open`` the number of unclipped entries (what ``gate.sum()`` counts). ``units``: only those
+    columns (the units that own parameters; ``M`` is 0 in the others, ``rho`` and ``log_ratio``
+    have those columns only, and ``open`` counts among them)."""
+    U = np.shape(log_prob)[1]
+    units = np.arange(U, dtype=np.int64) if units is None else np.ascontiguousarray(units, dtype=np.int64)
     return _ratio_modulator(np.ascontiguousarray(log_prob, dtype=np.float64), np.ascontiguousarray(old, dtype=np.float64),
                             np.ascontiguousarray(adv, dtype=np.float64), float(clip),
-                            np.inf if dual_clip is None else float(dual_clip))
+                            np.inf if dual_clip is None else float(dual_clip), units)
 
 
 @njit
-def _ratio_modulator(log_prob, old, adv, clip, dual):
+def _ratio_modulator(log_prob, old, adv, clip, dual, units):
     B, U = log_prob.shape
-    M, rho, log_ratio = np.empty((B, U)), np.empty((B, U)), np.empty((B, U))
+    n_u = units.shape[0]
+    M, rho, log_ratio = np.zeros((B, U)), np.empty((B, n_u)), np.empty((B, n_u))
     hi, lo = 1 + clip, 1 - clip
     n_open = 0
     for b in range(B):
         a = adv[b]
-        for u in range(U):
+        for c in range(n_u):
+            u = units[c]
             lr = log_prob[b, u] - old[b, u]
             r = np.exp(min(max(lr, -20.0), 20.0))  # beyond, the gate is shut anyway
-            log_ratio[b, u], rho[b, u] = lr, r
-            if (a > 0 and r > hi) or (a < 0 and (r < lo or r > dual)):
-                M[b, u] = 0.0
-            else:
+            log_ratio[b, c], rho[b, c] = lr, r
+            if not ((a > 0 and r > hi) or (a < 0 and (r < lo or r > dual))):
                 M[b, u] = r * a
                 n_open += 1
     return M, rho, log_ratio, n_open
@@ -1222,6 +1299,10 @@ class ProximalRule:
         if targets is not None:  # what the hidden estimator's surrogate holds fixed over the epochs
             records.update(targets(self.policy, records, mb))
         clipped, kls, epochs = [], [], 0
+        # per-neuron ratios: the neurons that own learnable parameters (an input's ratio is 1, and
+        # counting it would dilute the clip fraction)
+        learnable = getattr(self.policy, "learnable", None)
+        units = None if learnable is None else np.unique(self.policy.param_neuron[learnable])
         for _ in range(self.n_epochs):
             order = self.rng.permutation(n)
             epochs += 1
@@ -1235,7 +1316,8 @@ class ProximalRule:
 
                 def modulator(r, a=a, old=old[idx]):
                     log_prob = self._ratio_terms(r)
-                    M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip, self.dual_clip)  # (mb, units)
+                    M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip, self.dual_clip,
+                                                                units if log_prob.shape[1] > 1 else None)  # (mb, units)
                     if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
                         M = M - self.ent_coef * (log_prob - log_prob.mean(0))
                     clipped.append(1.0 - n_open / M.size)

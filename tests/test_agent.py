@@ -256,6 +256,10 @@ def test_proximal_rule_updates_every_learnable_neuron(ratio):
     assert moved[agent.policy.hidden_mask & agent.policy.learnable].any()
     assert moved[~agent.policy.hidden_mask & agent.policy.learnable].any()
     assert not moved[~agent.policy.learnable].any()
+    if ratio == "neuron":  # every neuron that owns a parameter is gated by its own ratio, none left out
+        pol = agent.policy
+        for unit in np.unique(pol.param_neuron[pol.learnable]):
+            assert moved[(pol.param_neuron == unit) & pol.learnable].any(), unit
 
 
 def test_each_training_round_is_logged_under_sb3_names_and_a_kl_stop_shows():

@@ -450,6 +450,60 @@ def test_marginal_replay_through_targets_runs_the_forward_pass_only():
     assert np.any(fast[0][0] != fast[1][0]) and np.all(np.isfinite(fast[1][1]))
 
 
+def test_default_replay_reads_the_stored_bits_in_one_compiled_pass(monkeypatch):
+    """The default network (no hidden neuron, output scored with its timing summed out) is
+    replayed by one compiled pass over the stored bits (:func:`~spikerl.rules._replay_marginal`):
+    the same gradient (one modulator per neuron and one for all) and the same log-likelihoods,
+    bit for bit, as the kernel's clamped forward pass and the output scorer, minibatch after
+    minibatch; and training with it gives the same parameters, bit for bit."""
+    import spikerl.policy as policy_module
+    from spikerl import SpikingAgent
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    pol = agent.policy
+    assert pol.topo.n_hid == 0 and pol.output_score == "marginal" and pol._packed_replay
+    rng = np.random.default_rng(0)
+    agent.encoder.update(rng.normal(size=(96, 4)) * 0.5)
+    pol.set_theta(pol.theta + rng.normal(0.0, 0.5, pol.n_params) * pol.learnable)
+    records = []
+    for scale in (0.5, 2.0):  # two minibatches with different spikes
+        o = rng.normal(size=(48, 4)) * scale
+        rec = pol.record(pol.act(o, rng, keep_raster=True), agent.encoder.features_of(o))
+        rec.update(pol.estimator.targets(pol, rec, 48))
+        records.append(rec)
+    pol.set_theta(pol.theta + rng.normal(0.0, 0.2, pol.n_params) * pol.learnable)  # ratios != 1
+    modulators = (rng.normal(size=(48, pol.topo.n_neurons)), rng.normal(size=(48, 1)))
+
+    def run():
+        out = []
+        for rec in records:
+            for M in modulators:
+                seen = []
+                grad, rate = pol.replay_gradient(rec, lambda r: seen.append((r.log_prob, r.ll_out, r.ll_neuron)) or M)
+                assert rate is None
+                out.append((grad, *[x.copy() for x in seen[0]]))
+        return out
+
+    calls = []
+    fused = policy_module._replay_marginal
+    monkeypatch.setattr(policy_module, "_replay_marginal", lambda *a: calls.append(1) or fused(*a))
+    fast = run()
+    n_calls = len(calls)
+    assert n_calls >= 4  # every replay (in chunks on threads when numba has several)
+    monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
+    slow = run()
+    assert len(calls) == n_calls  # the kernel's path
+    for got, want in zip(fast, slow):
+        for x, y in zip(got, want):
+            np.testing.assert_array_equal(x, y)
+    assert np.any(fast[0][0] != fast[2][0]) and np.abs(fast[0][0]).max() > 0
+    monkeypatch.undo()
+    trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32).learn(640).policy.theta]
+    monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
+    trained.append(SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32).learn(640).policy.theta)
+    np.testing.assert_array_equal(trained[0], trained[1])
+
+
 def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
     """Acting to learn with the posterior estimator (the online rules) skips the kernel's hidden
     eligibilities, which the estimator rewrites: the same bits as forming them first."""

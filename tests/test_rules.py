@@ -128,6 +128,14 @@ def test_ratio_modulator_is_the_clipped_modulator_of_the_ratios():
     want2, gate2 = clipped_modulator(rho, adv[:, None], 0.2, dual_clip=1.3)
     np.testing.assert_array_equal(M2, want2)
     assert n_open2 == gate2.sum() < n_open
+    # some units only (those that own parameters): theirs as before, M 0 elsewhere, counted among them
+    units = np.array([1, 4, 6])
+    M3, rho3, log_ratio3, n_open3 = ratio_modulator(log_prob, old, adv, 0.2, units=units)
+    np.testing.assert_array_equal(M3[:, units], want[:, units])
+    np.testing.assert_array_equal(np.delete(M3, units, axis=1), 0.0)
+    np.testing.assert_array_equal(rho3, rho[:, units])
+    np.testing.assert_array_equal(log_ratio3, log_ratio[:, units])
+    assert n_open3 == gate[:, units].sum()
 
 
 def _numeric_critic_gradient(critic, x, target, eps=1e-6):
