@@ -428,9 +428,21 @@ class RegularCode:
         self.T, self.p_max = T, p_max
 
     def __call__(self, f: np.ndarray) -> np.ndarray:
-        r = (self.p_max * f)[:, :, None]
-        t = np.arange(self.T, dtype=np.float64)
-        return np.floor(0.5 + (t + 1.0) * r) - np.floor(0.5 + t * r)
+        return _regular_code(np.ascontiguousarray(self.p_max * f, dtype=np.float64), self.T)
+
+
+@njit
+def _regular_code(r, T):
+    """``floor(1/2 + (t + 1) r) - floor(1/2 + t r)`` ``(B, n, T)`` of rates ``r`` ``(B, n)``,
+    element by element (the same operations as numpy's broadcast, in one pass)."""
+    B, n = r.shape
+    p = np.empty((B, n, T))
+    for b in range(B):
+        for j in range(n):
+            rj = r[b, j]
+            for t in range(T):
+                p[b, j, t] = np.floor(0.5 + (t + 1.0) * rj) - np.floor(0.5 + t * rj)
+    return p
 
 
 class TimeCode:
