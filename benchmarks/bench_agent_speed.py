@@ -3,7 +3,9 @@ with default settings, measured in the same process, one after the other.
 
     python benchmarks/bench_agent_speed.py [--steps 50000] [--compare hidden_rule=joint]
 
-Prints env-steps/s for training, both agents on one thread (same number of envs: 8), then
+Prints env-steps/s for training, both agents on one thread (same number of envs: 8), the
+default with its replay through the kernel (the path before the one-pass replay of the stored
+bits, which gives the same bits), then
 both on every core as their libraries run by default (numba's threads, torch's), and for the spiking agent's loop
 without its updates (acting, environments and bookkeeping: the ceiling of any rule), single-observation ``predict``
 latency (the compiled one-observation path, and the batched path it replaced, in the same
@@ -67,6 +69,13 @@ def main():
 
     snn, snn_sps = train_speed(**hp)
     variant_sps = train_speed(**{**hp, **variant})[1] if variant else None
+    # the default's replay through the kernel's clamped forward pass and the output scorer, the
+    # path it took before the one-pass replay of the stored bits (the same bits, slower)
+    from spikerl.policy import SpikingPolicy
+    one_pass = SpikingPolicy._packed_replay
+    SpikingPolicy._packed_replay = property(lambda self: False)
+    kernel_replay_sps = train_speed(**hp)[1]
+    SpikingPolicy._packed_replay = one_pass
 
     # the same loop with the updates left out (rollouts collected and dropped): what acting, the
     # environments and the bookkeeping alone allow, the ceiling of any rule in this loop
@@ -128,6 +137,8 @@ def main():
         name = ", ".join(f"{k}={v}" for k, v in variant.items())
         print(f"                       spiking, {name} {variant_sps:9.0f}   ratio to PPO default {variant_sps / ppo_sps:6.1f}x"
               f"   the default's speed / this one's {snn_sps / variant_sps:5.2f}")
+    print(f"                       spiking, replay through the kernel {kernel_replay_sps:9.0f}   ratio to PPO default "
+          f"{kernel_replay_sps / ppo_sps:6.1f}x   the default's speed / this one's {snn_sps / kernel_replay_sps:5.2f}")
     if cores > 1:
         print(f"                       every core ({cores} threads): spiking {snn_all_sps:9.0f}   PPO default (1 env) "
               f"{ppo_all_sps:9.0f}   ratio {snn_all_sps / ppo_all_sps:6.1f}x")

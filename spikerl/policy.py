@@ -15,8 +15,8 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated, batched, geometric_decay
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _marginal_scores, _replay_marginal, action_quadrature, gated_sum,
-                    kernel_eligibility, modulated_gradient, whole_replay_gradient)
+from .rules import (_action_scores, _continue_marginal, _marginal_scores, _replay_marginal, action_quadrature,
+                    gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient)
 
 
 class PolicyOutput(NamedTuple):
@@ -236,6 +236,8 @@ class SpikingPolicy:
         silent; the kernel result (in :attr:`extend_workspace`) scored on ``r``'s actions with
         their timing summed out (:func:`~spikerl.rules._marginal_scores`)."""
         B, N, T = r.raster.shape
+        if not learn and self._packed_replay:  # no hidden neuron: one compiled pass (the same bits)
+            return self._continue_silent(r, p_in, rng)
         out0 = self.topo.n_in + self.topo.n_hid
         clamp = np.full((B, N, T), -1, np.int8)
         upto = np.arange(T)[None, None, :] <= r.t_star[:, None, None]
@@ -246,6 +248,23 @@ class SpikingPolicy:
                                hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
         self._score_marginal(r2, r.action, learn)
         return r2
+
+    def _continue_silent(self, r, p_in: np.ndarray, rng: np.random.Generator):
+        """:meth:`_continue` of a network without hidden neurons, not learning: the kernel's
+        clamped pass and the output scorer in one compiled pass
+        (:func:`~spikerl.rules._continue_marginal`), from the same random numbers (drawn as the
+        kernel draws them), so the same raster and log-likelihoods."""
+        B, N, T = r.raster.shape
+        topo, gx, gw = self.topo, *self._quadrature
+        buf = self.extend_workspace.get(B, N, T, topo.n_synapses, self.ff_kernel.shape[0], self.fb_kernel.shape[0],
+                                        False)
+        uniforms = rng.random(out=buf["uniforms"])
+        rng.random(out=buf["tie"])  # the kernel's draw (unused: no output spikes)
+        raster, ll_out, ll_neuron = np.empty((B, N, T), np.uint8), np.empty(B), np.empty((B, N))
+        batched(_continue_marginal, B, r.raster.transpose(0, 2, 1), r.t_star, p_in, uniforms,
+                np.asarray(r.action, np.int64), topo.n_in, topo.pre, topo.post, self.params.w, self.params.bias,
+                geometric_decay(self.ff_kernel, T), self.ff_kernel, gx, gw, raster, ll_neuron, ll_out)
+        return r._replace(ll_out=ll_out, ll_neuron=ll_neuron, raster=raster, potential=None)
 
     @classmethod
     def build(cls, encoder: Encoder, n_actions: int, *, n_hidden: int, skip: bool, recurrent: bool, feedback: bool,

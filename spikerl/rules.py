@@ -946,28 +946,60 @@ def _marginal_one(bi, raster, u, act, out0, pre, post, a, gx, gw, ll_neuron, ll_
                 ew[bi, syn, k] = summed[o, k, pre[syn]]
 
 
+@njit_inline
+def _dense_input_weights(n_in, n_out, pre, post, w, a):
+    """``(n_out, n_in)``: the kernel's ``w a(0)`` of each input-to-output synapse
+    (:func:`~spikerl.engine.presynaptic_order_into`), 0 where none (a topology has at most one
+    synapse per pair of neurons)."""
+    wd = np.zeros((n_out, n_in))
+    for syn in range(pre.shape[0]):
+        wd[post[syn] - n_in, pre[syn]] = w[syn, 0] * a[0, 0]
+    return wd
+
+
+@njit_inline
+def _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u):
+    """The output potentials ``u`` ``(n_out, T)`` of a network without hidden neurons whose
+    inputs spike as ``raster`` ``(T, n_in)`` and whose outputs stay silent, with a geometric
+    one-basis kernel of ratio ``ff_decay``: the kernel's additions in the kernel's order
+    (:func:`~spikerl.engine._decide_range`: ``u = cur_ff + cur_fb + bias``, ``cur_fb = 0`` with
+    no output spike; each step's input spikes into ``cur_ff`` in input order), so the same bits.
+    ``spiking``/``n_spiking``: scratch, the inputs that spike at each step."""
+    n_out, T = u.shape
+    for t in range(T):  # listed per step, without a branch on unpredictable spikes
+        m = 0
+        for j in range(n_in):
+            spiking[t, m] = j
+            m += raster[t, j]
+        n_spiking[t] = m
+    for o in range(n_out):
+        cur = 0.0  # the kernel's cur_ff of output o
+        for t in range(T):
+            u[o, t] = cur + 0.0 + bias[n_in + o]  # + cur_fb: 0, no output spikes
+            if t == T - 1:
+                break
+            cur *= ff_decay
+            for m in range(n_spiking[t]):
+                cur += wd[o, spiking[t, m]]
+
+
 @njit
-def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_decay, a, gx, gw, ll_neuron, ll_out, ew, ev, eg):
+def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_decay, a, gx, gw, ll_neuron, ll_out, ew,
+                     ev, eg):
     """:meth:`~spikerl.policy.SpikingPolicy.replay_gradient`'s replay of a network without
     hidden neurons scored on the action with its timing summed out (the default's), in one pass
     per stored decision: its inputs' spikes read from the record's bits ``packed``
     ``(B, N, ceil(T/8))`` of ``T`` steps (:meth:`~spikerl.policy.SpikingPolicy.record`), the
-    outputs' potentials run silent to ``T`` with a geometric one-basis kernel of ratio
-    ``ff_decay``, then :func:`_marginal_scores`. The forward pass makes the kernel's additions
-    in the kernel's order (:func:`~spikerl.engine._decide_range`: ``u = cur_ff + cur_fb + bias``,
-    ``cur_fb = 0`` with no output spike; each step's input spikes into ``cur_ff`` in input
-    order), so the same bits (a test compares them), without the kernel's raster and
-    potentials of every neuron. A topology has at most one synapse per pair of neurons;
-    every entry of ``ll_neuron``, ``ll_out``, ``ew``, ``ev`` and ``eg`` of elements
-    ``lo..hi-1`` is written."""
+    outputs' potentials run silent to ``T`` (:func:`_silent_outputs`, the kernel's bits), then
+    :func:`_marginal_scores`, without the kernel's raster and potentials of every neuron. Every
+    entry of ``ll_neuron``, ``ll_out``, ``ew``, ``ev`` and ``eg`` of elements ``lo..hi-1`` is
+    written."""
     N = ll_neuron.shape[1]
     n_out = N - n_in
     K = a.shape[0]
-    wd = np.zeros((n_out, n_in))  # the kernel's w a(0) (presynaptic_order_into), dense
-    for syn in range(pre.shape[0]):
-        wd[post[syn] - n_in, pre[syn]] = w[syn, 0] * a[0, 0]
+    wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
     raster = np.empty((T, n_in), np.uint8)  # time-major: the scorer reads it by step
-    spiking = np.empty((T, n_in), np.int64)  # the inputs that spike at each step, in order
+    spiking = np.empty((T, n_in), np.int64)
     n_spiking = np.empty(T, np.int64)
     u = np.empty((n_out, T))
     p = np.empty((n_out, T))
@@ -978,23 +1010,10 @@ def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_dec
     filt = np.empty((T, n_out, K))
     summed = np.empty((n_out, K, n_in))
     for bi in range(lo, hi):
-        for t in range(T):  # unpacked, and listed per step (no branch on unpredictable spikes)
-            m = 0
+        for t in range(T):
             for j in range(n_in):
-                s = (packed[bi, j, t >> 3] >> (7 - (t & 7))) & 1
-                raster[t, j] = s
-                spiking[t, m] = j
-                m += s
-            n_spiking[t] = m
-        for o in range(n_out):
-            cur = 0.0  # the kernel's cur_ff of output o
-            for t in range(T):
-                u[o, t] = cur + 0.0 + bias[n_in + o]  # + cur_fb: 0, no output spikes
-                if t == T - 1:
-                    break
-                cur *= ff_decay
-                for m in range(n_spiking[t]):
-                    cur += wd[o, spiking[t, m]]
+                raster[t, j] = (packed[bi, j, t >> 3] >> (7 - (t & 7))) & 1
+        _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u)
         for i in range(n_in):
             ll_neuron[bi, i] = 0.0
             eg[bi, i] = 0.0
@@ -1003,6 +1022,53 @@ def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_dec
                 ev[bi, i, k] = 0.0
         _marginal_one(bi, raster.T, u, action[bi], n_in, pre, post, a, gx, gw, ll_neuron, ll_out, ew,
                       ev, eg, True, p, log_j, dq, err, prod, filt, summed)
+
+
+@njit
+def _continue_marginal(lo, hi, decided, t_star, p_in, rand, action, n_in, pre, post, w, bias, ff_decay, a, gx, gw,
+                       raster, ll_neuron, ll_out):
+    """:meth:`~spikerl.policy.SpikingPolicy._continue` of a network without hidden neurons
+    (scored, not learning), in one pass per decision: the inputs as they spiked up to ``t*``
+    (``decided``, the decision's raster ``(B, T, N)``) and sampled after it as the kernel
+    samples them (spike iff ``rand[b, j, t] < p_in[b, j, t]``), into ``raster`` ``(B, N, T)``
+    (the outputs' rows 0); the outputs' potentials run silent to ``T``
+    (:func:`_silent_outputs`) and the action's log-probability with its timing summed out
+    (:func:`_marginal_scores`) into ``ll_out`` and ``ll_neuron`` (the inputs' 0): what the
+    kernel's clamped pass and the scorer give, bit for bit."""
+    N, T = raster.shape[1], raster.shape[2]
+    n_out = N - n_in
+    K = a.shape[0]
+    wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
+    steps = np.empty((T, n_in), np.uint8)
+    spiking = np.empty((T, n_in), np.int64)
+    n_spiking = np.empty(T, np.int64)
+    u = np.empty((n_out, T))
+    p = np.empty((n_out, T))
+    log_j = np.empty(T + 1)
+    dq = np.empty((n_out, T))
+    err = np.empty((n_out, T))
+    prod = np.empty(gx.shape[0])
+    filt = np.empty((T, n_out, K))
+    summed = np.empty((n_out, K, n_in))
+    empty3 = np.zeros((0, 0, 0))
+    empty2 = np.zeros((0, 0))
+    for bi in range(lo, hi):
+        for t in range(T):
+            for j in range(n_in):
+                if t <= t_star[bi]:
+                    s = decided[bi, t, j]
+                else:
+                    s = 1 if rand[bi, j, t] < p_in[bi, j, t] else 0
+                steps[t, j] = s
+                raster[bi, j, t] = s
+        for o in range(n_out):
+            for t in range(T):
+                raster[bi, n_in + o, t] = 0
+        _silent_outputs(steps, wd, bias, n_in, ff_decay, spiking, n_spiking, u)
+        for i in range(n_in):
+            ll_neuron[bi, i] = 0.0
+        _marginal_one(bi, steps.T, u, action[bi], n_in, pre, post, a, gx, gw, ll_neuron, ll_out, empty3, empty3,
+                      empty2, False, p, log_j, dq, err, prod, filt, summed)
 
 
 # -- reward factors -------------------------------------------------------------------------

@@ -455,11 +455,13 @@ def test_default_replay_reads_the_stored_bits_in_one_compiled_pass(monkeypatch):
     replayed by one compiled pass over the stored bits (:func:`~spikerl.rules._replay_marginal`):
     the same gradient (one modulator per neuron and one for all) and the same log-likelihoods,
     bit for bit, as the kernel's clamped forward pass and the output scorer, minibatch after
-    minibatch; and training with it gives the same parameters, bit for bit."""
+    minibatch; acting continues each decision to ``T`` in one pass
+    (:func:`~spikerl.rules._continue_marginal`): the same raster, log-likelihoods and random
+    numbers drawn; and training with both gives the same parameters, bit for bit."""
     import spikerl.policy as policy_module
     from spikerl import SpikingAgent
 
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, code="rate")  # random input spikes: continued afresh
     pol = agent.policy
     assert pol.topo.n_hid == 0 and pol.output_score == "marginal" and pol._packed_replay
     rng = np.random.default_rng(0)
@@ -484,6 +486,13 @@ def test_default_replay_reads_the_stored_bits_in_one_compiled_pass(monkeypatch):
                 out.append((grad, *[x.copy() for x in seen[0]]))
         return out
 
+    def act():  # acting continues each decision to T in one compiled pass too
+        gen = np.random.default_rng(5)
+        out = pol.act(rng_obs, gen, keep_raster=True)
+        return (out.action, out.raster, out.ll_out, out.ll_neuron, out.log_prob, out.spikes, gen.random(3))
+
+    rng_obs = rng.normal(size=(40, 4)) * 0.5
+    acted = act()
     calls = []
     fused = policy_module._replay_marginal
     monkeypatch.setattr(policy_module, "_replay_marginal", lambda *a: calls.append(1) or fused(*a))
@@ -493,15 +502,17 @@ def test_default_replay_reads_the_stored_bits_in_one_compiled_pass(monkeypatch):
     monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
     slow = run()
     assert len(calls) == n_calls  # the kernel's path
-    for got, want in zip(fast, slow):
+    for got, want in zip([*fast, acted], [*slow, act()]):
         for x, y in zip(got, want):
             np.testing.assert_array_equal(x, y)
     assert np.any(fast[0][0] != fast[2][0]) and np.abs(fast[0][0]).max() > 0
     monkeypatch.undo()
-    trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32).learn(640).policy.theta]
-    monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
-    trained.append(SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32).learn(640).policy.theta)
-    np.testing.assert_array_equal(trained[0], trained[1])
+    for code in ("regular", "rate"):  # the default's input code, and one whose inputs are random
+        trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code=code).learn(640).policy.theta]
+        monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
+        trained.append(SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code=code).learn(640).policy.theta)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(trained[0], trained[1])
 
 
 def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():
