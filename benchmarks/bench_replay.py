@@ -8,8 +8,9 @@ eligibilities, each neuron's modulator gating its synapses' eligibilities into t
 ``replay_gradient``), the replay that forms the eligibility rows in parameter order
 (``replay_record``), the kernel alone with eligibilities,
 with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
-8-env batch. The default's replay is also timed part by part (the kernel's forward pass, the output
-scorer, the hidden estimator's errors from its targets). The proximal rule replays every decision ``n_epochs`` times, so
+8-env batch. The default's network (no hidden neuron) replays in one compiled pass over the
+stored bits; the kernel's path it replaced is timed too, whole and part by part (the kernel's
+forward pass, the output scorer, the hidden estimator's errors from its targets). The proximal rule replays every decision ``n_epochs`` times, so
 ``n_epochs x replay`` (plus, for the posterior hidden estimator, its targets: one replay
 and the ``lambda`` of every hidden spike, once per rollout) bounds its training speed from above.
 """
@@ -65,8 +66,16 @@ def main():
         rows.append(("hidden targets, once a rollout", per_call(lambda: targets(pol, record, B), n) / B))
     M = np.random.default_rng(2).normal(size=(B, pol.topo.n_neurons))
     rows.append(("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B))
+    if pol.output_score == "marginal" and pol._packed_replay:
+        # the default's network (no hidden neuron): one compiled pass over the stored bits; the
+        # kernel's path it replaced (the same bits) in the same run
+        from spikerl.policy import SpikingPolicy
+        one_pass = SpikingPolicy._packed_replay
+        SpikingPolicy._packed_replay = property(lambda self: False)
+        rows.append(("  the same through the kernel", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B))
+        SpikingPolicy._packed_replay = one_pass
     if targets is not None and pol.output_score == "marginal":
-        # the default's replay, part by part: the forward pass, then the scorers that write every entry
+        # the kernel's replay, part by part: the forward pass, then the scorers that write every entry
         r = pol._replay_potentials(record)
         rows += [("  of which the forward pass", per_call(lambda: pol._replay_potentials(record), n) / B),
                  ("  of which the output scorer", per_call(lambda: pol._score_marginal(r, record["action"], True), n) / B),
