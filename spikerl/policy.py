@@ -421,7 +421,7 @@ class SpikingPolicy:
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``
         (and, scored on the action, the action: a tie at ``t*`` is not in the raster)."""
-        record = {"raster": np.packbits(out.raster.astype(bool), axis=-1)}
+        record = {"raster": pack_bits(out.raster)}
         if self._output_score != "pattern":
             record["action"] = np.asarray(out.action, np.int64)
         return record
@@ -512,6 +512,28 @@ class SpikingPolicy:
         if self.estimator is not None:
             elig = self.estimator.eligibility(self, r, elig)
         return log_prob, elig, hidden_rate
+
+
+def pack_bits(spikes: np.ndarray) -> np.ndarray:
+    """``np.packbits(spikes.astype(bool), axis=-1)`` (the same bytes: big-endian bits, the last
+    byte padded with 0) in one compiled loop: numpy's costs more than a decision's kernel pass
+    on a short last axis."""
+    lead, count = spikes.shape[:-1], spikes.shape[-1]
+    flat = np.ascontiguousarray(spikes).reshape(-1, count)
+    return _pack_rows(flat, (count + 7) // 8).reshape(*lead, (count + 7) // 8)
+
+
+@njit
+def _pack_rows(rows, n_bytes):
+    count = rows.shape[1]
+    out = np.empty((rows.shape[0], n_bytes), np.uint8)
+    for r in range(rows.shape[0]):
+        for byte in range(n_bytes):
+            acc = 0
+            for bit in range(min(8, count - 8 * byte)):  # no branch on the (unpredictable) spikes
+                acc |= (rows[r, 8 * byte + bit] != 0) << (7 - bit)
+            out[r, byte] = acc
+    return out
 
 
 def unpack_bits(packed: np.ndarray, count: int) -> np.ndarray:

@@ -310,6 +310,25 @@ def test_unpack_bits_is_numpys_unpackbits():
         assert got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"]
 
 
+
+def test_pack_bits_is_numpys_packbits():
+    """The record's bits are numpy's ``packbits`` of the raster's spikes along time (big-endian,
+    the last byte padded with 0), whatever the length, dtype and memory layout."""
+    from spikerl.policy import pack_bits, unpack_bits
+
+    rng = np.random.default_rng(0)
+    for T in (1, 7, 8, 9, 16, 20):
+        for dtype in (np.uint8, np.int8, bool, np.float64):
+            spikes = (rng.random((6, 5, T)) < 0.4).astype(dtype)
+            got = pack_bits(spikes)
+            want = np.packbits(spikes.astype(bool), axis=-1)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(unpack_bits(got, T), spikes.astype(bool))
+    time_major = (rng.random((4, 11, 9)) < 0.4).astype(np.uint8)  # a (B, N, T) view of (B, T, N)
+    np.testing.assert_array_equal(pack_bits(time_major.transpose(0, 2, 1)),
+                                  np.packbits(time_major.transpose(0, 2, 1).astype(bool), axis=-1))
+
 def test_replayed_gradient_is_the_gated_eligibilities_bit_for_bit():
     """``replay_gradient`` gates the kernel's eligibility arrays without forming them: the
     same gradient as ``modulated_gradient`` of ``replay_record``'s eligibilities, bit for bit,
