@@ -958,6 +958,16 @@ def _dense_input_weights(n_in, n_out, pre, post, w, a):
 
 
 @njit_inline
+def _silent_scratch(n_in, n_out, T, K, n_q):
+    """Scratch of :func:`_replay_marginal` and :func:`_continue_marginal`: the inputs' raster
+    ``(T, n_in)`` (time-major: the scorer reads it by step), the spiking inputs per step and
+    their counts, the outputs' potentials, then :func:`_marginal_one`'s buffers."""
+    return (np.empty((T, n_in), np.uint8), np.empty((T, n_in), np.int64), np.empty(T, np.int64), np.empty((n_out, T)),
+            np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T)), np.empty((n_out, T)), np.empty(n_q),
+            np.empty((T, n_out, K)), np.empty((n_out, K, n_in)))
+
+
+@njit_inline
 def _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u):
     """The output potentials ``u`` ``(n_out, T)`` of a network without hidden neurons whose
     inputs spike as ``raster`` ``(T, n_in)`` and whose outputs stay silent, with a geometric
@@ -998,17 +1008,7 @@ def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_dec
     n_out = N - n_in
     K = a.shape[0]
     wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
-    raster = np.empty((T, n_in), np.uint8)  # time-major: the scorer reads it by step
-    spiking = np.empty((T, n_in), np.int64)
-    n_spiking = np.empty(T, np.int64)
-    u = np.empty((n_out, T))
-    p = np.empty((n_out, T))
-    log_j = np.empty(T + 1)
-    dq = np.empty((n_out, T))
-    err = np.empty((n_out, T))
-    prod = np.empty(gx.shape[0])
-    filt = np.empty((T, n_out, K))
-    summed = np.empty((n_out, K, n_in))
+    raster, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed = _silent_scratch(n_in, n_out, T, K, gx.shape[0])
     for bi in range(lo, hi):
         for t in range(T):
             for j in range(n_in):
@@ -1039,17 +1039,7 @@ def _continue_marginal(lo, hi, decided, t_star, p_in, rand, action, n_in, pre, p
     n_out = N - n_in
     K = a.shape[0]
     wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
-    steps = np.empty((T, n_in), np.uint8)
-    spiking = np.empty((T, n_in), np.int64)
-    n_spiking = np.empty(T, np.int64)
-    u = np.empty((n_out, T))
-    p = np.empty((n_out, T))
-    log_j = np.empty(T + 1)
-    dq = np.empty((n_out, T))
-    err = np.empty((n_out, T))
-    prod = np.empty(gx.shape[0])
-    filt = np.empty((T, n_out, K))
-    summed = np.empty((n_out, K, n_in))
+    steps, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed = _silent_scratch(n_in, n_out, T, K, gx.shape[0])
     empty3 = np.zeros((0, 0, 0))
     empty2 = np.zeros((0, 0))
     for bi in range(lo, hi):

@@ -405,6 +405,22 @@ def test_proximal_rule_replays_posterior_through_its_targets(monkeypatch):
     assert len(seen) >= 8 and all(seen)  # 2 rollouts x 2 epochs x 2-4 minibatches
 
 
+def _recorded_minibatches(agent, rng) -> list:
+    """Two minibatches of 48 CartPole decisions (different spike densities) recorded with the
+    hidden estimator's targets under perturbed parameters, which then move again (ratios != 1)."""
+    pol = agent.policy
+    agent.encoder.update(rng.normal(size=(96, 4)) * 0.5)
+    pol.set_theta(pol.theta + rng.normal(0.0, 0.5, pol.n_params) * pol.learnable)
+    records = []
+    for scale in (0.5, 2.0):
+        o = rng.normal(size=(48, 4)) * scale
+        rec = pol.record(pol.act(o, rng, keep_raster=True), agent.encoder.features_of(o))
+        rec.update(pol.estimator.targets(pol, rec, 48))
+        records.append(rec)
+    pol.set_theta(pol.theta + rng.normal(0.0, 0.2, pol.n_params) * pol.learnable)
+    return records
+
+
 def test_marginal_replay_through_targets_runs_the_forward_pass_only():
     """The proximal replay (output scored with its timing summed out, hidden neurons through
     the estimator's targets) runs the kernel's forward pass only and lets the scorers write
@@ -417,16 +433,7 @@ def test_marginal_replay_through_targets_runs_the_forward_pass_only():
     pol = agent.policy
     assert pol.output_score == "marginal"
     rng = np.random.default_rng(0)
-    obs = rng.normal(size=(96, 4)) * 0.5
-    agent.encoder.update(obs)
-    pol.set_theta(pol.theta + rng.normal(0.0, 0.5, pol.n_params) * pol.learnable)
-    records = []
-    for scale in (0.5, 2.0):  # two minibatches with different spikes
-        o = rng.normal(size=(48, 4)) * scale
-        rec = pol.record(pol.act(o, rng, keep_raster=True), agent.encoder.features_of(o))
-        rec.update(pol.estimator.targets(pol, rec, 48))
-        records.append(rec)
-    pol.set_theta(pol.theta + rng.normal(0.0, 0.2, pol.n_params) * pol.learnable)  # ratios != 1
+    records = _recorded_minibatches(agent, rng)
     M = rng.normal(size=(48, pol.topo.n_neurons))
 
     def run():
@@ -465,15 +472,7 @@ def test_default_replay_reads_the_stored_bits_in_one_compiled_pass(monkeypatch):
     pol = agent.policy
     assert pol.topo.n_hid == 0 and pol.output_score == "marginal" and pol._packed_replay
     rng = np.random.default_rng(0)
-    agent.encoder.update(rng.normal(size=(96, 4)) * 0.5)
-    pol.set_theta(pol.theta + rng.normal(0.0, 0.5, pol.n_params) * pol.learnable)
-    records = []
-    for scale in (0.5, 2.0):  # two minibatches with different spikes
-        o = rng.normal(size=(48, 4)) * scale
-        rec = pol.record(pol.act(o, rng, keep_raster=True), agent.encoder.features_of(o))
-        rec.update(pol.estimator.targets(pol, rec, 48))
-        records.append(rec)
-    pol.set_theta(pol.theta + rng.normal(0.0, 0.2, pol.n_params) * pol.learnable)  # ratios != 1
+    records = _recorded_minibatches(agent, rng)
     modulators = (rng.normal(size=(48, pol.topo.n_neurons)), rng.normal(size=(48, 1)))
 
     def run():
