@@ -875,7 +875,7 @@ def _marginal_scores(lo, hi, raster, potential, action, out0, pre, post, a, gx, 
     ``w_t`` the posterior probability that the decision was taken at ``t`` and ``R_t`` that it
     was taken later: the score of the decision's timing is replaced by its expectation given
     ``h`` and the action (Rao-Blackwellised). The output synapses' eligibilities are those
-    errors times their pre-synaptic traces summed over ``t < T``, event-driven as the kernel's;
+    errors times their pre-synaptic traces summed over ``t < T`` (over each input's spike times);
     the outputs' self-feedback eligibilities are 0 (no output spiked); ``log P(a | h)`` goes to
     ``ll_out`` and to the first output's column of ``ll_neuron`` (the others 0): the output
     layer is one unit of a per-neuron ratio. Batch elements ``lo..hi-1`` (see
