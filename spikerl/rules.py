@@ -122,6 +122,9 @@ class MLPCritic(CriticBase):
         self.decode = decode if decode is not None else (lambda f: f)
         h = self.hidden
         self._shapes = [(self.n_in, h), (h,), (h, h), (h,), (h,), (1,)]
+        bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in self._shapes])
+        self._slices = [(shape, int(i), int(j)) for shape, i, j in zip(self._shapes, bounds[:-1], bounds[1:])]
+        """``(shape, start, stop)`` of each parameter array in ``c``."""
         self.c = np.concatenate([rng.standard_normal(self.n_in * h) / np.sqrt(self.n_in), np.zeros(h),
                                  rng.standard_normal(h * h) / np.sqrt(h), np.zeros(h),
                                  0.01 * rng.standard_normal(h) / np.sqrt(h), np.zeros(1)])
@@ -129,15 +132,6 @@ class MLPCritic(CriticBase):
 
     def _unpack(self, theta: np.ndarray) -> list[np.ndarray]:
         return [theta[i:j].reshape(shape) for shape, i, j in self._slices]
-
-    @property
-    def _slices(self) -> list[tuple]:
-        """``(shape, start, stop)`` of each parameter array in ``c``."""
-        if getattr(self, "_slices_of", (None,))[0] != self._shapes:
-            bounds = np.cumsum([0] + [int(np.prod(shape)) for shape in self._shapes])
-            self._slices_of = (list(self._shapes), [(shape, int(i), int(j)) for shape, i, j
-                                                    in zip(self._shapes, bounds[:-1], bounds[1:])])
-        return self._slices_of[1]
 
     def augment(self, features: np.ndarray) -> np.ndarray:
         """The network's input ``2 z - 1`` of encoder features ``(B, n_features)``."""
