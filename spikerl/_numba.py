@@ -62,3 +62,12 @@ def njit_inline(fn):
     overhead, no reference counting of its array arguments)."""
     return numba.jit(inline="always", **JIT_FLAGS)(fn)
 
+
+
+def njit_sums(fn):
+    """Compile ``fn`` with the project's flags, except that floating-point sums may be
+    reassociated and multiply-adds fused (``fastmath={"contract", "reassoc"}``; no
+    assumption about NaN or infinity): for dense passes whose sums have no order to keep, so
+    the compiler can run them on vector registers. The result is deterministic and equals the
+    plain sum's up to rounding."""
+    return numba.jit(**{**JIT_FLAGS, "fastmath": {"contract", "reassoc"}})(fn)

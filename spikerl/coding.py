@@ -409,6 +409,8 @@ class RateCode:
     """Bernoulli input spikes with ``p = p_max f`` at every one of ``T`` steps."""
 
     name = "rate"
+    binary = False
+    """Whether every probability is 0 or 1 (the spikes need no random number)."""
 
     def __init__(self, T: int, p_max: float):
         self.T, self.p_max = T, p_max
@@ -423,6 +425,7 @@ class RegularCode:
     the observation without sampling noise; the policy's randomness is its own neurons'."""
 
     name = "regular"
+    binary = True
 
     def __init__(self, T: int, p_max: float):
         self.T, self.p_max = T, p_max
@@ -449,6 +452,7 @@ class TimeCode:
     """One input spike at ``t = round((1 - f)(T - 1))`` (earlier for larger ``f``), none when ``f < f_min``."""
 
     name = "time"
+    binary = True
 
     def __init__(self, T: int, f_min: float):
         self.T, self.f_min = T, f_min

@@ -15,8 +15,8 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated, batched, geometric_decay
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _continue_marginal, _marginal_scores, _replay_marginal, action_quadrature,
-                    gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient)
+from .rules import (_action_scores, _continue_marginal, _dense_gradient, _marginal_scores, _replay_errors, _replay_traces,
+                    action_quadrature, gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient)
 
 
 class PolicyOutput(NamedTuple):
@@ -153,6 +153,8 @@ class SpikingPolicy:
         self.extend_workspace = Workspace()  # a sampled decision continued to T (output_score="marginal")
         self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
         self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
+        self._trace_buf = None  # the inputs' traces of a minibatch (_replay_marginal_gradient)
+        self._no_uniforms = None  # what a binary input code's continuation compares with (zeros)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
     def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
@@ -180,6 +182,9 @@ class SpikingPolicy:
         self._set_units()
         off = params.w.size + params.v.size
         self.bias_slice = slice(off, off + topo.n_neurons)
+        T = self.encoder.T
+        self._dense_replay = (n_hid == 0 and geometric_decay(self.ff_kernel, T) >= 0.0
+                              and geometric_decay(self.fb_kernel, T) >= 0.0 and bool(np.all(topo.pre < n_in)))
 
     @property
     def output_score(self) -> str:
@@ -253,13 +258,20 @@ class SpikingPolicy:
         """:meth:`_continue` of a network without hidden neurons, not learning: the kernel's
         clamped pass and the output scorer in one compiled pass
         (:func:`~spikerl.rules._continue_marginal`), from the same random numbers (drawn as the
-        kernel draws them), so the same raster and log-likelihoods."""
+        kernel draws them), so the same raster and log-likelihoods. An input code whose
+        probabilities are 0 or 1 (``binary``: the default regular code) needs no random number
+        (an input spikes iff ``0 < p``), and none is drawn."""
         B, N, T = r.raster.shape
         topo, gx, gw = self.topo, *self._quadrature
-        buf = self.extend_workspace.get(B, N, T, topo.n_synapses, self.ff_kernel.shape[0], self.fb_kernel.shape[0],
-                                        False)
-        uniforms = rng.random(out=buf["uniforms"])
-        rng.random(out=buf["tie"])  # the kernel's draw (unused: no output spikes)
+        if getattr(self.encoder.temporal_code, "binary", False):
+            uniforms = self._no_uniforms
+            if uniforms is None or uniforms.shape != (B, topo.n_in, T):
+                uniforms = self._no_uniforms = np.zeros((B, topo.n_in, T))
+        else:
+            buf = self.extend_workspace.get(B, N, T, topo.n_synapses, self.ff_kernel.shape[0],
+                                            self.fb_kernel.shape[0], False)
+            uniforms = rng.random(out=buf["uniforms"])
+            rng.random(out=buf["tie"])  # the kernel's draw (unused: no output spikes)
         raster, ll_out, ll_neuron = np.empty((B, N, T), np.uint8), np.empty(B), np.empty((B, N))
         batched(_continue_marginal, B, r.raster.transpose(0, 2, 1), r.t_star, p_in, uniforms,
                 np.asarray(r.action, np.int64), topo.n_in, topo.pre, topo.post, self.params.w, self.params.bias,
@@ -463,34 +475,46 @@ class SpikingPolicy:
 
     @property
     def _packed_replay(self) -> bool:
-        """Whether :func:`~spikerl.rules._replay_marginal` replays this network: no hidden neuron
-        and recursive (geometric, one-basis) kernels (a topology has no duplicate synapse)."""
-        T = self.encoder.T
-        return (self.topo.n_hid == 0 and geometric_decay(self.ff_kernel, T) >= 0.0
-                and geometric_decay(self.fb_kernel, T) >= 0.0)
+        """Whether :meth:`_replay_marginal_gradient` replays this network: no hidden neuron,
+        every synapse from an input, and recursive (geometric, one-basis) kernels."""
+        return self._dense_replay
 
     def _replay_marginal_gradient(self, record: dict, modulator) -> tuple[np.ndarray, None]:
-        """:meth:`replay_gradient` of a network without hidden neurons scored ``marginal``: the
-        replay and the output scorer in one compiled pass over the stored bits
-        (:func:`~spikerl.rules._replay_marginal`), then the same gating."""
+        """:meth:`replay_gradient` of a network without hidden neurons scored ``marginal``, from
+        the stored bits in dense compiled passes: the inputs' traces
+        (:func:`~spikerl.rules._replay_traces`), the outputs' potentials run silent to ``T`` and
+        the output scorer's errors (:func:`~spikerl.rules._replay_errors`), the modulator of
+        each decision, then its errors times its traces summed into the gradient
+        (:func:`~spikerl.rules._dense_gradient`): the output layer is one unit (one modulator
+        per decision), and only the output synapses and biases have eligibilities (the inputs'
+        are 0, as are the outputs' self-feedback's: no output spiked). The kernel's path's
+        gradient up to rounding (its sums run in another order)."""
         packed, action = record["raster"], np.asarray(record["action"], np.int64)
         B = len(packed)
-        S, K = self.params.w.shape
-        N, Kb = self.params.v.shape
-        bufs = self._replay_elig
-        if bufs is None or bufs[0].shape != (B, S, K) or bufs[1].shape != (B, N, Kb):
-            self._replay_elig = bufs = (np.zeros((B, S, K)), np.zeros((B, N, Kb)), np.zeros((B, N)))
-        ew, ev, eg = bufs
-        ll_out, ll_neuron = np.empty(B), np.empty((B, N))
-        topo, gx, gw = self.topo, *self._quadrature
-        batched(_replay_marginal, B, packed, self.encoder.T, action, topo.n_in, topo.pre, topo.post, self.params.w,
-                self.params.bias, geometric_decay(self.ff_kernel, self.encoder.T), self.ff_kernel, gx, gw, ll_neuron,
-                ll_out, ew, ev, eg)
+        topo, T = self.topo, self.encoder.T
+        n_in, N = topo.n_in, topo.n_neurons
+        n_out = N - n_in
+        X = self._trace_buf
+        if X is None or X.shape != (B, T, n_in):
+            X = self._trace_buf = np.empty((B, T, n_in))
+        a0 = self.ff_kernel[0, 0]
+        wd = np.zeros((n_out, n_in))
+        wd[topo.post - n_in, topo.pre] = self.params.w[:, 0] * a0
+        ll_out, err = np.empty(B), np.empty((B, n_out, T))
+        gx, gw = self._quadrature
+        batched(_replay_traces, B, packed, geometric_decay(self.ff_kernel, T), X)
+        batched(_replay_errors, B, X, wd, self.params.bias[n_in:], action, gx, gw, ll_out, err)
+        ll_neuron = np.zeros((B, N))
+        ll_neuron[:, n_in] = ll_out  # the output layer's log P(a | h) is its first neuron's (one unit)
         M = modulator(Replayed(ll_out, ll_out, ll_neuron, None, None))  # no hidden neuron: the joint log P is ll_out
-        if M.shape[1] == 1:
-            return modulated_gradient(M, np.concatenate([ew.reshape(B, -1), ev.reshape(B, -1), eg], axis=1),
-                                      self.param_neuron), None
-        return gated_sum(M, (ew.reshape(B, -1), ev.reshape(B, -1), eg), self.param_neuron), None
+        m = np.ascontiguousarray(M[:, 0] if M.shape[1] == 1 else M[:, n_in], dtype=np.float64)
+        G, gb = np.zeros((n_out, n_in)), np.zeros(n_out)
+        _dense_gradient(X, err, m, G, gb)
+        grad = np.zeros(self.n_params)
+        K = self.params.w.shape[1]
+        grad[: topo.n_synapses * K : K] = G[topo.post - n_in, topo.pre] * (a0 / B)
+        grad[self.bias_slice][n_in:] = gb / B
+        return grad, None
 
     def _hidden_rate(self, r) -> np.ndarray | None:
         """Each hidden neuron's spikes per step up to ``t*`` ``(B, n_hid)`` (``None`` without hidden neurons)."""

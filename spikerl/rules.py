@@ -61,7 +61,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ._numba import njit, njit_inline
+from ._numba import njit, njit_inline, njit_sums
 from .engine import _log_sigmoid, _softplus, batched
 from .optim import Adam
 
@@ -84,10 +84,17 @@ class Critic(CriticBase):
         self.c = np.zeros(n_features + n_random + 1)
         self.lr = lr
         self.opt = Adam(self.c.size)
+        self.single = False
+        """Random features computed in single precision (their product and cosine; numpy's
+        float64 ones cost three to five times as much on a rollout's batch): set by
+        :class:`MixCritic` for its linear part."""
 
     def augment(self, features: np.ndarray) -> np.ndarray:
         parts = [features]
-        if self.b.size:
+        if self.b.size and self.single:
+            f32 = np.float32
+            parts.append(np.cos(np.asarray(features, f32) @ self.W.T.astype(f32) + self.b.astype(f32)))
+        elif self.b.size:
             parts.append(np.cos(features @ self.W.T + self.b))
         parts.append(np.ones((features.shape[0], 1)))
         return np.concatenate(parts, axis=1)
@@ -137,11 +144,18 @@ class MLPCritic(CriticBase):
         """The network's input ``2 z - 1`` of encoder features ``(B, n_features)``."""
         return 2.0 * self.decode(features) - 1.0
 
-    def _forward(self, x: np.ndarray):
-        W1, b1, W2, b2, w3, b3 = self._unpack(self.c)
-        h1 = np.tanh(x @ W1 + b1)
+    dtype = np.float32
+    """What the forward and backward passes compute in (``c`` and its optimiser stay float64):
+    single precision, as SB3's torch perceptrons; numpy's float64 ``tanh`` costs five times its
+    float32 one and was most of a fit's time."""
+
+    def _forward(self, x: np.ndarray, params: list | None = None):
+        """Hidden layers and values of inputs ``x`` (in :attr:`dtype`; the values float64):
+        ``params`` the arrays of :meth:`_unpack` in :attr:`dtype` (cast from ``c`` if not given)."""
+        W1, b1, W2, b2, w3, b3 = self._unpack(self.c.astype(self.dtype)) if params is None else params
+        h1 = np.tanh(np.asarray(x, dtype=self.dtype) @ W1 + b1)
         h2 = np.tanh(h1 @ W2 + b2)
-        return h1, h2, h2 @ w3 + b3[0]
+        return h1, h2, (h2 @ w3 + b3[0]).astype(np.float64)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Values of precomputed inputs ``x`` (rows of :meth:`augment`)."""
@@ -152,12 +166,15 @@ class MLPCritic(CriticBase):
 
     def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Gradient of ``-mean((V(x) - target)^2) / 2`` with respect to ``c`` (ascent direction)."""
-        W1, b1, W2, b2, w3, b3 = self._unpack(self.c)
-        h1, h2, y = self._forward(x)
-        g = (target - y) / x.shape[0]  # d(-loss)/dy
+        params = self._unpack(self.c.astype(self.dtype))
+        W1, b1, W2, b2, w3, b3 = params
+        h1, h2, y = self._forward(x, params)
+        g = ((target - y) / x.shape[0]).astype(self.dtype)  # d(-loss)/dy
         d2 = np.outer(g, w3) * (1.0 - h2 * h2)
         d1 = (d2 @ W2.T) * (1.0 - h1 * h1)
-        return np.concatenate([(x.T @ d1).ravel(), d1.sum(0), (h1.T @ d2).ravel(), d2.sum(0), h2.T @ g, [g.sum()]])
+        x = np.asarray(x, dtype=self.dtype)
+        return np.concatenate([(x.T @ d1).ravel(), d1.sum(0), (h1.T @ d2).ravel(), d2.sum(0), h2.T @ g,
+                               [g.sum()]]).astype(np.float64)
 
     def regress(self, x: np.ndarray, target: np.ndarray) -> None:
         """One Adam step of least squares towards ``target`` on precomputed inputs ``x``."""
@@ -230,6 +247,7 @@ class MixCritic(SumCritic):
 
     def __init__(self, mlp: MLPCritic, linear: Critic, *, decay: float = 0.9):
         super().__init__(mlp, linear)
+        linear.single = True  # its random features in float32, as the perceptron runs
         self.decay = decay
         self.err = np.zeros(2)  # 0: not yet measured
         self.lr = np.concatenate([self.lr, np.zeros(2)])
@@ -268,9 +286,9 @@ class MixCritic(SumCritic):
 
     def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Each part's own least-squares gradient towards ``target`` (ascent), zeros for the errors."""
-        v_lin = self.linear.predict(x[..., self.n_x :])
+        phi = x[:, self.n_x :]
         return np.concatenate([self.mlp.gradient(x[:, : self.n_x], target),
-                               ((target - v_lin)[:, None] * x[:, self.n_x :]).mean(0), np.zeros(2)])
+                               (target - self.linear.predict(phi)) @ phi / len(phi), np.zeros(2)])
 
 
 # -- hidden-neuron estimators ---------------------------------------------------------------
@@ -987,35 +1005,67 @@ def _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u):
                 cur += wd[o, spiking[t, m]]
 
 
-@njit
-def _replay_marginal(lo, hi, packed, T, action, n_in, pre, post, w, bias, ff_decay, a, gx, gw, ll_neuron, ll_out, ew,
-                     ev, eg):
-    """:meth:`~spikerl.policy.SpikingPolicy.replay_gradient`'s replay of a network without
-    hidden neurons scored on the action with its timing summed out (the default's), in one pass
-    per stored decision: its inputs' spikes read from the record's bits ``packed``
-    ``(B, N, ceil(T/8))`` of ``T`` steps (:meth:`~spikerl.policy.SpikingPolicy.record`), the
-    outputs' potentials run silent to ``T`` (:func:`_silent_outputs`, the kernel's bits), then
-    :func:`_marginal_scores`, without the kernel's raster and potentials of every neuron. Every
-    entry of ``ll_neuron``, ``ll_out``, ``ew``, ``ev`` and ``eg`` of elements ``lo..hi-1`` is
-    written."""
-    N = ll_neuron.shape[1]
-    n_out = N - n_in
-    K = a.shape[0]
-    wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
-    raster, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed = _silent_scratch(n_in, n_out, T, K, gx.shape[0])
-    for bi in range(lo, hi):
-        for t in range(T):
+@njit_sums
+def _replay_traces(lo, hi, packed, decay, X):
+    """The inputs' filtered traces ``X[b, t, j] = sum_{t' < t} decay^(t - 1 - t') s_{j, t'}``
+    ``(B, T, n_in)`` (time-major: a step's row is one vector) of stored decisions ``lo..hi-1``,
+    from their bits ``packed`` ``(B, N, ceil(T/8))`` (:meth:`~spikerl.policy.SpikingPolicy.record`;
+    only the inputs' rows are read): what a geometric one-basis kernel of ratio ``decay``
+    feeds an output at step ``t`` per unit of ``w a(0)``."""
+    T, n_in = X.shape[1], X.shape[2]
+    for b in range(lo, hi):
+        for j in range(n_in):
+            X[b, 0, j] = 0.0
+        for t in range(1, T):
+            byte, shift = (t - 1) >> 3, 7 - ((t - 1) & 7)
             for j in range(n_in):
-                raster[t, j] = (packed[bi, j, t >> 3] >> (7 - (t & 7))) & 1
-        _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u)
-        for i in range(n_in):
-            ll_neuron[bi, i] = 0.0
-            eg[bi, i] = 0.0
-        for i in range(N):
-            for k in range(ev.shape[2]):
-                ev[bi, i, k] = 0.0
-        _marginal_one(bi, raster.T, u, action[bi], n_in, pre, post, a, gx, gw, ll_neuron, ll_out, ew,
-                      ev, eg, True, p, log_j, dq, err, prod, filt, summed)
+                X[b, t, j] = decay * X[b, t - 1, j] + ((packed[b, j, byte] >> shift) & 1)
+
+
+@njit_sums
+def _replay_errors(lo, hi, X, wd, bias, action, gx, gw, ll_out, err):
+    """:func:`_marginal_scores` of stored decisions ``lo..hi-1`` of a network without hidden
+    neurons, from their inputs' traces ``X`` (:func:`_replay_traces`): the outputs' potentials
+    run silent to ``T``, ``u[o, t] = bias[o] + sum_j wd[o, j] X[t, j]`` (``wd``: ``w a(0)`` of each
+    input-to-output synapse, :func:`_dense_input_weights`), then ``log P(a | h)`` into
+    ``ll_out`` and the errors ``d log P / d u[o, t]`` into ``err`` ``(B, n_out, T)``: an output
+    synapse's eligibility is ``a(0) sum_t err[o, t] X[t, j]`` (:func:`_dense_gradient`), its
+    bias's ``sum_t err[o, t]``."""
+    n_out, n_in = wd.shape
+    T = X.shape[1]
+    u, p, log_j, dq = np.empty((n_out, T)), np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T))
+    prod = np.empty(gx.shape[0])
+    for b in range(lo, hi):
+        for o in range(n_out):
+            for t in range(T):
+                acc = 0.0
+                for j in range(n_in):
+                    acc += wd[o, j] * X[b, t, j]
+                u[o, t] = acc + bias[o]
+        log_p = _timing_terms(u, action[b], gx, gw, p, log_j, dq, prod, True)
+        ll_out[b] = log_p
+        later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
+        for t in range(T - 1, -1, -1):
+            w_t = np.exp(log_j[t] - log_p)
+            for o in range(n_out):
+                err[b, o, t] = w_t * dq[o, t] - p[o, t] * later
+            later += w_t
+
+
+@njit_sums
+def _dense_gradient(X, err, m, G, gb):
+    """``G[o, j] += sum_b m[b] sum_t err[b, o, t] X[b, t, j]`` and ``gb[o] += sum_b m[b] sum_t
+    err[b, o, t]``: the modulated eligibilities of :func:`_replay_errors`' decisions summed
+    (``a(0)`` and the mean left to the caller)."""
+    B, T, n_in = X.shape
+    n_out = G.shape[0]
+    for b in range(B):
+        for o in range(n_out):
+            for t in range(T):
+                c = m[b] * err[b, o, t]
+                gb[o] += c
+                for j in range(n_in):
+                    G[o, j] += c * X[b, t, j]
 
 
 @njit

@@ -457,61 +457,72 @@ def test_marginal_replay_through_targets_runs_the_forward_pass_only():
     assert np.any(fast[0][0] != fast[1][0]) and np.all(np.isfinite(fast[1][1]))
 
 
-def test_default_replay_reads_the_stored_bits_in_one_compiled_pass(monkeypatch):
+def test_default_replay_runs_dense_passes_over_the_stored_bits(monkeypatch):
     """The default network (no hidden neuron, output scored with its timing summed out) is
-    replayed by one compiled pass over the stored bits (:func:`~spikerl.rules._replay_marginal`):
-    the same gradient (one modulator per neuron and one for all) and the same log-likelihoods,
-    bit for bit, as the kernel's clamped forward pass and the output scorer, minibatch after
-    minibatch; acting continues each decision to ``T`` in one pass
-    (:func:`~spikerl.rules._continue_marginal`): the same raster, log-likelihoods and random
-    numbers drawn; and training with both gives the same parameters, bit for bit."""
+    replayed from the stored bits by dense compiled passes (the inputs' traces, the outputs'
+    potentials and the scorer's errors, the modulated sum: :func:`~spikerl.rules._replay_errors`):
+    the kernel's clamped forward pass and output scorer's gradient (one modulator per neuron
+    and one for all) and log-likelihoods, up to rounding, minibatch after minibatch. Acting
+    continues each decision to ``T`` in one pass (:func:`~spikerl.rules._continue_marginal`):
+    the kernel's raster and log-likelihoods, bit for bit; with random (rate-code) inputs from
+    the same random numbers, with the default's regular code (probabilities 0 or 1) drawing
+    none. Training with both paths ends at the same parameters up to rounding."""
     import spikerl.policy as policy_module
     from spikerl import SpikingAgent
 
-    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, code="rate")  # random input spikes: continued afresh
-    pol = agent.policy
-    assert pol.topo.n_hid == 0 and pol.output_score == "marginal" and pol._packed_replay
-    rng = np.random.default_rng(0)
-    records = _recorded_minibatches(agent, rng)
-    modulators = (rng.normal(size=(48, pol.topo.n_neurons)), rng.normal(size=(48, 1)))
+    for code in ("rate", "regular"):
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, code=code)
+        pol = agent.policy
+        assert pol.topo.n_hid == 0 and pol.output_score == "marginal" and pol._packed_replay
+        rng = np.random.default_rng(0)
+        records = _recorded_minibatches(agent, rng)
+        modulators = (rng.normal(size=(48, pol.topo.n_neurons)), rng.normal(size=(48, 1)))
+        rng_obs = rng.normal(size=(40, 4)) * 0.5
 
-    def run():
-        out = []
-        for rec in records:
-            for M in modulators:
-                seen = []
-                grad, rate = pol.replay_gradient(rec, lambda r: seen.append((r.log_prob, r.ll_out, r.ll_neuron)) or M)
-                assert rate is None
-                out.append((grad, *[x.copy() for x in seen[0]]))
-        return out
+        def run():
+            out = []
+            for rec in records:
+                for M in modulators:
+                    seen = []
+                    grad, rate = pol.replay_gradient(rec, lambda r: seen.append((r.log_prob, r.ll_out, r.ll_neuron)) or M)
+                    assert rate is None
+                    out.append((grad, *[x.copy() for x in seen[0]]))
+            return out
 
-    def act():  # acting continues each decision to T in one compiled pass too
-        gen = np.random.default_rng(5)
-        out = pol.act(rng_obs, gen, keep_raster=True)
-        return (out.action, out.raster, out.ll_out, out.ll_neuron, out.log_prob, out.spikes, gen.random(3))
+        def act(extra_draws=0):  # acting continues each decision to T in one compiled pass too
+            gen = np.random.default_rng(5)
+            out = pol.act(rng_obs, gen, keep_raster=True)
+            gen.random(extra_draws)
+            return (out.action, out.raster, out.ll_out, out.ll_neuron, out.log_prob, out.spikes, gen.random(3))
 
-    rng_obs = rng.normal(size=(40, 4)) * 0.5
-    acted = act()
-    calls = []
-    fused = policy_module._replay_marginal
-    monkeypatch.setattr(policy_module, "_replay_marginal", lambda *a: calls.append(1) or fused(*a))
-    fast = run()
-    n_calls = len(calls)
-    assert n_calls >= 4  # every replay (in chunks on threads when numba has several)
-    monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
-    slow = run()
-    assert len(calls) == n_calls  # the kernel's path
-    for got, want in zip([*fast, acted], [*slow, act()]):
-        for x, y in zip(got, want):
-            np.testing.assert_array_equal(x, y)
-    assert np.any(fast[0][0] != fast[2][0]) and np.abs(fast[0][0]).max() > 0
-    monkeypatch.undo()
-    for code in ("regular", "rate"):  # the default's input code, and one whose inputs are random
-        trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code=code).learn(640).policy.theta]
+        # the kernel path's continuation draws every neuron's uniforms and the tie draw; a binary code's none
+        B, N, T = len(rng_obs), pol.topo.n_neurons, pol.encoder.T
+        acted = act(B * N * T + B if code == "regular" else 0)
+        calls = []
+        dense = policy_module._replay_errors
+        monkeypatch.setattr(policy_module, "_replay_errors", lambda *a: calls.append(1) or dense(*a))
+        fast = run()
+        n_calls = len(calls)
+        assert n_calls >= 4  # every replay (in chunks on threads when numba has several)
         monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
-        trained.append(SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code=code).learn(640).policy.theta)
+        slow = run()
+        assert len(calls) == n_calls  # the kernel's path
+        for got, want in zip(fast, slow):
+            for x, y in zip(got, want):
+                np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12 * np.abs(y).max())
+        for x, y in zip(acted, act()):
+            np.testing.assert_array_equal(x, y)
+        assert np.any(fast[0][0] != fast[2][0]) and np.abs(fast[0][0]).max() > 0
         monkeypatch.undo()
-        np.testing.assert_array_equal(trained[0], trained[1])
+    # random inputs: the same random numbers on both paths, so the same decisions; the updates
+    # differ by rounding only
+    trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code="rate").learn(640).policy.theta]
+    monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
+    trained.append(SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code="rate").learn(640).policy.theta)
+    monkeypatch.undo()
+    init = SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code="rate").policy.theta
+    assert np.abs(trained[0] - init).max() > 0.01
+    np.testing.assert_allclose(trained[0], trained[1], rtol=1e-9, atol=1e-9)
 
 
 def test_posterior_acting_leaves_the_hidden_eligibilities_to_the_estimator():

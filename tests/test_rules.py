@@ -152,14 +152,19 @@ def _numeric_critic_gradient(critic, x, target, eps=1e-6):
 
 
 def test_mlp_critic_gradient_is_the_derivative_of_the_squared_error():
-    """MLPCritic.gradient against central differences of -mean((V - target)^2)/2, every parameter."""
+    """MLPCritic.gradient against central differences of -mean((V - target)^2)/2, every
+    parameter, computed in float64; in its own precision (float32) the same to single precision."""
     critic = MLPCritic(3, 1e-3, hidden=5, seed=0)
     rng = np.random.default_rng(1)
     critic.c = critic.c + 0.3 * rng.standard_normal(critic.c.size)  # away from the small output init
     x, target = rng.uniform(-1, 1, (7, 3)), rng.standard_normal(7)
+    single = critic.gradient(x, target)
+    assert critic.dtype == np.float32 and single.dtype == np.float64 and critic.predict(x).dtype == np.float64
 
+    critic.dtype = np.float64
     numeric = _numeric_critic_gradient(critic, x, target)
     np.testing.assert_allclose(critic.gradient(x, target), numeric, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(single, numeric, rtol=1e-4, atol=1e-6)
 
 
 def test_sum_critic_gradient_is_the_derivative_of_the_squared_error_of_the_sum():
@@ -167,6 +172,7 @@ def test_sum_critic_gradient_is_the_derivative_of_the_squared_error_of_the_sum()
     every parameter of both parts; and each part steps at its own size."""
     rng = np.random.default_rng(2)
     critic = SumCritic(MLPCritic(3, 1e-3, hidden=4, seed=0), Critic(3, 1e-2, n_random=5, seed=0))
+    critic.mlp.dtype = np.float64  # the derivative checked to double precision (float32: the test above)
     critic.c = critic.c + 0.3 * rng.standard_normal(critic.c.size)
     f, target = rng.uniform(0, 1, (7, 3)), rng.standard_normal(7)
     x = critic.augment(f)
