@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._numba import njit
+
 
 class Adam:
     """Adam (Kingma & Ba 2015) for gradient *ascent* on a flat parameter vector.
@@ -22,13 +24,14 @@ class Adam:
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
         self.t += 1
-        self.m *= self.beta1
-        self.m += (1 - self.beta1) * grad
-        self.v *= self.beta2
-        self.v += (1 - self.beta2) * grad * grad
-        m_hat = self.m / (1 - self.beta1**self.t)
-        v_hat = self.v / (1 - self.beta2**self.t)
-        return theta + lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        theta, grad = np.asarray(theta, dtype=np.float64), np.asarray(grad, dtype=np.float64)
+        if grad.shape != self.m.shape or theta.shape != self.m.shape:
+            raise ValueError(f"Adam over {self.m.size} parameters got theta {theta.shape} and gradient {grad.shape}")
+        out = np.empty_like(self.m)
+        lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), self.m.shape)  # one step size, or one per parameter
+        _adam_step(theta, grad, self.m, self.v, self.beta1, self.beta2, lr, 1 - self.beta1**self.t,
+                   1 - self.beta2**self.t, self.eps, out)
+        return out
 
     def state_dict(self) -> dict:
         return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}
@@ -39,3 +42,15 @@ class Adam:
         self.m = np.array(state["m"], dtype=np.float64)
         self.v = np.array(state["v"], dtype=np.float64)
         self.t = int(state["t"])
+
+
+@njit
+def _adam_step(theta, grad, m, v, beta1, beta2, lr, c1, c2, eps, out):
+    """:meth:`Adam.step` in one compiled pass, element by element the operations (and bits) of
+    its numpy form: ``m = beta1 m + (1 - beta1) g``, ``v = beta2 v + (1 - beta2) g g``,
+    ``out = theta + lr (m / c1) / (sqrt(v / c2) + eps)`` (``lr`` one per parameter)."""
+    for i in range(m.shape[0]):
+        g = grad[i]
+        m[i] = m[i] * beta1 + (1 - beta1) * g
+        v[i] = v[i] * beta2 + (1 - beta2) * g * g
+        out[i] = theta[i] + lr[i] * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)

@@ -851,10 +851,23 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
     n_q = gx.shape[0]
     log_s = 0.0
     for t in range(T):
-        for o in range(n_out):
-            p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
+        own, step = 0.0, 0.0  # log p_{a,t}; sum_o log(1 - p_{o,t})
+        for o in range(n_out):  # one exp and one log1p per output and step (as _log_action_from)
+            x = u[o, t]
+            e = np.exp(-abs(x))
+            l1 = np.log1p(e)
+            if x >= 0.0:
+                p[o, t] = 1.0 / (1.0 + e)
+                step -= x + l1
+                if o == act:
+                    own = -l1
+            else:
+                p[o, t] = e / (1.0 + e)
+                step -= l1
+                if o == act:
+                    own = x - l1
         g = _tie_integral(p[:, t], act, gx, gw, prod)
-        log_j[t] = log_s + _log_sigmoid(u[act, t]) + np.log(g)
+        log_j[t] = log_s + own + np.log(g)
         if learn:
             for o in range(n_out):
                 if o == act:
@@ -864,8 +877,7 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
                     for n in range(n_q):
                         dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
                     dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
-        for o in range(n_out):
-            log_s += _log_sigmoid(-u[o, t])
+        log_s += step
     log_j[T] = log_s - np.log(n_out)
     return _log_sum_exp(log_j)
 
