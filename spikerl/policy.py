@@ -155,6 +155,7 @@ class SpikingPolicy:
         self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
         self._trace_buf = None  # the inputs' traces of a minibatch (_replay_marginal_gradient)
         self._no_uniforms = None  # what a binary input code's continuation compares with (zeros)
+        self._act_uniforms = None  # a binary code's acting uniforms, the inputs' 0 (_output_uniforms)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
     def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
@@ -349,8 +350,11 @@ class SpikingPolicy:
         # scored on the action with its timing summed out, the continued decision is what is scored
         # (and replayed): the decision itself needs neither log-likelihoods nor eligibilities
         cont = self._output_score == "marginal" and (score or learn) and not deterministic
+        uniforms = None
+        if not deterministic and self.topo.n_hid == 0 and getattr(self.encoder.temporal_code, "binary", False):
+            uniforms = self._output_uniforms(rng, p_in.shape[0])
         # an estimator that rewrites the hidden neurons' eligibilities (the posterior) needs none of the kernel's
-        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng,
+        r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng, uniforms=uniforms,
                               deterministic=deterministic, decoder=self.decoder, learn=learn and not cont,
                               workspace=self.workspace, score=score and not cont, causal=self.causal,
                               hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
@@ -369,6 +373,18 @@ class SpikingPolicy:
         log_prob, elig, hidden_rate = self._learning_terms(s)
         return PolicyOutput(r.action.copy(), elig, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, s.ll_neuron.copy(), s.raster.copy())
+
+    def _output_uniforms(self, rng: np.random.Generator, B: int) -> np.ndarray:
+        """The kernel's uniforms ``(B, N, T)`` for sampled decisions of a network whose only
+        random neurons are its outputs (no hidden neuron, a binary input code): the outputs'
+        drawn, the inputs' 0 (an input spikes iff ``0 < p``, ``p`` 0 or 1), so a decision draws
+        ``n_out T`` numbers instead of ``N T`` (then the kernel's tie draw, as before)."""
+        N, n_in, T = self.topo.n_neurons, self.topo.n_in, self.encoder.T
+        u = self._act_uniforms
+        if u is None or u.shape != (B, N, T):
+            u = self._act_uniforms = np.zeros((B, N, T))
+        u[:, n_in:, :] = rng.random((B, N - n_in, T))
+        return u
 
     def replay(self, raster: np.ndarray, action: np.ndarray | None = None) -> Replayed:
         """Replay stored decisions ``(B, N, T)`` (every neuron clamped to its recorded spikes,

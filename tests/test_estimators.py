@@ -514,6 +514,17 @@ def test_default_replay_runs_dense_passes_over_the_stored_bits(monkeypatch):
             np.testing.assert_array_equal(x, y)
         assert np.any(fast[0][0] != fast[2][0]) and np.abs(fast[0][0]).max() > 0
         monkeypatch.undo()
+        if code == "regular":  # sampled acting draws the outputs' numbers only (and the tie draw)
+            from spikerl.engine import decide
+            gen, ref = np.random.default_rng(9), np.random.default_rng(9)
+            out = pol.act(rng_obs, gen, score=False)
+            u = np.zeros((B, N, T))
+            u[:, pol.topo.n_in :, :] = ref.random((B, pol.topo.n_out, T))
+            want = decide(pol.topo, pol.params, pol.ff_kernel, pol.fb_kernel, pol.encoder.temporal(
+                pol.encoder.features_of(rng_obs)), uniforms=u, tie=ref.random(B))
+            np.testing.assert_array_equal(out.action, want.action)
+            np.testing.assert_array_equal(out.latency, want.t_star + 1)
+            np.testing.assert_array_equal(gen.random(3), ref.random(3))
     # random inputs: the same random numbers on both paths, so the same decisions; the updates
     # differ by rounding only
     trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code="rate").learn(640).policy.theta]
