@@ -4,8 +4,8 @@ with default settings, measured in the same process, one after the other.
     python benchmarks/bench_agent_speed.py [--steps 50000] [--compare hidden_rule=joint]
 
 Prints env-steps/s for training, both agents on one thread (same number of envs: 8), the
-default with its replay through the kernel (the path before the one-pass replay of the stored
-bits, which gives the same bits), then
+default with its replay through the kernel (the path before the dense passes over the stored
+bits, which give the same gradient up to rounding), then
 both on every core as their libraries run by default (numba's threads, torch's), and for the spiking agent's loop
 without its updates (acting, environments and bookkeeping: the ceiling of any rule), single-observation ``predict``
 latency (the compiled one-observation path, and the batched path it replaced, in the same
@@ -70,7 +70,7 @@ def main():
     snn, snn_sps = train_speed(**hp)
     variant_sps = train_speed(**{**hp, **variant})[1] if variant else None
     # the default's replay through the kernel's clamped forward pass and the output scorer, the
-    # path it took before the one-pass replay of the stored bits (the same bits, slower)
+    # path it took before the dense passes over the stored bits (the same gradient up to rounding, slower)
     from spikerl.policy import SpikingPolicy
     one_pass = SpikingPolicy._packed_replay
     SpikingPolicy._packed_replay = property(lambda self: False)

@@ -8,7 +8,7 @@ eligibilities, each neuron's modulator gating its synapses' eligibilities into t
 ``replay_gradient``), the replay that forms the eligibility rows in parameter order
 (``replay_record``), the kernel alone with eligibilities,
 with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
-8-env batch. The default's network (no hidden neuron) replays in one compiled pass over the
+8-env batch. The default's network (no hidden neuron) replays in dense compiled passes over the
 stored bits; the kernel's path it replaced is timed too, whole and part by part (the kernel's
 forward pass, the output scorer, the hidden estimator's errors from its targets). The proximal rule replays every decision ``n_epochs`` times, so
 ``n_epochs x replay`` (plus, for the posterior hidden estimator, its targets: one replay
@@ -67,8 +67,8 @@ def main():
     M = np.random.default_rng(2).normal(size=(B, pol.topo.n_neurons))
     rows.append(("replay and gate, as the rule", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B))
     if pol.output_score == "marginal" and pol._packed_replay:
-        # the default's network (no hidden neuron): one compiled pass over the stored bits; the
-        # kernel's path it replaced (the same bits) in the same run
+        # the default's network (no hidden neuron): dense passes over the stored bits; the
+        # kernel's path they replaced (the same gradient up to rounding) in the same run
         from spikerl.policy import SpikingPolicy
         one_pass = SpikingPolicy._packed_replay
         SpikingPolicy._packed_replay = property(lambda self: False)

@@ -843,29 +843,38 @@ def _log_action_from(u, act, gx, gw, start, log_s, log_j, log_s_at, p, prod):
 
 
 @njit
-def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
+def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn, shared=False):
     r"""``log P(a | h)`` of :func:`_marginal_scores` from the outputs' potentials ``u``
     ``(n_out, T)`` (their history silent), filling ``p = sigmoid(u)``, ``log_j[t] = log S_t
-    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``."""
+    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``.
+    ``shared``: ``p``, ``log p_{a,t}`` and ``log(1 - p_{o,t})`` from one ``exp`` and one ``log1p``
+    per output and step (as :func:`_log_action_from`; the dense replay's), not one ``exp`` for
+    ``p`` and a ``log_sigmoid`` for each log (the kernel path's bits, which the networks with
+    hidden neurons keep)."""
     n_out, T = u.shape
     n_q = gx.shape[0]
     log_s = 0.0
     for t in range(T):
         own, step = 0.0, 0.0  # log p_{a,t}; sum_o log(1 - p_{o,t})
-        for o in range(n_out):  # one exp and one log1p per output and step (as _log_action_from)
-            x = u[o, t]
-            e = np.exp(-abs(x))
-            l1 = np.log1p(e)
-            if x >= 0.0:
-                p[o, t] = 1.0 / (1.0 + e)
-                step -= x + l1
-                if o == act:
-                    own = -l1
-            else:
-                p[o, t] = e / (1.0 + e)
-                step -= l1
-                if o == act:
-                    own = x - l1
+        if shared:
+            for o in range(n_out):
+                x = u[o, t]
+                e = np.exp(-abs(x))
+                l1 = np.log1p(e)
+                if x >= 0.0:
+                    p[o, t] = 1.0 / (1.0 + e)
+                    step -= x + l1
+                    if o == act:
+                        own = -l1
+                else:
+                    p[o, t] = e / (1.0 + e)
+                    step -= l1
+                    if o == act:
+                        own = x - l1
+        else:
+            for o in range(n_out):
+                p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
+            own = _log_sigmoid(u[act, t])
         g = _tie_integral(p[:, t], act, gx, gw, prod)
         log_j[t] = log_s + own + np.log(g)
         if learn:
@@ -877,7 +886,11 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
                     for n in range(n_q):
                         dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
                     dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
-        log_s += step
+        if shared:
+            log_s += step
+        else:
+            for o in range(n_out):
+                log_s += _log_sigmoid(-u[o, t])
     log_j[T] = log_s - np.log(n_out)
     return _log_sum_exp(log_j)
 
@@ -1054,7 +1067,7 @@ def _replay_errors(lo, hi, X, wd, bias, action, gx, gw, ll_out, err):
                 for j in range(n_in):
                     acc += wd[o, j] * X[b, t, j]
                 u[o, t] = acc + bias[o]
-        log_p = _timing_terms(u, action[b], gx, gw, p, log_j, dq, prod, True)
+        log_p = _timing_terms(u, action[b], gx, gw, p, log_j, dq, prod, True, True)
         ll_out[b] = log_p
         later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
         for t in range(T - 1, -1, -1):
