@@ -1112,14 +1112,16 @@ def _continue_marginal(lo, hi, decided, t_star, p_in, rand, action, n_in, pre, p
     empty3 = np.zeros((0, 0, 0))
     empty2 = np.zeros((0, 0))
     for bi in range(lo, hi):
-        for t in range(T):
-            for j in range(n_in):
-                if t <= t_star[bi]:
-                    s = decided[bi, t, j]
-                else:
-                    s = 1 if rand[bi, j, t] < p_in[bi, j, t] else 0
-                steps[t, j] = s
-                raster[bi, j, t] = s
+        for t in range(T):  # the branch on t* outside the neurons' loop
+            if t <= t_star[bi]:
+                for j in range(n_in):
+                    steps[t, j] = decided[bi, t, j]
+            else:
+                for j in range(n_in):
+                    steps[t, j] = 1 if rand[bi, j, t] < p_in[bi, j, t] else 0
+        for j in range(n_in):
+            for t in range(T):
+                raster[bi, j, t] = steps[t, j]
         for o in range(n_out):
             for t in range(T):
                 raster[bi, n_in + o, t] = 0
