@@ -105,6 +105,8 @@ class PolicyGradientAgent:
 
     config_class = AgentConfig
     agent_file = None
+    _acting: dict = {}
+    """Keyword arguments of the training loop's ``policy.act`` beyond the protocol's."""
     """The agent YAML that :meth:`from_config` reads by default."""
 
     def __init__(self, env=None, *, seed: int | None = None, _spaces=None, **hyperparameters):
@@ -336,7 +338,7 @@ class PolicyGradientAgent:
         pol = self.policy
         learn = (self._rule.needs_eligibility or getattr(pol.estimator, "acting_eligibility", False)
                  or not pol.scores_without_learning)
-        out = pol.act(None, self.rng, learn=learn, features=feats, keep_raster=not learn)
+        out = pol.act(None, self.rng, learn=learn, features=feats, keep_raster=not learn, **self._acting)
         actions = self.action_values[out.action]
         next_obs, rewards, terminated, truncated, infos = env.step(actions)
         next_obs = obs_array(self.observation_space, next_obs)
@@ -430,6 +432,7 @@ class SpikingAgent(PolicyGradientAgent):
 
     config_class = SpikingConfig
     agent_file = "fts-snn"
+    _acting = {"sparse_draws": True}  # the training loop's decisions draw only the random neurons' numbers
 
     def _build_policy(self, n_actions: int):
         c = self.config

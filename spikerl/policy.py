@@ -154,7 +154,7 @@ class SpikingPolicy:
         self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
         self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
         self._trace_buf = None  # the inputs' traces of a minibatch (_replay_marginal_gradient)
-        self._no_uniforms = None  # what a binary input code's continuation compares with (zeros)
+        self._zeros = None  # what a continuation with nothing to draw compares with (_no_uniforms)
         self._act_uniforms = None  # a binary code's acting uniforms, the inputs' 0 (_output_uniforms)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
@@ -249,7 +249,9 @@ class SpikingPolicy:
         upto = np.arange(T)[None, None, :] <= r.t_star[:, None, None]
         clamp[:, :out0] = np.where(upto, r.raster[:, :out0], -1)
         clamp[:, out0:] = 0
-        r2 = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng, decoder=self.decoder,
+        uniforms, tie = self._no_uniforms(B) if self._nothing_to_draw else (None, None)
+        r2 = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng, uniforms=uniforms,
+                               tie=tie, decoder=self.decoder,
                                learn=learn, clamp=clamp, workspace=self.extend_workspace, causal=self.causal,
                                hidden_eligibility=getattr(self.estimator, "rewrite", None) is None)
         self._score_marginal(r2, r.action, learn)
@@ -264,10 +266,8 @@ class SpikingPolicy:
         (an input spikes iff ``0 < p``), and none is drawn."""
         B, N, T = r.raster.shape
         topo, gx, gw = self.topo, *self._quadrature
-        if getattr(self.encoder.temporal_code, "binary", False):
-            uniforms = self._no_uniforms
-            if uniforms is None or uniforms.shape != (B, topo.n_in, T):
-                uniforms = self._no_uniforms = np.zeros((B, topo.n_in, T))
+        if self._nothing_to_draw:
+            uniforms = self._no_uniforms(B)[0]
         else:
             buf = self.extend_workspace.get(B, N, T, topo.n_synapses, self.ff_kernel.shape[0],
                                             self.fb_kernel.shape[0], False)
@@ -341,17 +341,22 @@ class SpikingPolicy:
         return int(self.theta.size)
 
     def act(self, obs, rng: np.random.Generator, *, deterministic: bool | str = False, learn: bool = False,
-            features: np.ndarray | None = None, keep_raster: bool = False, score: bool = True) -> PolicyOutput:
+            features: np.ndarray | None = None, keep_raster: bool = False, score: bool = True,
+            sparse_draws: bool = False) -> PolicyOutput:
         """Decide for a batch of observations (or of precomputed encoder ``features``).
         ``keep_raster`` returns the kernel's spike array of each decision also when not learning;
         ``score=False`` skips the log-likelihoods (``ll_out`` NaN; ``predict`` needs none); scored
-        without ``learn``, the output has ``log_prob`` and ``ll_neuron`` but no eligibilities."""
+        without ``learn``, the output has ``log_prob`` and ``ll_neuron`` but no eligibilities.
+        ``sparse_draws``: draw random numbers only for the neurons whose spikes are random (with
+        no hidden neuron and a binary input code, the outputs: :meth:`_output_uniforms`), as the
+        training loop acts; otherwise the kernel's stream (every neuron's), which ``predict``'s
+        compiled one-observation path and the exported C policy follow number for number."""
         p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
         # scored on the action with its timing summed out, the continued decision is what is scored
         # (and replayed): the decision itself needs neither log-likelihoods nor eligibilities
         cont = self._output_score == "marginal" and (score or learn) and not deterministic
         uniforms = None
-        if not deterministic and self.topo.n_hid == 0 and getattr(self.encoder.temporal_code, "binary", False):
+        if sparse_draws and not deterministic and self._nothing_to_draw:
             uniforms = self._output_uniforms(rng, p_in.shape[0])
         # an estimator that rewrites the hidden neurons' eligibilities (the posterior) needs none of the kernel's
         r = _decide_validated(self.topo, self.params, self.ff_kernel, self.fb_kernel, p_in, rng, uniforms=uniforms,
@@ -373,6 +378,21 @@ class SpikingPolicy:
         log_prob, elig, hidden_rate = self._learning_terms(s)
         return PolicyOutput(r.action.copy(), elig, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, s.ll_neuron.copy(), s.raster.copy())
+
+    @property
+    def _nothing_to_draw(self) -> bool:
+        """Whether continuing a decision to ``T`` needs no random number: no hidden neuron, and an
+        input code whose probabilities are 0 or 1 (``binary``: the default regular code)."""
+        return self.topo.n_hid == 0 and getattr(self.encoder.temporal_code, "binary", False)
+
+    def _no_uniforms(self, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zero uniforms ``(B, N, T)`` and tie draws ``(B,)`` for a continuation with
+        :attr:`_nothing_to_draw` (an input spikes iff ``0 < p``; the outputs are clamped silent)."""
+        N, T = self.topo.n_neurons, self.encoder.T
+        z = self._zeros
+        if z is None or z[0].shape != (B, N, T):
+            z = self._zeros = (np.zeros((B, N, T)), np.zeros(B))
+        return z
 
     def _output_uniforms(self, rng: np.random.Generator, B: int) -> np.ndarray:
         """The kernel's uniforms ``(B, N, T)`` for sampled decisions of a network whose only

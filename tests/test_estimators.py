@@ -466,7 +466,8 @@ def test_default_replay_runs_dense_passes_over_the_stored_bits(monkeypatch):
     continues each decision to ``T`` in one pass (:func:`~spikerl.rules._continue_marginal`):
     the kernel's raster and log-likelihoods, bit for bit; with random (rate-code) inputs from
     the same random numbers, with the default's regular code (probabilities 0 or 1) drawing
-    none. Training with both paths ends at the same parameters up to rounding."""
+    none on either path (the acting decision draws its outputs' numbers only). Training with
+    both paths ends at the same parameters up to rounding."""
     import spikerl.policy as policy_module
     from spikerl import SpikingAgent
 
@@ -489,15 +490,13 @@ def test_default_replay_runs_dense_passes_over_the_stored_bits(monkeypatch):
                     out.append((grad, *[x.copy() for x in seen[0]]))
             return out
 
-        def act(extra_draws=0):  # acting continues each decision to T in one compiled pass too
+        def act():  # acting continues each decision to T in one compiled pass too
             gen = np.random.default_rng(5)
-            out = pol.act(rng_obs, gen, keep_raster=True)
-            gen.random(extra_draws)
+            out = pol.act(rng_obs, gen, keep_raster=True, sparse_draws=True)
             return (out.action, out.raster, out.ll_out, out.ll_neuron, out.log_prob, out.spikes, gen.random(3))
 
-        # the kernel path's continuation draws every neuron's uniforms and the tie draw; a binary code's none
         B, N, T = len(rng_obs), pol.topo.n_neurons, pol.encoder.T
-        acted = act(B * N * T + B if code == "regular" else 0)
+        acted = act()
         calls = []
         dense = policy_module._replay_errors
         monkeypatch.setattr(policy_module, "_replay_errors", lambda *a: calls.append(1) or dense(*a))
@@ -514,17 +513,19 @@ def test_default_replay_runs_dense_passes_over_the_stored_bits(monkeypatch):
             np.testing.assert_array_equal(x, y)
         assert np.any(fast[0][0] != fast[2][0]) and np.abs(fast[0][0]).max() > 0
         monkeypatch.undo()
-        if code == "regular":  # sampled acting draws the outputs' numbers only (and the tie draw)
-            from spikerl.engine import decide
-            gen, ref = np.random.default_rng(9), np.random.default_rng(9)
-            out = pol.act(rng_obs, gen, score=False)
+        if code == "regular":  # sampled acting draws the outputs' numbers only (and the tie draw); the
+            from spikerl.engine import decide  # continuation to T, on either path, none
+
             u = np.zeros((B, N, T))
-            u[:, pol.topo.n_in :, :] = ref.random((B, pol.topo.n_out, T))
-            want = decide(pol.topo, pol.params, pol.ff_kernel, pol.fb_kernel, pol.encoder.temporal(
-                pol.encoder.features_of(rng_obs)), uniforms=u, tie=ref.random(B))
-            np.testing.assert_array_equal(out.action, want.action)
-            np.testing.assert_array_equal(out.latency, want.t_star + 1)
-            np.testing.assert_array_equal(gen.random(3), ref.random(3))
+            for learn in (False, True):
+                gen, ref = np.random.default_rng(9), np.random.default_rng(9)
+                out = pol.act(rng_obs, gen, learn=learn, sparse_draws=True)
+                u[:, pol.topo.n_in :, :] = ref.random((B, pol.topo.n_out, T))
+                want = decide(pol.topo, pol.params, pol.ff_kernel, pol.fb_kernel, pol.encoder.temporal(
+                    pol.encoder.features_of(rng_obs)), uniforms=u, tie=ref.random(B))
+                np.testing.assert_array_equal(out.action, want.action)
+                np.testing.assert_array_equal(out.latency, want.t_star + 1)
+                np.testing.assert_array_equal(gen.random(3), ref.random(3))
     # random inputs: the same random numbers on both paths, so the same decisions; the updates
     # differ by rounding only
     trained = [SpikingAgent("CartPole-v1", seed=3, n_envs=4, n_steps=32, code="rate").learn(640).policy.theta]
