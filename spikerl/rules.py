@@ -842,55 +842,67 @@ def _log_action_from(u, act, gx, gw, start, log_s, log_j, log_s_at, p, prod):
     return _log_sum_exp(log_j)
 
 
+@njit_inline
+def _tie_errors(p, t, act, gx, gw, prod, g, dq):
+    """``dq[o, t] = d log Q_t(a) / d u_{o,t}`` of step ``t`` (:func:`_timing_terms`), given the
+    step's tie integral ``g`` and its quadrature products ``prod``."""
+    for o in range(p.shape[0]):
+        if o == act:
+            dq[o, t] = 1.0 - p[o, t]
+        else:
+            dg = 0.0
+            for n in range(gx.shape[0]):
+                dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
+            dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
+
+
 @njit
-def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn, shared=False):
+def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
     r"""``log P(a | h)`` of :func:`_marginal_scores` from the outputs' potentials ``u``
     ``(n_out, T)`` (their history silent), filling ``p = sigmoid(u)``, ``log_j[t] = log S_t
-    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``.
-    ``shared``: ``p``, ``log p_{a,t}`` and ``log(1 - p_{o,t})`` from one ``exp`` and one ``log1p``
-    per output and step (as :func:`_log_action_from`; the dense replay's), not one ``exp`` for
-    ``p`` and a ``log_sigmoid`` for each log (the kernel path's bits, which the networks with
-    hidden neurons keep)."""
+    Q_t(a)`` (``log_j[T]``: no spike by ``T``) and (``learn``) ``dq[o, t] = d log Q_t(a) / d u_{o,t}``."""
     n_out, T = u.shape
-    n_q = gx.shape[0]
+    log_s = 0.0
+    for t in range(T):
+        for o in range(n_out):
+            p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
+        g = _tie_integral(p[:, t], act, gx, gw, prod)
+        log_j[t] = log_s + _log_sigmoid(u[act, t]) + np.log(g)
+        if learn:
+            _tie_errors(p, t, act, gx, gw, prod, g, dq)
+        for o in range(n_out):
+            log_s += _log_sigmoid(-u[o, t])
+    log_j[T] = log_s - np.log(n_out)
+    return _log_sum_exp(log_j)
+
+
+@njit
+def _timing_terms_shared(u, act, gx, gw, p, log_j, dq, prod):
+    """:func:`_timing_terms` (learning) with ``p``, ``log p_{a,t}`` and ``log(1 - p_{o,t})``
+    from one ``exp`` and one ``log1p`` per output and step (as :func:`_log_action_from`): the
+    dense replay's (:func:`_replay_errors`); the kernel path keeps :func:`_timing_terms`' bits."""
+    n_out, T = u.shape
     log_s = 0.0
     for t in range(T):
         own, step = 0.0, 0.0  # log p_{a,t}; sum_o log(1 - p_{o,t})
-        if shared:
-            for o in range(n_out):
-                x = u[o, t]
-                e = np.exp(-abs(x))
-                l1 = np.log1p(e)
-                if x >= 0.0:
-                    p[o, t] = 1.0 / (1.0 + e)
-                    step -= x + l1
-                    if o == act:
-                        own = -l1
-                else:
-                    p[o, t] = e / (1.0 + e)
-                    step -= l1
-                    if o == act:
-                        own = x - l1
-        else:
-            for o in range(n_out):
-                p[o, t] = 1.0 / (1.0 + np.exp(-u[o, t]))
-            own = _log_sigmoid(u[act, t])
+        for o in range(n_out):
+            x = u[o, t]
+            e = np.exp(-abs(x))
+            l1 = np.log1p(e)
+            if x >= 0.0:
+                p[o, t] = 1.0 / (1.0 + e)
+                step -= x + l1
+                if o == act:
+                    own = -l1
+            else:
+                p[o, t] = e / (1.0 + e)
+                step -= l1
+                if o == act:
+                    own = x - l1
         g = _tie_integral(p[:, t], act, gx, gw, prod)
         log_j[t] = log_s + own + np.log(g)
-        if learn:
-            for o in range(n_out):
-                if o == act:
-                    dq[o, t] = 1.0 - p[o, t]
-                else:
-                    dg = 0.0
-                    for n in range(n_q):
-                        dg += gw[n] * (gx[n] - 1.0) * prod[n] / (1.0 - p[o, t] * (1.0 - gx[n]))
-                    dq[o, t] = p[o, t] * (1.0 - p[o, t]) * dg / g
-        if shared:
-            log_s += step
-        else:
-            for o in range(n_out):
-                log_s += _log_sigmoid(-u[o, t])
+        _tie_errors(p, t, act, gx, gw, prod, g, dq)
+        log_s += step
     log_j[T] = log_s - np.log(n_out)
     return _log_sum_exp(log_j)
 
@@ -1067,7 +1079,7 @@ def _replay_errors(lo, hi, X, wd, bias, action, gx, gw, ll_out, err):
                 for j in range(n_in):
                     acc += wd[o, j] * X[b, t, j]
                 u[o, t] = acc + bias[o]
-        log_p = _timing_terms(u, action[b], gx, gw, p, log_j, dq, prod, True, True)
+        log_p = _timing_terms_shared(u, action[b], gx, gw, p, log_j, dq, prod)
         ll_out[b] = log_p
         later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
         for t in range(T - 1, -1, -1):
