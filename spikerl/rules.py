@@ -1008,7 +1008,7 @@ def _dense_input_weights(n_in, n_out, pre, post, w, a):
 
 @njit_inline
 def _silent_scratch(n_in, n_out, T, K, n_q):
-    """Scratch of :func:`_replay_marginal` and :func:`_continue_marginal`: the inputs' raster
+    """Scratch of :func:`_continue_marginal`: the inputs' raster
     ``(T, n_in)`` (time-major: the scorer reads it by step), the spiking inputs per step and
     their counts, the outputs' potentials, then :func:`_marginal_one`'s buffers."""
     return (np.empty((T, n_in), np.uint8), np.empty((T, n_in), np.int64), np.empty(T, np.int64), np.empty((n_out, T)),
