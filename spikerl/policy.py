@@ -15,7 +15,7 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated, batched, geometric_decay
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _continue_marginal, _dense_gradient, _marginal_scores, _replay_errors, _replay_traces,
+from .rules import (_action_scores, _continue_marginal, _dense_gradient, _marginal_scores, _replay_errors,
                     action_quadrature, gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient)
 
 
@@ -153,7 +153,6 @@ class SpikingPolicy:
         self.extend_workspace = Workspace()  # a sampled decision continued to T (output_score="marginal")
         self._replay_zeros = None  # the inputs and uniforms a replay passes (every neuron is clamped)
         self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
-        self._trace_buf = None  # the inputs' traces of a minibatch (_replay_marginal_gradient)
         self._zeros = None  # what a continuation with nothing to draw compares with (_no_uniforms)
         self._act_uniforms = None  # a binary code's acting uniforms, the inputs' 0 (_output_uniforms)
         self._set_network(topo, ff_kernel, fb_kernel, params)
@@ -517,8 +516,9 @@ class SpikingPolicy:
 
     def _replay_marginal_gradient(self, record: dict, modulator) -> tuple[np.ndarray, None]:
         """:meth:`replay_gradient` of a network without hidden neurons scored ``marginal``, from
-        the stored bits in dense compiled passes: the inputs' traces
-        (:func:`~spikerl.rules._replay_traces`), the outputs' potentials run silent to ``T`` and
+        the stored bits in two dense compiled passes, each recomputing a decision's inputs'
+        traces (:func:`~spikerl.rules._decision_traces`: kept in the nearest cache, where a
+        minibatch's would not fit): the outputs' potentials run silent to ``T`` and
         the output scorer's errors (:func:`~spikerl.rules._replay_errors`), the modulator of
         each decision, then its errors times its traces summed into the gradient
         (:func:`~spikerl.rules._dense_gradient`): the output layer is one unit (one modulator
@@ -530,22 +530,19 @@ class SpikingPolicy:
         topo, T = self.topo, self.encoder.T
         n_in, N = topo.n_in, topo.n_neurons
         n_out = N - n_in
-        X = self._trace_buf
-        if X is None or X.shape != (B, T, n_in):
-            X = self._trace_buf = np.empty((B, T, n_in))
         a0 = self.ff_kernel[0, 0]
         wd = np.zeros((n_out, n_in))
         wd[topo.post - n_in, topo.pre] = self.params.w[:, 0] * a0
         ll_out, err = np.empty(B), np.empty((B, n_out, T))
         gx, gw = self._quadrature
-        batched(_replay_traces, B, packed, geometric_decay(self.ff_kernel, T), X)
-        batched(_replay_errors, B, X, wd, self.params.bias[n_in:], action, gx, gw, ll_out, err)
+        decay = geometric_decay(self.ff_kernel, T)
+        batched(_replay_errors, B, packed, decay, wd, self.params.bias[n_in:], action, gx, gw, ll_out, err)
         ll_neuron = np.zeros((B, N))
         ll_neuron[:, n_in] = ll_out  # the output layer's log P(a | h) is its first neuron's (one unit)
         M = modulator(Replayed(ll_out, ll_out, ll_neuron, None, None))  # no hidden neuron: the joint log P is ll_out
         m = np.ascontiguousarray(M[:, 0] if M.shape[1] == 1 else M[:, n_in], dtype=np.float64)
         G, gb = np.zeros((n_out, n_in)), np.zeros(n_out)
-        _dense_gradient(X, err, m, G, gb)
+        _dense_gradient(packed, decay, err, m, G, gb)
         grad = np.zeros(self.n_params)
         K = self.params.w.shape[1]
         grad[: topo.n_synapses * K : K] = G[topo.post - n_in, topo.pre] * (a0 / B)

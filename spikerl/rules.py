@@ -1042,42 +1042,44 @@ def _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u):
                 cur += wd[o, spiking[t, m]]
 
 
-@njit_sums
-def _replay_traces(lo, hi, packed, decay, X):
-    """The inputs' filtered traces ``X[b, t, j] = sum_{t' < t} decay^(t - 1 - t') s_{j, t'}``
-    ``(B, T, n_in)`` (time-major: a step's row is one vector) of stored decisions ``lo..hi-1``,
-    from their bits ``packed`` ``(B, N, ceil(T/8))`` (:meth:`~spikerl.policy.SpikingPolicy.record`;
-    only the inputs' rows are read): what a geometric one-basis kernel of ratio ``decay``
-    feeds an output at step ``t`` per unit of ``w a(0)``."""
-    T, n_in = X.shape[1], X.shape[2]
-    for b in range(lo, hi):
+@njit_inline
+def _decision_traces(packed, b, decay, x):
+    """The inputs' filtered traces ``x[t, j] = sum_{t' < t} decay^(t - 1 - t') s_{j, t'}``
+    ``(T, n_in)`` (time-major: a step's row is one vector) of stored decision ``b``, from its
+    bits ``packed`` ``(B, N, ceil(T/8))`` (:meth:`~spikerl.policy.SpikingPolicy.record`; only
+    the inputs' rows are read): what a geometric one-basis kernel of ratio ``decay`` feeds an
+    output at step ``t`` per unit of ``w a(0)``. One decision's traces stay in the core's
+    nearest cache; a minibatch's would not, so each pass recomputes them."""
+    T, n_in = x.shape
+    for j in range(n_in):
+        x[0, j] = 0.0
+    for t in range(1, T):
+        byte, shift = (t - 1) >> 3, 7 - ((t - 1) & 7)
         for j in range(n_in):
-            X[b, 0, j] = 0.0
-        for t in range(1, T):
-            byte, shift = (t - 1) >> 3, 7 - ((t - 1) & 7)
-            for j in range(n_in):
-                X[b, t, j] = decay * X[b, t - 1, j] + ((packed[b, j, byte] >> shift) & 1)
+            x[t, j] = decay * x[t - 1, j] + ((packed[b, j, byte] >> shift) & 1)
 
 
 @njit_sums
-def _replay_errors(lo, hi, X, wd, bias, action, gx, gw, ll_out, err):
+def _replay_errors(lo, hi, packed, decay, wd, bias, action, gx, gw, ll_out, err):
     """:func:`_marginal_scores` of stored decisions ``lo..hi-1`` of a network without hidden
-    neurons, from their inputs' traces ``X`` (:func:`_replay_traces`): the outputs' potentials
-    run silent to ``T``, ``u[o, t] = bias[o] + sum_j wd[o, j] X[t, j]`` (``wd``: ``w a(0)`` of each
+    neurons, from their bits (:func:`_decision_traces`): the outputs' potentials run silent to
+    ``T``, ``u[o, t] = bias[o] + sum_j wd[o, j] x[t, j]`` (``wd``: ``w a(0)`` of each
     input-to-output synapse, :func:`_dense_input_weights`), then ``log P(a | h)`` into
     ``ll_out`` and the errors ``d log P / d u[o, t]`` into ``err`` ``(B, n_out, T)``: an output
-    synapse's eligibility is ``a(0) sum_t err[o, t] X[t, j]`` (:func:`_dense_gradient`), its
+    synapse's eligibility is ``a(0) sum_t err[o, t] x[t, j]`` (:func:`_dense_gradient`), its
     bias's ``sum_t err[o, t]``."""
     n_out, n_in = wd.shape
-    T = X.shape[1]
+    T = err.shape[2]
     u, p, log_j, dq = np.empty((n_out, T)), np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T))
     prod = np.empty(gx.shape[0])
+    x = np.empty((T, n_in))
     for b in range(lo, hi):
+        _decision_traces(packed, b, decay, x)
         for o in range(n_out):
             for t in range(T):
                 acc = 0.0
                 for j in range(n_in):
-                    acc += wd[o, j] * X[b, t, j]
+                    acc += wd[o, j] * x[t, j]
                 u[o, t] = acc + bias[o]
         log_p = _timing_terms_shared(u, action[b], gx, gw, p, log_j, dq, prod)
         ll_out[b] = log_p
@@ -1090,19 +1092,22 @@ def _replay_errors(lo, hi, X, wd, bias, action, gx, gw, ll_out, err):
 
 
 @njit_sums
-def _dense_gradient(X, err, m, G, gb):
-    """``G[o, j] += sum_b m[b] sum_t err[b, o, t] X[b, t, j]`` and ``gb[o] += sum_b m[b] sum_t
-    err[b, o, t]``: the modulated eligibilities of :func:`_replay_errors`' decisions summed
-    (``a(0)`` and the mean left to the caller)."""
-    B, T, n_in = X.shape
-    n_out = G.shape[0]
+def _dense_gradient(packed, decay, err, m, G, gb):
+    """``G[o, j] += sum_b m[b] sum_t err[b, o, t] x_b[t, j]`` and ``gb[o] += sum_b m[b] sum_t
+    err[b, o, t]``, ``x_b`` decision ``b``'s traces (:func:`_decision_traces`): the modulated
+    eligibilities of :func:`_replay_errors`' decisions summed (``a(0)`` and the mean left to
+    the caller)."""
+    B, n_out, T = err.shape
+    n_in = G.shape[1]
+    x = np.empty((T, n_in))
     for b in range(B):
+        _decision_traces(packed, b, decay, x)
         for o in range(n_out):
             for t in range(T):
                 c = m[b] * err[b, o, t]
                 gb[o] += c
                 for j in range(n_in):
-                    G[o, j] += c * X[b, t, j]
+                    G[o, j] += c * x[t, j]
 
 
 @njit
