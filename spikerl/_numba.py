@@ -71,3 +71,63 @@ def njit_sums(fn):
     the compiler can run them on vector registers. The result is deterministic and equals the
     plain sum's up to rounding."""
     return numba.jit(**{**JIT_FLAGS, "fastmath": {"contract", "reassoc"}})(fn)
+
+
+@numba.jit(inline="always", **JIT_FLAGS)
+def pairwise_sum(a, lo, hi):
+    """``np.sum`` of the float64 values ``a[lo:hi]``, bit for bit: numpy's pairwise summation
+    (fewer than 8 values in order; up to 128 in eight interleaved partial sums combined as
+    ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the rest in order; beyond, the
+    two halves' sums, the first half a multiple of 8 long), added to 0, so that compiled code
+    can reproduce what a numpy statement computed."""
+    n = hi - lo
+    if n < 8:
+        res = 0.0
+        for i in range(lo, hi):
+            res += a[i]
+        return res
+    if n > 128:
+        half = n // 2
+        half -= half % 8
+        return 0.0 + (_pairwise_blocks(a, lo, lo + half) + _pairwise_blocks(a, lo + half, hi))
+    return 0.0 + _pairwise_block(a, lo, hi)  # numpy adds to its identity (a -0.0 sum is 0.0)
+
+
+@numba.jit(inline="always", **JIT_FLAGS)
+def _pairwise_block(a, lo, hi):
+    n = hi - lo
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = lo + 8
+    stop = hi - (n % 8)
+    while i < stop:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < hi:
+        res += a[i]
+        i += 1
+    return res
+
+
+@numba.jit(**JIT_FLAGS)
+def _pairwise_blocks(a, lo, hi):
+    """:func:`pairwise_sum` beyond one block (recursive halves)."""
+    n = hi - lo
+    if n < 8:
+        res = 0.0
+        for i in range(lo, hi):
+            res += a[i]
+        return res
+    if n <= 128:
+        return _pairwise_block(a, lo, hi)
+    half = n // 2
+    half -= half % 8
+    return _pairwise_blocks(a, lo, lo + half) + _pairwise_blocks(a, lo + half, hi)

@@ -111,6 +111,24 @@ def _projected_fields(x, low, high, proj, centres, inv_width, out, first):
     return out
 
 
+@njit
+def _running_bounds(mean, m2, count, n_std, space_low, space_high, fixed, fixed_low, fixed_high):
+    """:meth:`BoxFeatures.bounds` from running statistics, the numpy statement's operations in
+    their order: ``spread = maximum(n_std * (sqrt(m2 / max(count, 1)) + 1e-8), 1e-3)``, ``low =
+    clip(mean - spread, space_low, space_high - 1e-3)``, ``high = clip(mean + spread, low + 1e-3,
+    space_high)``, the fixed bounds where given."""
+    d = mean.shape[0]
+    low, high = np.empty(d), np.empty(d)
+    c = max(count, 1.0)
+    for j in range(d):
+        spread = max(n_std * (np.sqrt(m2[j] / c) + 1e-8), 1e-3)
+        lo = min(max(mean[j] - spread, space_low[j]), space_high[j] - 1e-3)
+        hi = min(max(mean[j] + spread, lo + 1e-3), space_high[j])
+        low[j] = fixed_low[j] if fixed[j] else lo
+        high[j] = fixed_high[j] if fixed[j] else hi
+    return low, high
+
+
 class RunningStats:
     """Per-dimension running mean and variance (Chan et al. parallel update)."""
 
@@ -120,16 +138,13 @@ class RunningStats:
         self.m2 = np.zeros(dim)
 
     def update(self, x: np.ndarray) -> None:
+        """Merge a batch ``x`` ``(n, dim)`` (new ``mean`` and ``m2`` arrays: whoever caches on them
+        sees the change), in one compiled pass of numpy's operations (:func:`_merge_stats`)."""
         n = x.shape[0]
         if n == 0:
             return
-        mean = x.mean(0)
-        m2 = ((x - mean) ** 2).sum(0)
-        delta = mean - self.mean
-        total = self.count + n
-        self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
-        self.count = total
+        self.mean, self.m2 = _merge_stats(np.ascontiguousarray(x, dtype=np.float64), self.count, self.mean, self.m2)
+        self.count = self.count + n
 
     @property
     def std(self) -> np.ndarray:
@@ -142,6 +157,30 @@ class RunningStats:
         self.count = float(state["count"])
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.m2 = np.array(state["m2"], dtype=np.float64)
+
+
+@njit
+def _merge_stats(x, count, mean, m2):
+    """``(mean, m2)`` of :meth:`RunningStats.update`: the operations, in their order, of
+    ``bm = x.mean(0); bm2 = ((x - bm) ** 2).sum(0); delta = bm - mean; total = count + n;
+    mean + delta * n / total; m2 + bm2 + delta**2 * count * n / total`` (numpy's sums over the
+    first axis add the rows in order to 0), so the same bits."""
+    n, d = x.shape
+    total = count + n
+    new_mean, new_m2 = np.empty(d), np.empty(d)
+    for j in range(d):
+        s = 0.0
+        for i in range(n):
+            s += x[i, j]
+        bm = s / n
+        s2 = 0.0
+        for i in range(n):
+            e = x[i, j] - bm
+            s2 += e * e
+        delta = bm - mean[j]
+        new_mean[j] = mean[j] + delta * n / total
+        new_m2[j] = m2[j] + s2 + delta * delta * count * n / total
+    return new_mean, new_m2
 
 
 def check_finite(obs: np.ndarray, what: str = "observation") -> None:
@@ -196,10 +235,8 @@ class BoxFeatures:
         key = self._bounds_key  # running statistics replace their arrays whenever they change
         if key is not None and key[0] is st.mean and key[1] is st.m2 and key[2] == st.count:
             return self._bounds
-        mean, spread = st.mean, np.maximum(self.n_std * st.std, 1e-3)
-        low = np.clip(mean - spread, self.space_low, self.space_high - 1e-3)
-        high = np.clip(mean + spread, low + 1e-3, self.space_high)
-        self._bounds = np.where(self.fixed, self.fixed_low, low), np.where(self.fixed, self.fixed_high, high)
+        self._bounds = _running_bounds(st.mean, st.m2, float(st.count), self.n_std, self.space_low, self.space_high,
+                                       self.fixed, self.fixed_low, self.fixed_high)
         self._bounds_key = (st.mean, st.m2, st.count)
         return self._bounds
 

@@ -61,7 +61,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ._numba import njit, njit_inline, njit_sums
+from ._numba import njit, njit_inline, njit_sums, pairwise_sum
 from .engine import _log_sigmoid, _softplus, batched
 from .optim import Adam
 
@@ -1200,17 +1200,14 @@ class ReturnScaler:
         self.count, self.mean, self.m2 = 1e-4, 0.0, 1e-4
 
     def __call__(self, rewards: np.ndarray, valid: np.ndarray, done: np.ndarray) -> np.ndarray:
-        self.ret = np.where(valid, self.ret * self.gamma + rewards, self.ret)
-        x = self.ret[valid]
-        if x.size:
-            n = x.size
-            delta = x.mean() - self.mean
-            total = self.count + n
-            self.mean += delta * n / total
-            self.m2 += ((x - x.mean()) ** 2).sum() + delta**2 * self.count * n / total
-            self.count = total
-        self.ret[done] = 0.0
-        return np.clip(rewards / np.sqrt(self.m2 / self.count + 1e-8), -self.CLIP, self.CLIP)
+        """Rewards scaled by the running deviation after this step's returns joined it (Chan
+        et al.'s parallel update of count, mean and sum of squares), in one compiled pass
+        whose every operation is the numpy statement's (sums included: :func:`_scale_rewards`)."""
+        out = np.empty(len(rewards))
+        self.count, self.mean, self.m2 = _scale_rewards(
+            self.ret, np.asarray(rewards, np.float64), np.asarray(valid, np.bool_), np.asarray(done, np.bool_),
+            self.gamma, self.count, self.mean, self.m2, self.CLIP, out)
+        return out
 
     def state_dict(self) -> dict:
         return {"ret": self.ret.copy(), "stats": np.array([self.count, self.mean, self.m2])}
@@ -1218,6 +1215,41 @@ class ReturnScaler:
     def load_state_dict(self, state: dict) -> None:
         self.ret = np.array(state["ret"], dtype=np.float64)
         self.count, self.mean, self.m2 = map(float, state["stats"])
+
+
+@njit
+def _scale_rewards(ret, rewards, valid, done, gamma, count, mean, m2, clip, out):
+    """:meth:`ReturnScaler.__call__`: ``ret`` updated in place, the scaled rewards into ``out``,
+    returns the new ``(count, mean, m2)``. The same operations in the same order as
+    ``ret = where(valid, ret * gamma + rewards, ret); x = ret[valid]; delta = x.mean() - mean;
+    total = count + n; mean += delta * n / total; m2 += ((x - x.mean()) ** 2).sum() + delta**2 *
+    count * n / total; ret[done] = 0; out = clip(rewards / sqrt(m2 / total + 1e-8), -clip, clip)``
+    (numpy's pairwise sums: :func:`~spikerl._numba.pairwise_sum`), so the same bits."""
+    B = ret.shape[0]
+    x = np.empty(B)
+    n = 0
+    for b in range(B):
+        if valid[b]:
+            ret[b] = ret[b] * gamma + rewards[b]
+            x[n] = ret[b]
+            n += 1
+    if n:
+        x_mean = pairwise_sum(x, 0, n) / n
+        delta = x_mean - mean
+        total = count + n
+        mean += delta * n / total
+        for i in range(n):
+            d = x[i] - x_mean
+            x[i] = d * d
+        m2 += pairwise_sum(x, 0, n) + delta * delta * count * n / total
+        count = total
+    for b in range(B):
+        if done[b]:
+            ret[b] = 0.0
+    scale = np.sqrt(m2 / count + 1e-8)
+    for b in range(B):
+        out[b] = min(max(rewards[b] / scale, -clip), clip)
+    return count, mean, m2
 
 
 def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float,
