@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numba
+import numpy as np
 
 JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 _STAMP = "spikerl-sources.sha256"
@@ -80,22 +81,19 @@ def pairwise_sum(a, lo, hi):
     ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the rest in order; beyond, the
     two halves' sums, the first half a multiple of 8 long), added to 0, so that compiled code
     can reproduce what a numpy statement computed."""
+    if hi - lo <= 128:
+        return 0.0 + _pairwise_leaf(a, lo, hi)  # numpy adds to its identity (a -0.0 sum is 0.0)
+    return 0.0 + _pairwise_halves(a, lo, hi)
+
+
+@numba.jit(inline="always", **JIT_FLAGS)
+def _pairwise_leaf(a, lo, hi):
     n = hi - lo
     if n < 8:
         res = 0.0
         for i in range(lo, hi):
             res += a[i]
         return res
-    if n > 128:
-        half = n // 2
-        half -= half % 8
-        return 0.0 + (_pairwise_blocks(a, lo, lo + half) + _pairwise_blocks(a, lo + half, hi))
-    return 0.0 + _pairwise_block(a, lo, hi)  # numpy adds to its identity (a -0.0 sum is 0.0)
-
-
-@numba.jit(inline="always", **JIT_FLAGS)
-def _pairwise_block(a, lo, hi):
-    n = hi - lo
     r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
     r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
     i = lo + 8
@@ -118,16 +116,34 @@ def _pairwise_block(a, lo, hi):
 
 
 @numba.jit(**JIT_FLAGS)
-def _pairwise_blocks(a, lo, hi):
-    """:func:`pairwise_sum` beyond one block (recursive halves)."""
-    n = hi - lo
-    if n < 8:
-        res = 0.0
-        for i in range(lo, hi):
-            res += a[i]
-        return res
-    if n <= 128:
-        return _pairwise_block(a, lo, hi)
-    half = n // 2
-    half -= half % 8
-    return _pairwise_blocks(a, lo, lo + half) + _pairwise_blocks(a, lo + half, hi)
+def _pairwise_halves(a, lo, hi):
+    """:func:`pairwise_sum` of more than 128 values: numpy's recursion (left half's sum plus
+    the right half's) walked with an explicit stack (numba's cache cannot hold a recursive
+    function)."""
+    L, H, S = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64)
+    left = np.empty(64)
+    top = 0
+    L[0], H[0], S[0] = lo, hi, 0
+    while True:
+        n = H[top] - L[top]
+        if n > 128:  # split: the left half first
+            half = n // 2
+            half -= half % 8
+            S[top] = 1
+            L[top + 1], H[top + 1], S[top + 1] = L[top], L[top] + half, 0
+            top += 1
+            continue
+        v = _pairwise_leaf(a, L[top], H[top])
+        while True:  # hand v up: a parent's left sum waits for its right half
+            top -= 1
+            if top < 0:
+                return v
+            if S[top] == 1:
+                left[top] = v
+                S[top] = 2
+                half = (H[top] - L[top]) // 2
+                half -= half % 8
+                L[top + 1], H[top + 1], S[top + 1] = L[top] + half, H[top], 0
+                top += 1
+                break
+            v = left[top] + v

@@ -48,6 +48,33 @@ def test_return_scaler_computes_the_numpy_statement_bit_for_bit():
             assert (scaler.count, scaler.mean, scaler.m2) == (count, mean, m2)
 
 
+def test_pairwise_sum_is_numpys_sum_bit_for_bit():
+    """The compiled sum the scaler and the encoder's statistics reproduce numpy with: numpy's
+    own ``sum`` of every length (its blocks of 8 up to 128 values, its halving beyond), also
+    from a compiled caller loading it from numba's cache (a second process: no crash)."""
+    import subprocess
+    import sys
+
+    import numba
+
+    from spikerl._numba import pairwise_sum
+
+    @numba.njit
+    def total(a, lo, hi):
+        return pairwise_sum(a, lo, hi)
+
+    rng = np.random.default_rng(2)
+    for n in [*range(0, 140), 255, 256, 257, 1000, 1031, 4099]:
+        a = rng.standard_normal(n + 3) * 10.0 ** rng.uniform(-4, 4, n + 3)
+        assert total(a, 3, n + 3) == a[3:].sum(), n
+    assert total(np.array([-0.0]), 0, 1) == np.sum(np.array([-0.0])) and not np.signbit(total(np.array([-0.0]), 0, 1))
+    code = "import numpy as np; from spikerl.rules import ReturnScaler; print(ReturnScaler(300, 0.9)(np.ones(300), np.ones(300, bool), np.zeros(300, bool))[0])"
+    for _ in range(2):  # the first may compile and cache, the second loads
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert float(out.stdout) == 10.0
+
+
 class _Stub:
     """A policy whose decisions carry only a log-probability (the rule's bookkeeping alone)."""
 
