@@ -330,7 +330,10 @@ class PolicyGradientAgent:
         env, enc = self.env, self.encoder
         obs = self._obs
         valid = ~self._skip
-        if valid.any():
+        every = bool(valid.all())  # no env resetting this step (NEXT_STEP autoreset): no masks needed
+        if every:
+            enc.update(np.asarray(obs))
+        elif valid.any():
             enc.update(np.asarray(obs)[valid])
         feats = self._next_feats if self._next_feats is not None else enc.features_of(obs)
         # a rule that replays its decisions needs no eligibilities now, only log-probabilities (the
@@ -372,10 +375,16 @@ class PolicyGradientAgent:
         energy = np.empty((len(valid), 5))
         energy[:, :3], energy[:, 3], energy[:, 4] = out.spikes, out.sops, out.latency
         self.decision_stats[0] += nv
-        self.decision_stats[1:] += energy[valid].sum(0)
-        self._ep_ret[valid] += rewards[valid]
-        self._ep_len[valid] += 1
-        self._ep_energy[valid] += energy[valid]
+        if every:
+            self.decision_stats[1:] += energy.sum(0)
+            self._ep_ret += rewards
+            self._ep_len += 1
+            self._ep_energy += energy
+        else:
+            self.decision_stats[1:] += energy[valid].sum(0)
+            self._ep_ret[valid] += rewards[valid]
+            self._ep_len[valid] += 1
+            self._ep_energy[valid] += energy[valid]
         for b in np.flatnonzero(done):
             L = max(self._ep_len[b], 1)
             e = self._ep_energy[b] / L
