@@ -1269,21 +1269,23 @@ def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float,
 
 
 def ratio_modulator(log_prob: np.ndarray, old: np.ndarray, adv: np.ndarray, clip: float,
-                    dual_clip: float | None = None, units: np.ndarray | None = None):
+                    dual_clip: float | None = None, units: np.ndarray | None = None, *, old_of_units: bool = False):
     """:func:`clipped_modulator` of ``rho = exp(clip(log_prob - old, -20, 20))`` for log-probabilities
     ``(B, U)`` and advantages ``(B,)``, in one compiled pass: ``(M, rho, log_ratio, open)``,
     ``open`` the number of unclipped entries (what ``gate.sum()`` counts). ``units``: only those
     columns (the units that own parameters; ``M`` is 0 in the others, ``rho`` and ``log_ratio``
-    have those columns only, and ``open`` counts among them)."""
+    have those columns only, and ``open`` counts among them); ``old_of_units``: ``old`` holds
+    those columns only ``(B, len(units))``, in their order."""
     U = np.shape(log_prob)[1]
     units = np.arange(U, dtype=np.int64) if units is None else np.ascontiguousarray(units, dtype=np.int64)
+    cols = np.arange(len(units), dtype=np.int64) if old_of_units else units
     return _ratio_modulator(np.ascontiguousarray(log_prob, dtype=np.float64), np.ascontiguousarray(old, dtype=np.float64),
                             np.ascontiguousarray(adv, dtype=np.float64), float(clip),
-                            np.inf if dual_clip is None else float(dual_clip), units)
+                            np.inf if dual_clip is None else float(dual_clip), units, cols)
 
 
 @njit
-def _ratio_modulator(log_prob, old, adv, clip, dual, units):
+def _ratio_modulator(log_prob, old, adv, clip, dual, units, cols):
     B, U = log_prob.shape
     n_u = units.shape[0]
     M, rho, log_ratio = np.zeros((B, U)), np.empty((B, n_u)), np.empty((B, n_u))
@@ -1293,13 +1295,35 @@ def _ratio_modulator(log_prob, old, adv, clip, dual, units):
         a = adv[b]
         for c in range(n_u):
             u = units[c]
-            lr = log_prob[b, u] - old[b, u]
+            lr = log_prob[b, u] - old[b, cols[c]]
             r = np.exp(min(max(lr, -20.0), 20.0))  # beyond, the gate is shut anyway
             log_ratio[b, c], rho[b, c] = lr, r
             if not ((a > 0 and r > hi) or (a < 0 and (r < lo or r > dual))):
                 M[b, u] = r * a
                 n_open += 1
     return M, rho, log_ratio, n_open
+
+
+def standardized(a: np.ndarray) -> np.ndarray:
+    """``(a - a.mean()) / (a.std() + 1e-8)`` of advantages ``a`` ``(B,)``, in one compiled pass
+    of numpy's operations (its pairwise sums: :func:`~spikerl._numba.pairwise_sum`), so the
+    same bits."""
+    return _standardized(np.ascontiguousarray(a, dtype=np.float64))
+
+
+@njit
+def _standardized(a):
+    n = a.shape[0]
+    mean = pairwise_sum(a, 0, n) / n
+    sq = np.empty(n)
+    for i in range(n):
+        d = a[i] - mean
+        sq[i] = d * d
+    std = np.sqrt(pairwise_sum(sq, 0, n) / n)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = (a[i] - mean) / (std + 1e-8)
+    return out
 
 
 def modulated_gradient(M: np.ndarray, elig: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -1479,6 +1503,9 @@ class ProximalRule:
         # counting it would dilute the clip fraction)
         learnable = getattr(self.policy, "learnable", None)
         units = None if learnable is None else np.unique(self.policy.param_neuron[learnable])
+        per_unit = units is not None and old.shape[1] > 1
+        if per_unit:  # only those units' old log-probabilities are ever compared
+            old = np.ascontiguousarray(old[:, units])
         for _ in range(self.n_epochs):
             order = self.rng.permutation(n)
             epochs += 1
@@ -1488,15 +1515,15 @@ class ProximalRule:
                 self.critic.regress(phi[idx], returns[idx])
                 a = adv[idx]
                 if self.normalize and a.size > 1:
-                    a = (a - a.mean()) / (a.std() + 1e-8)
+                    a = standardized(a)
 
                 def modulator(r, a=a, old=old[idx]):
                     log_prob = self._ratio_terms(r)
                     M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip, self.dual_clip,
-                                                                units if log_prob.shape[1] > 1 else None)  # (mb, units)
+                                                                units if per_unit else None, old_of_units=per_unit)
                     if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
                         M = M - self.ent_coef * (log_prob - log_prob.mean(0))
-                    clipped.append(1.0 - n_open / M.size)
+                    clipped.append(1.0 - n_open / rho.size)  # among the compared units (rho: (mb, units))
                     kls.append(float(np.mean(np.sum(rho - 1.0 - log_ratio, axis=1))))  # units independent given the past
                     return M
 

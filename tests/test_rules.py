@@ -5,7 +5,7 @@ import pytest
 
 from spikerl.policy import PolicyOutput
 from spikerl.rules import (Critic, MixCritic, MLPCritic, ProximalRule, ReturnScaler, SumCritic, Transition, clipped_modulator,
-                           modulated_gradient, ratio_modulator)
+                           modulated_gradient, ratio_modulator, standardized)
 
 
 def test_return_scaler_is_bounded_from_the_first_step():
@@ -73,6 +73,33 @@ def test_pairwise_sum_is_numpys_sum_bit_for_bit():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
         assert float(out.stdout) == 10.0
+
+
+def test_standardized_advantages_are_numpys_bit_for_bit():
+    """The minibatch's advantages standardised in one compiled pass: numpy's
+    ``(a - a.mean()) / (a.std() + 1e-8)``, bit for bit, at every minibatch size."""
+    rng = np.random.default_rng(5)
+    for n in [2, 3, 7, 8, 9, 64, 127, 128, 129, 256, 300, 1000]:
+        a = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3) + rng.uniform(-5, 5)
+        np.testing.assert_array_equal(standardized(a), (a - a.mean()) / (a.std() + 1e-8))
+
+
+def test_clip_fraction_counts_the_compared_units_only():
+    """With per-neuron ratios only the neurons that own parameters are compared (the default
+    network: its output layer, one unit): ``train/clip_fraction`` is the share of those that
+    the clip shut, not of every neuron's column (which read 0.996 whatever the clip did)."""
+    from spikerl import SpikingAgent
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=4, n_steps=64, n_epochs=4).learn(1024)
+    assert agent.config.ratio == "neuron"
+    assert 0.0 <= agent._rule.stats["clip_fraction"] < 0.5
+    old = np.zeros((4, 3))
+    M, rho, log_ratio, n_open = ratio_modulator(np.log([[1.0, 1.0, 2.0]] * 4), old[:, [2]], np.ones(4), 0.2,
+                                                units=np.array([2]), old_of_units=True)
+    assert rho.shape == (4, 1) and n_open == 0 and np.all(M == 0)  # ratio 2 > 1.2 with A > 0: every unit shut
+    M, rho, log_ratio, n_open = ratio_modulator(np.log([[1.0, 1.0, 1.1]] * 4), old[:, [2]], np.ones(4), 0.2,
+                                                units=np.array([2]), old_of_units=True)
+    assert n_open == 4 and np.allclose(M[:, 2], 1.1) and np.all(M[:, :2] == 0)
 
 
 class _Stub:
