@@ -1406,17 +1406,10 @@ class RolloutBuffer:
     def advantages(self, values: np.ndarray, last_values: np.ndarray) -> np.ndarray:
         """GAE(lambda) ``(n_steps, n_envs)``; an episode end cuts the chain (a truncated
         episode's bootstrap is already in its last reward)."""
-        d = self.data
-        adv = np.zeros((self.n_steps, self.n_envs))
-        gae = np.zeros(self.n_envs)
-        next_v = last_values
-        for t in range(self.n_steps - 1, -1, -1):
-            live = ~d["done"][t]
-            delta = d["reward"][t] + self.gamma * next_v * live - values[t]
-            gae = delta + self.gamma * self.lam * live * gae
-            adv[t] = gae
-            next_v = values[t]
-        return adv
+        d, n = self.data, self.n_steps
+        return _gae(np.ascontiguousarray(d["reward"][:n], dtype=np.float64), np.ascontiguousarray(d["done"][:n], dtype=np.bool_),
+                    np.ascontiguousarray(values, dtype=np.float64), np.asarray(last_values, dtype=np.float64),
+                    self.gamma, self.gamma * self.lam)
 
     def flat(self, name: str, keep: np.ndarray) -> np.ndarray:
         """Array ``name`` with steps and environments flattened, rows ``keep``."""
@@ -1436,6 +1429,25 @@ class RolloutBuffer:
                 arr = np.zeros((self.n_steps, *v.shape[1:]), v.dtype)
                 arr[: v.shape[0]] = v
                 self.data[k[4:]] = arr
+
+
+@njit
+def _gae(reward, done, values, last_values, gamma, gamma_lam):
+    """:meth:`RolloutBuffer.advantages`, backwards in time, each element as numpy's statement
+    computes it: ``delta = reward[t] + gamma * next_v * live - values[t]``, ``gae = delta +
+    gamma_lam * live * gae`` (``live = not done[t]``, ``next_v`` the next step's value)."""
+    n_steps, n_envs = reward.shape
+    adv = np.zeros((n_steps, n_envs))
+    for e in range(n_envs):
+        gae = 0.0
+        next_v = last_values[e]
+        for t in range(n_steps - 1, -1, -1):
+            live = 0.0 if done[t, e] else 1.0
+            delta = reward[t, e] + gamma * next_v * live - values[t, e]
+            gae = delta + gamma_lam * live * gae
+            adv[t, e] = gae
+            next_v = values[t, e]
+    return adv
 
 
 class ProximalRule:

@@ -75,6 +75,27 @@ def test_pairwise_sum_is_numpys_sum_bit_for_bit():
         assert float(out.stdout) == 10.0
 
 
+def test_gae_runs_the_numpy_recursion_bit_for_bit():
+    """GAE in one compiled pass: the numpy recursion over steps it replaced, element by element."""
+    from spikerl.rules import RolloutBuffer
+
+    rng = np.random.default_rng(6)
+    gamma, lam = 0.99, 0.95
+    buf = RolloutBuffer(64, 8, gamma, lam)
+    for _ in range(64):
+        buf.add(reward=rng.standard_normal(8) * 10.0 ** rng.uniform(-2, 2), done=rng.random(8) < 0.1)
+    values, last = rng.standard_normal((64, 8)), rng.standard_normal(8)
+    want = np.zeros((64, 8))  # the numpy recursion
+    gae, next_v = np.zeros(8), last
+    for t in range(63, -1, -1):
+        live = ~buf.data["done"][t]
+        delta = buf.data["reward"][t] + gamma * next_v * live - values[t]
+        gae = delta + gamma * lam * live * gae
+        want[t] = gae
+        next_v = values[t]
+    np.testing.assert_array_equal(buf.advantages(values, last), want)
+
+
 def test_standardized_advantages_are_numpys_bit_for_bit():
     """The minibatch's advantages standardised in one compiled pass: numpy's
     ``(a - a.mean()) / (a.std() + 1e-8)``, bit for bit, at every minibatch size."""
