@@ -22,12 +22,16 @@ class Adam:
         self.t = 0
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
+    def step(self, theta: np.ndarray, grad: np.ndarray, lr: float, out: np.ndarray | None = None) -> np.ndarray:
+        """The stepped parameters, into ``out`` if given (``theta`` itself: in place)."""
         self.t += 1
         theta, grad = np.asarray(theta, dtype=np.float64), np.asarray(grad, dtype=np.float64)
         if grad.shape != self.m.shape or theta.shape != self.m.shape:
             raise ValueError(f"Adam over {self.m.size} parameters got theta {theta.shape} and gradient {grad.shape}")
-        out = np.empty_like(self.m)
+        if out is None:
+            out = np.empty_like(self.m)
+        elif out.shape != self.m.shape or out.dtype != np.float64:
+            raise ValueError(f"Adam's out must be float64 of shape {self.m.shape}, got {out.dtype} {out.shape}")
         lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), self.m.shape)  # one step size, or one per parameter
         _adam_step(theta, grad, self.m, self.v, self.beta1, self.beta2, lr, 1 - self.beta1**self.t,
                    1 - self.beta2**self.t, self.eps, out)

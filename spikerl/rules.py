@@ -164,8 +164,9 @@ class MLPCritic(CriticBase):
     def value(self, features: np.ndarray) -> np.ndarray:
         return self.predict(self.augment(features))
 
-    def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Gradient of ``-mean((V(x) - target)^2) / 2`` with respect to ``c`` (ascent direction)."""
+    def gradient(self, x: np.ndarray, target: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient of ``-mean((V(x) - target)^2) / 2`` with respect to ``c`` (ascent direction),
+        float64, into ``out`` if given."""
         params = self._unpack(self.c.astype(self.dtype))
         W1, b1, W2, b2, w3, b3 = params
         h1, h2, y = self._forward(x, params)
@@ -173,8 +174,11 @@ class MLPCritic(CriticBase):
         d2 = np.outer(g, w3) * (1.0 - h2 * h2)
         d1 = (d2 @ W2.T) * (1.0 - h1 * h1)
         x = np.asarray(x, dtype=self.dtype)
-        return np.concatenate([(x.T @ d1).ravel(), d1.sum(0), (h1.T @ d2).ravel(), d2.sum(0), h2.T @ g,
-                               [g.sum()]]).astype(np.float64)
+        out = np.empty(self.c.size) if out is None else out
+        parts = (x.T @ d1, d1.sum(0), h1.T @ d2, d2.sum(0), h2.T @ g, g.sum())
+        for (_, i, j), part in zip(self._slices, parts):
+            out[i:j] = np.ravel(part)  # float32 -> float64: exact
+        return out
 
     def regress(self, x: np.ndarray, target: np.ndarray) -> None:
         """One Adam step of least squares towards ``target`` on precomputed inputs ``x``."""
@@ -195,16 +199,30 @@ class SumCritic(CriticBase):
         self.n_x = mlp.n_in  # the perceptron's columns of an augmented row
         self.lr = np.concatenate([np.full(mlp.c.size, mlp.lr), np.full(linear.c.size, linear.lr)])
         self.opt = Adam(self.lr.size)
+        self._own(np.concatenate([mlp.c, linear.c]))
+
+    def _own(self, flat: np.ndarray) -> None:
+        """Hold the parameters as one flat vector ``flat``, the parts' ``c`` views into it (so an
+        optimiser step updates them in place, with nothing concatenated or copied)."""
+        n, m = self.mlp.c.size, self.linear.c.size
+        self._flat = flat
+        self.mlp.c, self.linear.c = flat[:n], flat[n : n + m]
+        self._grad = np.zeros(flat.size)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._own(self._flat)  # a copy or a pickle holds the parts' views as arrays of their own
 
     @property
     def c(self) -> np.ndarray:
-        return np.concatenate([self.mlp.c, self.linear.c])
+        """The parameters, flat (a copy)."""
+        return self._flat.copy()
 
     @c.setter
     def c(self, value: np.ndarray) -> None:
         if value.shape != (self.lr.size,):
             raise ValueError(f"critic parameters have shape {value.shape}, expected ({self.lr.size},)")
-        self.mlp.c, self.linear.c = value[: self.mlp.c.size].copy(), value[self.mlp.c.size :].copy()
+        self._flat[:] = value
 
     def augment(self, features: np.ndarray) -> np.ndarray:
         """Both parts' inputs side by side: the perceptron's ``2 z - 1``, then the linear features."""
@@ -228,8 +246,9 @@ class SumCritic(CriticBase):
                                ((target - v_mlp - v_lin)[:, None] * phi).mean(0)])
 
     def regress(self, x: np.ndarray, target: np.ndarray) -> None:
-        """One Adam step of least squares towards ``target`` (each part at its own step size)."""
-        self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
+        """One Adam step of least squares towards ``target`` (each part at its own step size),
+        in place."""
+        self.opt.step(self._flat, self.gradient(x, target), self.lr, out=self._flat)
 
 
 class MixCritic(SumCritic):
@@ -249,20 +268,13 @@ class MixCritic(SumCritic):
         super().__init__(mlp, linear)
         linear.single = True  # its random features in float32, as the perceptron runs
         self.decay = decay
-        self.err = np.zeros(2)  # 0: not yet measured
         self.lr = np.concatenate([self.lr, np.zeros(2)])
         self.opt = Adam(self.lr.size)
+        self._own(np.concatenate([mlp.c, linear.c, np.zeros(2)]))  # the errors 0: not yet measured
 
-    @property
-    def c(self) -> np.ndarray:
-        return np.concatenate([self.mlp.c, self.linear.c, self.err])
-
-    @c.setter
-    def c(self, value: np.ndarray) -> None:
-        if value.shape != (self.lr.size,):
-            raise ValueError(f"critic parameters have shape {value.shape}, expected ({self.lr.size},)")
-        n, m = self.mlp.c.size, self.linear.c.size
-        self.mlp.c, self.linear.c, self.err = value[:n].copy(), value[n : n + m].copy(), value[n + m :].copy()
+    def _own(self, flat: np.ndarray) -> None:
+        super()._own(flat)
+        self.err = flat[self.mlp.c.size + self.linear.c.size :]
 
     @property
     def weights(self) -> np.ndarray:
@@ -282,13 +294,17 @@ class MixCritic(SumCritic):
         if target.size == 0:
             return
         err = np.array([np.mean((p - target) ** 2) for p in self._parts(x)]) + 1e-12
-        self.err = err if not (self.err > 0).all() else self.decay * self.err + (1.0 - self.decay) * err
+        self.err[:] = err if not (self.err > 0).all() else self.decay * self.err + (1.0 - self.decay) * err
 
     def gradient(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Each part's own least-squares gradient towards ``target`` (ascent), zeros for the errors."""
+        """Each part's own least-squares gradient towards ``target`` (ascent), zeros for the
+        errors (written into one buffer, overwritten by the next call)."""
         phi = x[:, self.n_x :]
-        return np.concatenate([self.mlp.gradient(x[:, : self.n_x], target),
-                               (target - self.linear.predict(phi)) @ phi / len(phi), np.zeros(2)])
+        n, m = self.mlp.c.size, self.linear.c.size
+        g = self._grad
+        self.mlp.gradient(x[:, : self.n_x], target, out=g[:n])
+        g[n : n + m] = (target - self.linear.predict(phi)) @ phi / len(phi)
+        return g
 
 
 # -- hidden-neuron estimators ---------------------------------------------------------------

@@ -324,6 +324,20 @@ def test_mix_critic_fits_each_part_on_its_own_and_weighs_them_by_their_held_out_
     critic.regress(x, target)
     np.testing.assert_array_equal(critic.c[-2:], c0[-2:])  # no gradient step moves the errors
     assert (critic.c[:-2] != c0[:-2]).any()
+    # one flat vector, the parts' parameters views of it (stepped in place), in copies too
+    import copy
+
+    twin = copy.deepcopy(critic)
+    for c in (critic, twin):
+        c.regress(x, target)
+        c.observe(x, target)
+    np.testing.assert_array_equal(twin.c, critic.c)
+    np.testing.assert_array_equal(twin.predict(x), critic.predict(x))
+    np.testing.assert_array_equal(twin.mlp.value(f), critic.mlp.value(f))
+    np.testing.assert_array_equal(twin.err, critic.c[-2:])
+    loaded = MixCritic(MLPCritic(3, 1e-3, hidden=4, seed=1), Critic(3, 1e-2, n_random=5, seed=0))
+    loaded.c = critic.c  # as a saved file is read back
+    np.testing.assert_array_equal(loaded.predict(x), critic.predict(x))
 
 
 def test_mlp_critic_fits_a_nonlinear_value_the_linear_one_cannot():
