@@ -32,7 +32,9 @@ class Adam:
             out = np.empty_like(self.m)
         elif out.shape != self.m.shape or out.dtype != np.float64:
             raise ValueError(f"Adam's out must be float64 of shape {self.m.shape}, got {out.dtype} {out.shape}")
-        lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), self.m.shape)  # one step size, or one per parameter
+        lr = np.asarray(lr, dtype=np.float64).reshape(-1)  # one step size, or one per parameter
+        if lr.size not in (1, self.m.size):
+            raise ValueError(f"Adam over {self.m.size} parameters got {lr.size} step sizes")
         _adam_step(theta, grad, self.m, self.v, self.beta1, self.beta2, lr, 1 - self.beta1**self.t,
                    1 - self.beta2**self.t, self.eps, out)
         return out
@@ -52,9 +54,10 @@ class Adam:
 def _adam_step(theta, grad, m, v, beta1, beta2, lr, c1, c2, eps, out):
     """:meth:`Adam.step` in one compiled pass, element by element the operations (and bits) of
     its numpy form: ``m = beta1 m + (1 - beta1) g``, ``v = beta2 v + (1 - beta2) g g``,
-    ``out = theta + lr (m / c1) / (sqrt(v / c2) + eps)`` (``lr`` one per parameter)."""
+    ``out = theta + lr (m / c1) / (sqrt(v / c2) + eps)`` (``lr`` one per parameter, or one for all)."""
+    per = lr.shape[0] > 1
     for i in range(m.shape[0]):
         g = grad[i]
         m[i] = m[i] * beta1 + (1 - beta1) * g
         v[i] = v[i] * beta2 + (1 - beta2) * g * g
-        out[i] = theta[i] + lr[i] * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
+        out[i] = theta[i] + lr[i if per else 0] * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)

@@ -15,8 +15,9 @@ from .coding import Encoder
 from .engine import DECODERS, Workspace, _decide_validated, batched, geometric_decay
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _continue_marginal, _dense_gradient, _marginal_scores, _replay_errors,
-                    action_quadrature, gated_sum, kernel_eligibility, modulated_gradient, whole_replay_gradient)
+from .rules import (_action_scores, _continue_marginal, _dense_gradient, _dense_input_weights, _marginal_scores,
+                    _replay_errors, action_quadrature, gated_sum, kernel_eligibility, modulated_gradient,
+                    whole_replay_gradient)
 
 
 class PolicyOutput(NamedTuple):
@@ -185,6 +186,7 @@ class SpikingPolicy:
         T = self.encoder.T
         self._dense_replay = (n_hid == 0 and geometric_decay(self.ff_kernel, T) >= 0.0
                               and geometric_decay(self.fb_kernel, T) >= 0.0 and bool(np.all(topo.pre < n_in)))
+        self._post_out = topo.post - n_in - n_hid  # each synapse's post-synaptic output (the dense replay's row)
 
     @property
     def output_score(self) -> str:
@@ -531,8 +533,7 @@ class SpikingPolicy:
         n_in, N = topo.n_in, topo.n_neurons
         n_out = N - n_in
         a0 = self.ff_kernel[0, 0]
-        wd = np.zeros((n_out, n_in))
-        wd[topo.post - n_in, topo.pre] = self.params.w[:, 0] * a0
+        wd = _dense_input_weights(n_in, n_out, topo.pre, topo.post, self.params.w, self.ff_kernel)
         ll_out, err = np.empty(B), np.empty((B, n_out, T))
         gx, gw = self._quadrature
         decay = geometric_decay(self.ff_kernel, T)
@@ -545,7 +546,7 @@ class SpikingPolicy:
         _dense_gradient(packed, decay, err, m, G, gb)
         grad = np.zeros(self.n_params)
         K = self.params.w.shape[1]
-        grad[: topo.n_synapses * K : K] = G[topo.post - n_in, topo.pre] * (a0 / B)
+        grad[: topo.n_synapses * K : K] = G[self._post_out, topo.pre] * (a0 / B)
         grad[self.bias_slice][n_in:] = gb / B
         return grad, None
 

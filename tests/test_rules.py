@@ -361,17 +361,18 @@ def test_mlp_critic_fits_a_nonlinear_value_the_linear_one_cannot():
 
 def test_adam_step_is_kingma_and_ba_element_by_element():
     """Adam.step (one compiled pass) against its numpy form, bit for bit over many steps, with
-    one step size and with one per parameter (the mixed critics'); a gradient of the wrong
-    shape is refused, naming the shapes."""
+    one step size and with one per parameter (the mixed critics'), and stepping in place; a
+    gradient of the wrong shape is refused, naming the shapes."""
     from spikerl.optim import Adam
 
     rng = np.random.default_rng(0)
-    for lr in (0.01, rng.uniform(1e-4, 1e-2, 300)):
+    for lr, in_place in ((0.01, False), (rng.uniform(1e-4, 1e-2, 300), False), (0.01, True)):
         opt, m, v = Adam(300), np.zeros(300), np.zeros(300)
-        theta = ref = rng.normal(size=300)
+        theta = rng.normal(size=300)
+        ref = theta.copy()
         for t in range(1, 40):
             g = rng.normal(size=300) * 10.0 ** rng.uniform(-8, 2, 300)
-            theta = opt.step(theta, g, lr)
+            theta = opt.step(theta, g, lr, out=theta) if in_place else opt.step(theta, g, lr)
             m = 0.9 * m + (1 - 0.9) * g
             v = 0.999 * v + (1 - 0.999) * g * g
             ref = ref + lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
