@@ -156,6 +156,7 @@ class SpikingPolicy:
         self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
         self._zeros = None  # what a continuation with nothing to draw compares with (_no_uniforms)
         self._act_uniforms = None  # a binary code's acting uniforms, the inputs' 0 (_output_uniforms)
+        self._ll_buf = None  # the dense replay's per-neuron log-likelihoods, reused (_replay_marginal_gradient)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
     def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
@@ -538,7 +539,9 @@ class SpikingPolicy:
         gx, gw = self._quadrature
         decay = geometric_decay(self.ff_kernel, T)
         batched(_replay_errors, B, packed, decay, wd, self.params.bias[n_in:], action, gx, gw, ll_out, err)
-        ll_neuron = np.zeros((B, N))
+        ll_neuron = self._ll_buf  # reused: only the output layer's column is ever written
+        if ll_neuron is None or ll_neuron.shape != (B, N):
+            ll_neuron = self._ll_buf = np.zeros((B, N))
         ll_neuron[:, n_in] = ll_out  # the output layer's log P(a | h) is its first neuron's (one unit)
         M = modulator(Replayed(ll_out, ll_out, ll_neuron, None, None))  # no hidden neuron: the joint log P is ll_out
         m = np.ascontiguousarray(M[:, 0] if M.shape[1] == 1 else M[:, n_in], dtype=np.float64)

@@ -1285,26 +1285,33 @@ def clipped_modulator(rho: np.ndarray, adv: np.ndarray, clip: float,
 
 
 def ratio_modulator(log_prob: np.ndarray, old: np.ndarray, adv: np.ndarray, clip: float,
-                    dual_clip: float | None = None, units: np.ndarray | None = None, *, old_of_units: bool = False):
+                    dual_clip: float | None = None, units: np.ndarray | None = None, *, old_of_units: bool = False,
+                    out: np.ndarray | None = None):
     """:func:`clipped_modulator` of ``rho = exp(clip(log_prob - old, -20, 20))`` for log-probabilities
     ``(B, U)`` and advantages ``(B,)``, in one compiled pass: ``(M, rho, log_ratio, open)``,
     ``open`` the number of unclipped entries (what ``gate.sum()`` counts). ``units``: only those
     columns (the units that own parameters; ``M`` is 0 in the others, ``rho`` and ``log_ratio``
     have those columns only, and ``open`` counts among them); ``old_of_units``: ``old`` holds
-    those columns only ``(B, len(units))``, in their order."""
+    those columns only ``(B, len(units))``, in their order. ``out``: ``M``'s array ``(B, U)``,
+    0 outside the units (a buffer the caller reuses: only the units' columns are written)."""
     U = np.shape(log_prob)[1]
     units = np.arange(U, dtype=np.int64) if units is None else np.ascontiguousarray(units, dtype=np.int64)
     cols = np.arange(len(units), dtype=np.int64) if old_of_units else units
+    B = np.shape(log_prob)[0]
+    if out is None:
+        out = np.zeros((B, U))
+    elif out.shape != (B, U) or out.dtype != np.float64:
+        raise ValueError(f"ratio_modulator's out must be float64 of shape {(B, U)}, got {out.dtype} {out.shape}")
     return _ratio_modulator(np.ascontiguousarray(log_prob, dtype=np.float64), np.ascontiguousarray(old, dtype=np.float64),
                             np.ascontiguousarray(adv, dtype=np.float64), float(clip),
-                            np.inf if dual_clip is None else float(dual_clip), units, cols)
+                            np.inf if dual_clip is None else float(dual_clip), units, cols, out)
 
 
 @njit
-def _ratio_modulator(log_prob, old, adv, clip, dual, units, cols):
-    B, U = log_prob.shape
+def _ratio_modulator(log_prob, old, adv, clip, dual, units, cols, M):
+    B = log_prob.shape[0]
     n_u = units.shape[0]
-    M, rho, log_ratio = np.zeros((B, U)), np.empty((B, n_u)), np.empty((B, n_u))
+    rho, log_ratio = np.empty((B, n_u)), np.empty((B, n_u))
     hi, lo = 1 + clip, 1 - clip
     n_open = 0
     for b in range(B):
@@ -1317,6 +1324,8 @@ def _ratio_modulator(log_prob, old, adv, clip, dual, units, cols):
             if not ((a > 0 and r > hi) or (a < 0 and (r < lo or r > dual))):
                 M[b, u] = r * a
                 n_open += 1
+            else:
+                M[b, u] = 0.0
     return M, rho, log_ratio, n_open
 
 
@@ -1534,6 +1543,7 @@ class ProximalRule:
         per_unit = units is not None and old.shape[1] > 1
         if per_unit:  # only those units' old log-probabilities are ever compared
             old = np.ascontiguousarray(old[:, units])
+        m_buf: dict = {}  # the modulators' array, reused: only the units' columns are ever written
         for _ in range(self.n_epochs):
             order = self.rng.permutation(n)
             epochs += 1
@@ -1547,8 +1557,12 @@ class ProximalRule:
 
                 def modulator(r, a=a, old=old[idx]):
                     log_prob = self._ratio_terms(r)
+                    out = m_buf.get(log_prob.shape)
+                    if out is None:
+                        out = m_buf[log_prob.shape] = np.zeros(log_prob.shape)
                     M, rho, log_ratio, n_open = ratio_modulator(log_prob, old, a, self.clip, self.dual_clip,
-                                                                units if per_unit else None, old_of_units=per_unit)
+                                                                units if per_unit else None, old_of_units=per_unit,
+                                                                out=out)
                     if self.ent_coef:  # score-function gradient of the entropy: -(log p - mean) e
                         M = M - self.ent_coef * (log_prob - log_prob.mean(0))
                     clipped.append(1.0 - n_open / rho.size)  # among the compared units (rho: (mb, units))

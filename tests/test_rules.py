@@ -121,6 +121,12 @@ def test_clip_fraction_counts_the_compared_units_only():
     M, rho, log_ratio, n_open = ratio_modulator(np.log([[1.0, 1.0, 1.1]] * 4), old[:, [2]], np.ones(4), 0.2,
                                                 units=np.array([2]), old_of_units=True)
     assert n_open == 4 and np.allclose(M[:, 2], 1.1) and np.all(M[:, :2] == 0)
+    buf = np.zeros((4, 3))  # a reused array: a gate shut now clears what an open one wrote before
+    ratio_modulator(np.log([[1.0, 1.0, 1.1]] * 4), old[:, [2]], np.ones(4), 0.2, units=np.array([2]),
+                    old_of_units=True, out=buf)
+    M, _, _, n_open = ratio_modulator(np.log([[1.0, 1.0, 2.0]] * 4), old[:, [2]], np.ones(4), 0.2,
+                                      units=np.array([2]), old_of_units=True, out=buf)
+    assert M is buf and n_open == 0 and np.all(buf == 0)
 
 
 class _Stub:
