@@ -89,15 +89,20 @@ class Critic(CriticBase):
         float64 ones cost three to five times as much on a rollout's batch): set by
         :class:`MixCritic` for its linear part."""
 
-    def augment(self, features: np.ndarray) -> np.ndarray:
-        parts = [features]
-        if self.b.size and self.single:
+    def augment(self, features: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``[f, cos(W f + b), 1]`` of features ``(B, n_features)``, into ``out`` if given."""
+        B, F = features.shape
+        R = self.b.size
+        if out is None:
+            out = np.empty((B, F + R + 1))
+        out[:, :F] = features
+        if R and self.single:
             f32 = np.float32
-            parts.append(np.cos(np.asarray(features, f32) @ self.W.T.astype(f32) + self.b.astype(f32)))
-        elif self.b.size:
-            parts.append(np.cos(features @ self.W.T + self.b))
-        parts.append(np.ones((features.shape[0], 1)))
-        return np.concatenate(parts, axis=1)
+            out[:, F : F + R] = np.cos(np.asarray(features, f32) @ self.W.T.astype(f32) + self.b.astype(f32))
+        elif R:
+            out[:, F : F + R] = np.cos(features @ self.W.T + self.b)
+        out[:, F + R] = 1.0
+        return out
 
     def value(self, features: np.ndarray) -> np.ndarray:
         return self.predict(self.augment(features))
@@ -226,7 +231,10 @@ class SumCritic(CriticBase):
 
     def augment(self, features: np.ndarray) -> np.ndarray:
         """Both parts' inputs side by side: the perceptron's ``2 z - 1``, then the linear features."""
-        return np.concatenate([self.mlp.augment(features), self.linear.augment(features)], axis=1)
+        out = np.empty((features.shape[0], self.n_x + self.linear.c.size))
+        out[:, : self.n_x] = self.mlp.augment(features)
+        self.linear.augment(features, out=out[:, self.n_x :])
+        return out
 
     def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.mlp.predict(x[..., : self.n_x]), self.linear.predict(x[..., self.n_x :])
@@ -1526,7 +1534,9 @@ class ProximalRule:
         adv = buf.advantages(values, last_values)
         returns = adv + values
         keep = np.flatnonzero(buf.data["valid"].reshape(-1))
-        phi, returns, adv = phi.reshape(-1, phi.shape[-1])[keep], returns.reshape(-1)[keep], adv.reshape(-1)[keep]
+        phi, returns, adv = phi.reshape(-1, phi.shape[-1]), returns.reshape(-1), adv.reshape(-1)
+        if keep.size < len(phi):  # some envs were resetting (NEXT_STEP autoreset): their steps hold no decision
+            phi, returns, adv = phi[keep], returns[keep], adv[keep]
         self.critic.observe(phi, returns)  # before the fit: MixCritic's parts scored on unseen returns
         old = buf.flat("log_prob", keep)
         records = {k[7:]: buf.flat(k, keep) for k in buf.data if k.startswith("record.")}
