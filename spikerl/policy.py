@@ -371,12 +371,15 @@ class SpikingPolicy:
         if cont:
             s = self._continue(r, p_in, rng, learn)
         if not learn:
-            # copies: the workspace is overwritten by the next call
+            # copies: the workspace is overwritten by the next call (a continuation without hidden
+            # neurons returns arrays of its own: no copy)
+            own = cont and self._packed_replay
+            copy = (lambda x: x) if own else np.copy
             log_prob = ll_neuron = None
             if score:  # what a rule that replays needs of the acting decision (no eligibilities)
-                log_prob, ll_neuron = self._trajectory_log_prob(s), s.ll_neuron.copy()
-            return PolicyOutput(r.action.copy(), None, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
-                                r.no_spike.copy(), None, log_prob, ll_neuron, s.raster.copy() if keep_raster else None)
+                log_prob, ll_neuron = self._trajectory_log_prob(s), copy(s.ll_neuron)
+            return PolicyOutput(r.action.copy(), None, copy(s.ll_out), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
+                                r.no_spike.copy(), None, log_prob, ll_neuron, copy(s.raster) if keep_raster else None)
         log_prob, elig, hidden_rate = self._learning_terms(s)
         return PolicyOutput(r.action.copy(), elig, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, s.ll_neuron.copy(), s.raster.copy())
@@ -563,6 +566,8 @@ class SpikingPolicy:
     def _trajectory_log_prob(self, r) -> np.ndarray:
         """``log P`` of a decision's hidden and output spikes: the outputs' plus the hidden neurons'."""
         n_in, n_hid = self.topo.n_in, self.topo.n_hid
+        if not n_hid:
+            return r.ll_out + 0.0  # what adding the empty sum gives
         return r.ll_out + r.ll_neuron[:, n_in : n_in + n_hid].sum(1)
 
     def _learning_terms(self, r):

@@ -1554,6 +1554,7 @@ class ProximalRule:
         if per_unit:  # only those units' old log-probabilities are ever compared
             old = np.ascontiguousarray(old[:, units])
         m_buf: dict = {}  # the modulators' array, reused: only the units' columns are ever written
+        empty = {k for k, v in records.items() if v.size == 0}  # nothing to gather (no hidden neuron's targets)
         for _ in range(self.n_epochs):
             order = self.rng.permutation(n)
             epochs += 1
@@ -1579,7 +1580,8 @@ class ProximalRule:
                     kls.append(float(np.mean(np.sum(rho - 1.0 - log_ratio, axis=1))))  # units independent given the past
                     return M
 
-                grad, hidden_rate = replayed_gradient(self.policy, {k: v[idx] for k, v in records.items()}, modulator)
+                batch = {k: v[: len(idx)] if k in empty else v[idx] for k, v in records.items()}
+                grad, hidden_rate = replayed_gradient(self.policy, batch, modulator)
                 if self.target_kl is not None and kls[-1] > 1.5 * self.target_kl:
                     stop = True
                     break
