@@ -2,7 +2,10 @@
 
 ``cache=True`` writes compiled kernels next to the package so later processes skip
 compilation; ``fastmath`` stays off so the compiled kernels and the numpy reference agree
-to rounding error.
+to rounding error; ``error_model="numpy"``: a float division by zero gives inf or nan, as
+numpy's does, instead of a check before every division (the check kept loops with a division,
+Adam's for one, from running on vector registers: 2.5x slower; no kernel divides by zero, and
+every result is the same bit for bit).
 
 numba checks a cached function against its own file only, and a function compiles the
 helpers it calls (or inlines) into itself: after an edit of ``engine.py`` alone, the cached
@@ -19,7 +22,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True)
+JIT_FLAGS = dict(nopython=True, cache=True, fastmath=False, nogil=True, error_model="numpy")
 _STAMP = "spikerl-sources.sha256"
 
 
