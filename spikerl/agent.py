@@ -330,11 +330,11 @@ class PolicyGradientAgent:
         env, enc = self.env, self.encoder
         obs = self._obs
         valid = ~self._skip
-        every = bool(valid.all())  # no env resetting this step (NEXT_STEP autoreset): no masks needed
-        if every:
-            enc.update(np.asarray(obs))
-        elif valid.any():
-            enc.update(np.asarray(obs)[valid])
+        # the envs that act: all of them but those resetting (NEXT_STEP autoreset), as a slice when
+        # every env acts (views, no masked copies)
+        acting = slice(None) if valid.all() else valid
+        if valid.any():
+            enc.update(np.asarray(obs)[acting])
         feats = self._next_feats if self._next_feats is not None else enc.features_of(obs)
         # a rule that replays its decisions needs no eligibilities now, only log-probabilities (the
         # learning-signal estimator's running baseline follows every decision it is shown)
@@ -375,16 +375,10 @@ class PolicyGradientAgent:
         energy = np.empty((len(valid), 5))
         energy[:, :3], energy[:, 3], energy[:, 4] = out.spikes, out.sops, out.latency
         self.decision_stats[0] += nv
-        if every:
-            self.decision_stats[1:] += energy.sum(0)
-            self._ep_ret += rewards
-            self._ep_len += 1
-            self._ep_energy += energy
-        else:
-            self.decision_stats[1:] += energy[valid].sum(0)
-            self._ep_ret[valid] += rewards[valid]
-            self._ep_len[valid] += 1
-            self._ep_energy[valid] += energy[valid]
+        self.decision_stats[1:] += energy[acting].sum(0)
+        self._ep_ret[acting] += rewards[acting]
+        self._ep_len[acting] += 1
+        self._ep_energy[acting] += energy[acting]
         for b in np.flatnonzero(done):
             L = max(self._ep_len[b], 1)
             e = self._ep_energy[b] / L

@@ -642,13 +642,19 @@ class Workspace:
     def __init__(self):
         self._key = None
         self._bufs = None
+        self._ids: set = set()
 
     def get(self, B: int, N: int, T: int, S: int, K: int, Kb: int, learn: bool) -> dict:
         key = (B, N, T, S, K, Kb, learn)
         if key != self._key:
             self._key = key
             self._bufs = _allocate(B, N, T, S, K, Kb, learn)
+            self._ids = {id(b) for b in self._bufs.values()}
         return self._bufs
+
+    def holds(self, x: np.ndarray) -> bool:
+        """Whether ``x`` is one of the buffers or a view of one (which the next call overwrites)."""
+        return id(x) in self._ids or id(x.base) in self._ids
 
 
 def _allocate(B, N, T, S, K, Kb, learn) -> dict:

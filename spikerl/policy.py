@@ -371,10 +371,10 @@ class SpikingPolicy:
         if cont:
             s = self._continue(r, p_in, rng, learn)
         if not learn:
-            # copies: the workspace is overwritten by the next call (a continuation without hidden
-            # neurons returns arrays of its own: no copy)
-            own = cont and self._packed_replay
-            copy = (lambda x: x) if own else np.copy
+            # copies: the workspace is overwritten by the next call (arrays a continuation made
+            # for itself, not the workspace's, need none)
+            ws = self.extend_workspace if cont else self.workspace
+            copy = lambda x: x.copy() if ws.holds(x) else x  # noqa: E731
             log_prob = ll_neuron = None
             if score:  # what a rule that replays needs of the acting decision (no eligibilities)
                 log_prob, ll_neuron = self._trajectory_log_prob(s), copy(s.ll_neuron)

@@ -199,12 +199,16 @@ class SumCritic(CriticBase):
     the default critic does; the perceptron (0.001) fits what it leaves over. Parameters: one
     flat ``c`` (the perceptron's, then the linear part's), one Adam over it."""
 
+    n_fixed = 0
+    """Parameters after the parts' that no gradient moves (:class:`MixCritic`'s running errors)."""
+
     def __init__(self, mlp: MLPCritic, linear: Critic):
         self.mlp, self.linear = mlp, linear
         self.n_x = mlp.n_in  # the perceptron's columns of an augmented row
-        self.lr = np.concatenate([np.full(mlp.c.size, mlp.lr), np.full(linear.c.size, linear.lr)])
+        fixed = np.zeros(self.n_fixed)
+        self.lr = np.concatenate([np.full(mlp.c.size, mlp.lr), np.full(linear.c.size, linear.lr), fixed])
         self.opt = Adam(self.lr.size)
-        self._own(np.concatenate([mlp.c, linear.c]))
+        self._own(np.concatenate([mlp.c, linear.c, fixed]))
 
     def _own(self, flat: np.ndarray) -> None:
         """Hold the parameters as one flat vector ``flat``, the parts' ``c`` views into it (so an
@@ -273,12 +277,11 @@ class MixCritic(SumCritic):
     the two running errors, which no gradient moves), one Adam over it."""
 
     def __init__(self, mlp: MLPCritic, linear: Critic, *, decay: float = 0.9):
-        super().__init__(mlp, linear)
+        super().__init__(mlp, linear)  # the two errors 0: not yet measured
         linear.single = True  # its random features in float32, as the perceptron runs
         self.decay = decay
-        self.lr = np.concatenate([self.lr, np.zeros(2)])
-        self.opt = Adam(self.lr.size)
-        self._own(np.concatenate([mlp.c, linear.c, np.zeros(2)]))  # the errors 0: not yet measured
+
+    n_fixed = 2
 
     def _own(self, flat: np.ndarray) -> None:
         super()._own(flat)

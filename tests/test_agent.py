@@ -488,3 +488,20 @@ def test_a_file_written_before_a_field_existed_loads_with_what_it_meant():
     assert loaded.config.n_projections == 0 and loaded.encoder.n_inputs == loaded.policy.topo.n_in == 32
     assert loaded.config.critic == "features" and loaded.critic.c.shape == (289,)
     assert meta["config"]["n_hidden"] == loaded.policy.topo.n_hid
+
+
+def test_acting_outputs_are_not_overwritten_by_the_next_call():
+    """``act`` returns arrays of its own: the workspace buffers a decision (or its continuation
+    to ``T``) is computed in are copied out, and a continuation's own new arrays are handed over,
+    so a second call changes nothing the first returned (deterministic and sampled decisions,
+    without hidden neurons and with them: the compiled and the kernel continuation)."""
+    for kw in ({}, {"n_hidden": 8}):
+        pol = SpikingAgent("CartPole-v1", seed=0, **kw).policy
+        rng = np.random.default_rng(0)
+        for deterministic in (True, False):
+            first = pol.act(rng.normal(size=(6, 4)), rng, deterministic=deterministic, keep_raster=True)
+            kept = [None if x is None else np.copy(x) for x in first]
+            pol.act(rng.normal(size=(6, 4)) * 3.0, rng, deterministic=deterministic, keep_raster=True)
+            for got, want in zip(first, kept):
+                if want is not None:
+                    np.testing.assert_array_equal(got, want)
