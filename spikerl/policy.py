@@ -11,11 +11,11 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from ._numba import njit
-from .coding import Encoder
+from .coding import Encoder, RegularCode
 from .engine import DECODERS, Workspace, _decide_validated, batched, geometric_decay
 from .kernels import check_bank, exponential_bank, raised_cosine_bank
 from .network import GLMParams, Topology, check_params, init_params, layered, topology_from_edges
-from .rules import (_action_scores, _continue_marginal, _dense_gradient, _dense_input_weights, _marginal_scores,
+from .rules import (_act_silent, _action_scores, _continue_marginal, _dense_input_weights, _marginal_scores,
                     _replay_errors, action_quadrature, gated_sum, kernel_eligibility, modulated_gradient,
                     whole_replay_gradient)
 
@@ -40,6 +40,7 @@ class PolicyOutput(NamedTuple):
     log_prob: np.ndarray | None = None
     ll_neuron: np.ndarray | None = None  # (B, N) each neuron's log-likelihood (ANN: (B, 1))
     raster: np.ndarray | None = None
+    packed: np.ndarray | None = None  # the raster as bits (B, N, ceil(T/8)), when the decision wrote them
 
 
 def decision_summary(stats: np.ndarray) -> dict:
@@ -156,7 +157,7 @@ class SpikingPolicy:
         self._replay_elig = None  # eligibility arrays of a forward-only replay (_replay_potentials)
         self._zeros = None  # what a continuation with nothing to draw compares with (_no_uniforms)
         self._act_uniforms = None  # a binary code's acting uniforms, the inputs' 0 (_output_uniforms)
-        self._ll_buf = None  # the dense replay's per-neuron log-likelihoods, reused (_replay_marginal_gradient)
+        self._replay_bufs = None  # the dense replay's eligibilities and per-neuron log-likelihoods (_replay_marginal_gradient)
         self._set_network(topo, ff_kernel, fb_kernel, params)
 
     def _set_network(self, topo: Topology, ff_kernel, fb_kernel, params: GLMParams) -> None:
@@ -188,6 +189,7 @@ class SpikingPolicy:
         self._dense_replay = (n_hid == 0 and geometric_decay(self.ff_kernel, T) >= 0.0
                               and geometric_decay(self.fb_kernel, T) >= 0.0 and bool(np.all(topo.pre < n_in)))
         self._post_out = topo.post - n_in - n_hid  # each synapse's post-synaptic output (the dense replay's row)
+        self._out_index = self._post_out * n_in + topo.pre  # each synapse's entry of an output x input matrix, flat
 
     @property
     def output_score(self) -> str:
@@ -353,10 +355,13 @@ class SpikingPolicy:
         no hidden neuron and a binary input code, the outputs: :meth:`_output_uniforms`), as the
         training loop acts; otherwise the kernel's stream (every neuron's), which ``predict``'s
         compiled one-observation path and the exported C policy follow number for number."""
-        p_in = self.encoder.temporal(self.encoder.features_of(obs) if features is None else features)
+        features = self.encoder.features_of(obs) if features is None else features
         # scored on the action with its timing summed out, the continued decision is what is scored
         # (and replayed): the decision itself needs neither log-likelihoods nor eligibilities
         cont = self._output_score == "marginal" and (score or learn) and not deterministic
+        if cont and not learn and sparse_draws and self._fused_acting and self._nothing_to_draw and self._packed_replay:
+            return self._act_silent(features, rng, keep_raster)
+        p_in = self.encoder.temporal(features)
         uniforms = None
         if sparse_draws and not deterministic and self._nothing_to_draw:
             uniforms = self._output_uniforms(rng, p_in.shape[0])
@@ -383,6 +388,39 @@ class SpikingPolicy:
         log_prob, elig, hidden_rate = self._learning_terms(s)
         return PolicyOutput(r.action.copy(), elig, s.ll_out.copy(), r.spikes.copy(), r.sops.copy(), r.t_star + 1,
                             r.no_spike.copy(), hidden_rate, log_prob, s.ll_neuron.copy(), s.raster.copy())
+
+    _fused_acting = True
+    """Whether :meth:`act` takes :meth:`_act_silent` where it can (off: the kernel's decision
+    and continuation, the path it replaces, with the same results)."""
+
+    def _act_silent(self, features: np.ndarray, rng: np.random.Generator, keep_raster: bool) -> PolicyOutput:
+        """:meth:`act` sampled, scored and continued to ``T``, with :attr:`_nothing_to_draw` and
+        the dense replay's network (the training loop's decisions of the default agent): the
+        kernel's decision and its continuation in one compiled pass
+        (:func:`~spikerl.rules._act_silent`; the regular code's spikes computed there from its
+        rates, any other binary code's read from its probabilities) from the same random numbers
+        (the outputs' ``n_out T``, then the tie draw), so the same decisions, figures, raster and
+        log-likelihoods; the raster's bits too (``packed``, what :meth:`record` stores)."""
+        code = self.encoder.temporal_code
+        from_rates = isinstance(code, RegularCode)
+        if from_rates:  # the code's rates, as RegularCode computes them
+            rates, p_in = np.ascontiguousarray(code.p_max * features, dtype=np.float64), np.zeros((0, 0, 0))
+        else:
+            rates, p_in = np.zeros((0, 0)), self.encoder.temporal(features)
+        B, T = len(features), self.encoder.T
+        topo = self.topo
+        N, n_in = topo.n_neurons, topo.n_in
+        gx, gw = self._quadrature
+        rand_out = rng.random((B, N - n_in, T))  # what _output_uniforms draws, then the kernel's tie draw
+        tie = rng.random(B)
+        action, t_star, no_spike = np.empty(B, np.int64), np.empty(B, np.int64), np.empty(B, np.bool_)
+        spikes, sops, ll_neuron, ll_out = np.empty((B, 3), np.int64), np.empty(B, np.int64), np.empty((B, N)), np.empty(B)
+        raster, packed = np.empty((B if keep_raster else 0, N, T), np.uint8), np.empty((B, N, (T + 7) // 8), np.uint8)
+        batched(_act_silent, B, p_in, rates, from_rates, rand_out, tie, n_in, topo.pre, topo.post, topo.pre_ptr, self.params.w,
+                self.params.bias, geometric_decay(self.ff_kernel, T), self.ff_kernel, gx, gw, action, t_star, no_spike,
+                spikes, sops, raster, packed, ll_neuron, ll_out)
+        return PolicyOutput(action, None, ll_out, spikes, sops, t_star + 1, no_spike, None,
+                            ll_out + 0.0, ll_neuron, raster if keep_raster else None, packed)  # no hidden neuron: log P is ll_out
 
     @property
     def _nothing_to_draw(self) -> bool:
@@ -474,7 +512,7 @@ class SpikingPolicy:
     def record(self, out: PolicyOutput, features: np.ndarray) -> dict:
         """What replays each decision of ``out`` exactly: its raster as bits ``(B, N, ceil(T/8))``
         (and, scored on the action, the action: a tie at ``t*`` is not in the raster)."""
-        record = {"raster": pack_bits(out.raster)}
+        record = {"raster": out.packed if out.packed is not None else pack_bits(out.raster)}
         if self._output_score != "pattern":
             record["action"] = np.asarray(out.action, np.int64)
         return record
@@ -522,15 +560,14 @@ class SpikingPolicy:
 
     def _replay_marginal_gradient(self, record: dict, modulator) -> tuple[np.ndarray, None]:
         """:meth:`replay_gradient` of a network without hidden neurons scored ``marginal``, from
-        the stored bits in two dense compiled passes, each recomputing a decision's inputs'
-        traces (:func:`~spikerl.rules._decision_traces`: kept in the nearest cache, where a
-        minibatch's would not fit): the outputs' potentials run silent to ``T`` and
-        the output scorer's errors (:func:`~spikerl.rules._replay_errors`), the modulator of
-        each decision, then its errors times its traces summed into the gradient
-        (:func:`~spikerl.rules._dense_gradient`): the output layer is one unit (one modulator
-        per decision), and only the output synapses and biases have eligibilities (the inputs'
-        are 0, as are the outputs' self-feedback's: no output spiked). The kernel's path's
-        gradient up to rounding (its sums run in another order)."""
+        the stored bits in one compiled pass over the decisions
+        (:func:`~spikerl.rules._replay_errors`: each decision's inputs' traces, the outputs'
+        potentials run silent to ``T``, the output scorer's log-likelihood and errors, and the
+        errors times the traces summed over time, each decision's eligibilities), then the
+        modulator of each decision and the modulated sum, one matrix product: the output layer is
+        one unit (one modulator per decision), and only the output synapses and biases have
+        eligibilities (the inputs' are 0, as are the outputs' self-feedback's: no output
+        spiked). The kernel's path's gradient up to rounding (its sums run in another order)."""
         packed, action = record["raster"], np.asarray(record["action"], np.int64)
         B = len(packed)
         topo, T = self.topo, self.encoder.T
@@ -538,22 +575,21 @@ class SpikingPolicy:
         n_out = N - n_in
         a0 = self.ff_kernel[0, 0]
         wd = _dense_input_weights(n_in, n_out, topo.pre, topo.post, self.params.w, self.ff_kernel)
-        ll_out, err = np.empty(B), np.empty((B, n_out, T))
+        bufs = self._replay_bufs  # reused: every entry is written before it is read
+        if bufs is None or bufs[0].shape[0] != B:
+            bufs = self._replay_bufs = (np.empty((B, n_out, n_in)), np.empty((B, n_out)), np.zeros((B, N)))
+        elig, elig_bias, ll_neuron = bufs  # ll_neuron: only the output layer's column is ever written
+        ll_out = np.empty(B)
         gx, gw = self._quadrature
-        decay = geometric_decay(self.ff_kernel, T)
-        batched(_replay_errors, B, packed, decay, wd, self.params.bias[n_in:], action, gx, gw, ll_out, err)
-        ll_neuron = self._ll_buf  # reused: only the output layer's column is ever written
-        if ll_neuron is None or ll_neuron.shape != (B, N):
-            ll_neuron = self._ll_buf = np.zeros((B, N))
+        batched(_replay_errors, B, packed, T, geometric_decay(self.ff_kernel, T), wd, self.params.bias[n_in:], action,
+                gx, gw, ll_out, elig, elig_bias)
         ll_neuron[:, n_in] = ll_out  # the output layer's log P(a | h) is its first neuron's (one unit)
         M = modulator(Replayed(ll_out, ll_out, ll_neuron, None, None))  # no hidden neuron: the joint log P is ll_out
-        m = np.ascontiguousarray(M[:, 0] if M.shape[1] == 1 else M[:, n_in], dtype=np.float64)
-        G, gb = np.zeros((n_out, n_in)), np.zeros(n_out)
-        _dense_gradient(packed, decay, err, m, G, gb)
+        m = np.ascontiguousarray(M[:, 0] if M.shape[1] == 1 else M[:, n_in], dtype=np.float64) / B
         grad = np.zeros(self.n_params)
         K = self.params.w.shape[1]
-        grad[: topo.n_synapses * K : K] = G[self._post_out, topo.pre] * (a0 / B)
-        grad[self.bias_slice][n_in:] = gb / B
+        grad[: topo.n_synapses * K : K] = (m @ elig.reshape(B, -1))[self._out_index] * a0
+        grad[self.bias_slice][n_in:] = m @ elig_bias
         return grad, None
 
     def _hidden_rate(self, r) -> np.ndarray | None:

@@ -62,7 +62,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ._numba import njit, njit_inline, njit_sums, pairwise_sum
-from .engine import _log_sigmoid, _softplus, batched
+from .engine import _log_sigmoid, _sigmoid, _softplus, batched
 from .optim import Adam
 
 
@@ -151,16 +151,30 @@ class MLPCritic(CriticBase):
 
     dtype = np.float32
     """What the forward and backward passes compute in (``c`` and its optimiser stay float64):
-    single precision, as SB3's torch perceptrons; numpy's float64 ``tanh`` costs five times its
-    float32 one and was most of a fit's time."""
+    single precision, as SB3's torch perceptrons, with ``tanh`` a compiled rational
+    approximation as accurate as numpy's float32 one (:func:`_tanh_layer`; numpy's costs three
+    times as much, and its float64 one five times that)."""
 
     def _forward(self, x: np.ndarray, params: list | None = None):
-        """Hidden layers and values of inputs ``x`` (in :attr:`dtype`; the values float64):
-        ``params`` the arrays of :meth:`_unpack` in :attr:`dtype` (cast from ``c`` if not given)."""
+        """Hidden layers (rows: ``x``'s leading axes flattened) and values (``x``'s leading
+        shape) of inputs ``x`` (in :attr:`dtype`; the values float64): ``params`` the arrays of
+        :meth:`_unpack` in :attr:`dtype` (cast from ``c`` if not given)."""
         W1, b1, W2, b2, w3, b3 = self._unpack(self.c.astype(self.dtype)) if params is None else params
-        h1 = np.tanh(np.asarray(x, dtype=self.dtype) @ W1 + b1)
-        h2 = np.tanh(h1 @ W2 + b2)
-        return h1, h2, (h2 @ w3 + b3[0]).astype(np.float64)
+        lead = x.shape[:-1]  # any leading axes (a rollout's steps and environments)
+        h1 = np.asarray(x, dtype=self.dtype).reshape(-1, x.shape[-1]) @ W1
+        self._tanh(h1, b1)
+        h2 = h1 @ W2
+        self._tanh(h2, b2)
+        y = np.empty(len(h2))
+        _linear_head(h2, w3, b3[0], y)
+        return h1, h2, y.reshape(lead)
+
+    def _tanh(self, z: np.ndarray, b: np.ndarray) -> None:
+        """``z = tanh(z + b)`` in place: compiled in single precision, numpy's in double."""
+        if z.dtype == np.float32:
+            _tanh_layer(z, b)
+        else:
+            np.tanh(z + b, out=z)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Values of precomputed inputs ``x`` (rows of :meth:`augment`)."""
@@ -171,23 +185,97 @@ class MLPCritic(CriticBase):
 
     def gradient(self, x: np.ndarray, target: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Gradient of ``-mean((V(x) - target)^2) / 2`` with respect to ``c`` (ascent direction),
-        float64, into ``out`` if given."""
+        float64, into ``out`` if given: the layers' errors and the biases' and last layer's
+        gradients in compiled passes (:func:`_head_errors`, :func:`_hidden_errors`), the two
+        weight matrices' by the library's products."""
         params = self._unpack(self.c.astype(self.dtype))
         W1, b1, W2, b2, w3, b3 = params
-        h1, h2, y = self._forward(x, params)
-        g = ((target - y) / x.shape[0]).astype(self.dtype)  # d(-loss)/dy
-        d2 = np.outer(g, w3) * (1.0 - h2 * h2)
-        d1 = (d2 @ W2.T) * (1.0 - h1 * h1)
         x = np.asarray(x, dtype=self.dtype)
+        h1, h2, y = self._forward(x, params)
         out = np.empty(self.c.size) if out is None else out
-        parts = (x.T @ d1, d1.sum(0), h1.T @ d2, d2.sum(0), h2.T @ g, g.sum())
-        for (_, i, j), part in zip(self._slices, parts):
-            out[i:j] = np.ravel(part)  # float32 -> float64: exact
+        (_, i1, j1), (_, ib1, jb1), (_, i2, j2), (_, ib2, jb2), (_, i3, j3), (_, ib3, _) = self._slices
+        d2 = np.empty_like(h2)
+        _head_errors(h2, w3, y, np.ascontiguousarray(target, dtype=np.float64), d2, out[ib2:jb2], out[i3:j3],
+                     out[ib3:])
+        d1 = d2 @ W2.T
+        _hidden_errors(d1, h1, out[ib1:jb1])
+        out[i1:j1] = (x.T @ d1).ravel()  # float32 -> float64: exact
+        out[i2:j2] = (h1.T @ d2).ravel()
         return out
 
     def regress(self, x: np.ndarray, target: np.ndarray) -> None:
         """One Adam step of least squares towards ``target`` on precomputed inputs ``x``."""
         self.c = self.opt.step(self.c, self.gradient(x, target), self.lr)
+
+
+_TANH_P = tuple(np.float32(c) for c in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                                        5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                                        4.89352455891786e-03))
+_TANH_Q = tuple(np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                                        4.89352518554385e-03))
+_NINE, _ONE = np.float32(9.0), np.float32(1.0)
+
+
+@njit
+def _tanh_layer(z, b):
+    """``z = tanh(z + b)`` in place, float32 ``(B, n)`` and ``(n,)``: Eigen's rational
+    approximation (odd degree 13 over even degree 6 on ``[-9, 9]``, where float32's tanh
+    reaches 1), within 4e-7 of the exact tanh (numpy's float32 one: 6e-8), in arithmetic a
+    core runs on vector registers."""
+    p0, p1, p2, p3, p4, p5, p6 = _TANH_P
+    q0, q1, q2, q3 = _TANH_Q
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            x = min(max(z[i, j] + b[j], -_NINE), _NINE)
+            x2 = x * x
+            p = x2 * (x2 * (x2 * (x2 * (x2 * (x2 * p0 + p1) + p2) + p3) + p4) + p5) + p6
+            q = x2 * (x2 * (x2 * q0 + q1) + q2) + q3
+            z[i, j] = min(max(x * p / q, -_ONE), _ONE)
+
+
+@njit_sums
+def _linear_head(h, w, b, y):
+    """``y = h @ w + b`` (float32 ``h``, ``w``; float64 sums and ``y``)."""
+    for i in range(h.shape[0]):
+        acc = 0.0
+        for k in range(h.shape[1]):
+            acc += np.float64(h[i, k]) * np.float64(w[k])
+        y[i] = acc + b
+
+
+@njit_sums
+def _head_errors(h2, w3, y, target, d2, g_b2, g_w3, g_b3):
+    """The perceptron's last layer in reverse (:meth:`MLPCritic.gradient`): ``g = (target - y) /
+    B`` (the loss's ascent direction in ``y``), the last hidden layer's errors ``d2 = g w3 (1 -
+    h2^2)`` (in ``d2``'s precision), and the gradients of ``b2``, ``w3`` and ``b3`` (float64)."""
+    B, H = h2.shape
+    for k in range(H):
+        g_b2[k] = 0.0
+        g_w3[k] = 0.0
+    gsum = 0.0
+    for i in range(B):
+        g = (target[i] - y[i]) / B
+        gsum += g
+        for k in range(H):
+            h = np.float64(h2[i, k])
+            d2[i, k] = g * w3[k] * (1.0 - h * h)
+            g_b2[k] += d2[i, k]
+            g_w3[k] += g * h
+    g_b3[0] = gsum
+
+
+@njit_sums
+def _hidden_errors(d1, h1, g_b1):
+    """``d1 *= 1 - h1^2`` in place (the first hidden layer's errors from the products with the
+    next layer's weights) and the gradient of ``b1`` (float64)."""
+    B, H = d1.shape
+    for k in range(H):
+        g_b1[k] = 0.0
+    for i in range(B):
+        for k in range(H):
+            h = np.float64(h1[i, k])
+            d1[i, k] = d1[i, k] * (1.0 - h * h)
+            g_b1[k] += d1[i, k]
 
 
 class SumCritic(CriticBase):
@@ -1048,16 +1136,25 @@ def _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u):
     """The output potentials ``u`` ``(n_out, T)`` of a network without hidden neurons whose
     inputs spike as ``raster`` ``(T, n_in)`` and whose outputs stay silent, with a geometric
     one-basis kernel of ratio ``ff_decay``: the kernel's additions in the kernel's order
-    (:func:`~spikerl.engine._decide_range`: ``u = cur_ff + cur_fb + bias``, ``cur_fb = 0`` with
-    no output spike; each step's input spikes into ``cur_ff`` in input order), so the same bits.
-    ``spiking``/``n_spiking``: scratch, the inputs that spike at each step."""
-    n_out, T = u.shape
+    (:func:`_silent_potentials`). ``spiking``/``n_spiking``: scratch, the inputs that spike at
+    each step."""
+    T = u.shape[1]
     for t in range(T):  # listed per step, without a branch on unpredictable spikes
         m = 0
         for j in range(n_in):
             spiking[t, m] = j
             m += raster[t, j]
         n_spiking[t] = m
+    _silent_potentials(wd, bias, n_in, ff_decay, spiking, n_spiking, u)
+
+
+@njit_inline
+def _silent_potentials(wd, bias, n_in, ff_decay, spiking, n_spiking, u):
+    """:func:`_silent_outputs` from the inputs that spike at each step, listed in input order
+    (``spiking[t, :n_spiking[t]]``): ``u = cur_ff + cur_fb + bias``, ``cur_fb = 0`` with no output
+    spike, each step's input spikes added into ``cur_ff`` in input order, as the kernel
+    (:func:`~spikerl.engine._decide_range`) adds them, so the same bits."""
+    n_out, T = u.shape
     for o in range(n_out):
         cur = 0.0  # the kernel's cur_ff of output o
         for t in range(T):
@@ -1086,18 +1183,61 @@ def _decision_traces(packed, b, decay, x):
             x[t, j] = decay * x[t - 1, j] + ((packed[b, j, byte] >> shift) & 1)
 
 
+@njit_inline
+def _timing_probabilities(u, act, gx, gw, p, j, dq, prod):
+    """:func:`_timing_terms` (learning) in probabilities: ``P(a | h)`` returned, ``j[t] = S_t
+    Q_t(a)`` (``j[T] = S_T / n_out``) filled, with the survival ``S_t`` a running product and one
+    ``exp`` per output and step the only transcendental (the log-space form takes four more per
+    step). The caller falls back on :func:`_timing_terms_shared` when the probability is too
+    small for its terms to keep their precision (:data:`_TINY`)."""
+    n_out, T = u.shape
+    surv = 1.0
+    for t in range(T):
+        own, step = 0.0, 1.0  # p_{a,t}; prod_o (1 - p_{o,t})
+        for o in range(n_out):
+            x = u[o, t]
+            e = np.exp(-abs(x))
+            big = 1.0 / (1.0 + e)  # sigmoid(|x|); sigmoid(-|x|) = e big
+            if x >= 0.0:
+                p[o, t] = big
+                step *= e * big
+            else:
+                p[o, t] = e * big
+                step *= big
+            if o == act:
+                own = p[o, t]
+        g = _tie_integral(p[:, t], act, gx, gw, prod)
+        j[t] = surv * own * g
+        _tie_errors(p, t, act, gx, gw, prod, g, dq)
+        surv *= step
+    j[T] = surv / n_out
+    total = 0.0
+    for t in range(T + 1):
+        total += j[t]
+    return total
+
+
+_TINY = 1e-200
+"""Below this ``P(a | h)`` the dense replay scores a decision in log space: the terms of a
+smaller probability could lose their precision to underflow (doubles reach 1e-308)."""
+
+
 @njit_sums
-def _replay_errors(lo, hi, packed, decay, wd, bias, action, gx, gw, ll_out, err):
+def _replay_errors(lo, hi, packed, T, decay, wd, bias, action, gx, gw, ll_out, elig, elig_bias):
     """:func:`_marginal_scores` of stored decisions ``lo..hi-1`` of a network without hidden
-    neurons, from their bits (:func:`_decision_traces`): the outputs' potentials run silent to
+    neurons, ``T`` steps, from their bits (:func:`_decision_traces`): the outputs' potentials run silent to
     ``T``, ``u[o, t] = bias[o] + sum_j wd[o, j] x[t, j]`` (``wd``: ``w a(0)`` of each
-    input-to-output synapse, :func:`_dense_input_weights`), then ``log P(a | h)`` into
-    ``ll_out`` and the errors ``d log P / d u[o, t]`` into ``err`` ``(B, n_out, T)``: an output
-    synapse's eligibility is ``a(0) sum_t err[o, t] x[t, j]`` (:func:`_dense_gradient`), its
-    bias's ``sum_t err[o, t]``."""
+    input-to-output synapse, :func:`_dense_input_weights`), then ``log P(a | h)`` into ``ll_out``
+    (from :func:`_timing_probabilities`; for a decision so improbable that its terms could
+    underflow, in log space, :func:`_timing_terms_shared`) and, from the errors ``err[o, t] =
+    d log P / d u[o, t]``, each decision's eligibilities, formed while its traces are in the
+    nearest cache: ``elig[b, o, j] = sum_t err[o, t] x[t, j]`` ``(B, n_out, n_in)`` (an output
+    synapse's, over ``a(0)``) and ``elig_bias[b, o] = sum_t err[o, t]`` (a bias's); the modulated
+    sum over the decisions is then one product
+    (:meth:`~spikerl.policy.SpikingPolicy._replay_marginal_gradient`)."""
     n_out, n_in = wd.shape
-    T = err.shape[2]
-    u, p, log_j, dq = np.empty((n_out, T)), np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T))
+    u, p, j, dq = np.empty((n_out, T)), np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T))
+    err = np.empty((n_out, T))
     prod = np.empty(gx.shape[0])
     x = np.empty((T, n_in))
     for b in range(lo, hi):
@@ -1105,36 +1245,37 @@ def _replay_errors(lo, hi, packed, decay, wd, bias, action, gx, gw, ll_out, err)
         for o in range(n_out):
             for t in range(T):
                 acc = 0.0
-                for j in range(n_in):
-                    acc += wd[o, j] * x[t, j]
+                for i in range(n_in):
+                    acc += wd[o, i] * x[t, i]
                 u[o, t] = acc + bias[o]
-        log_p = _timing_terms_shared(u, action[b], gx, gw, p, log_j, dq, prod)
-        ll_out[b] = log_p
-        later = np.exp(log_j[T] - log_p)  # R_t: the decision taken after t (from t = T - 1 down)
-        for t in range(T - 1, -1, -1):
-            w_t = np.exp(log_j[t] - log_p)
-            for o in range(n_out):
-                err[b, o, t] = w_t * dq[o, t] - p[o, t] * later
-            later += w_t
-
-
-@njit_sums
-def _dense_gradient(packed, decay, err, m, G, gb):
-    """``G[o, j] += sum_b m[b] sum_t err[b, o, t] x_b[t, j]`` and ``gb[o] += sum_b m[b] sum_t
-    err[b, o, t]``, ``x_b`` decision ``b``'s traces (:func:`_decision_traces`): the modulated
-    eligibilities of :func:`_replay_errors`' decisions summed (``a(0)`` and the mean left to
-    the caller)."""
-    B, n_out, T = err.shape
-    n_in = G.shape[1]
-    x = np.empty((T, n_in))
-    for b in range(B):
-        _decision_traces(packed, b, decay, x)
+        prob = _timing_probabilities(u, action[b], gx, gw, p, j, dq, prod)
+        if prob >= _TINY:
+            ll_out[b] = np.log(prob)
+            later = j[T] / prob  # R_t: the decision taken after t (from t = T - 1 down)
+            for t in range(T - 1, -1, -1):
+                w_t = j[t] / prob
+                for o in range(n_out):
+                    err[o, t] = w_t * dq[o, t] - p[o, t] * later
+                later += w_t
+        else:  # the same in log space (j: log S_t Q_t(a))
+            log_p = _timing_terms_shared(u, action[b], gx, gw, p, j, dq, prod)
+            ll_out[b] = log_p
+            later = np.exp(j[T] - log_p)
+            for t in range(T - 1, -1, -1):
+                w_t = np.exp(j[t] - log_p)
+                for o in range(n_out):
+                    err[o, t] = w_t * dq[o, t] - p[o, t] * later
+                later += w_t
         for o in range(n_out):
+            eb = 0.0
+            for i in range(n_in):
+                elig[b, o, i] = 0.0
             for t in range(T):
-                c = m[b] * err[b, o, t]
-                gb[o] += c
-                for j in range(n_in):
-                    G[o, j] += c * x[t, j]
+                c = err[o, t]
+                eb += c
+                for i in range(n_in):
+                    elig[b, o, i] += c * x[t, i]
+            elig_bias[b, o] = eb
 
 
 @njit
@@ -1170,6 +1311,118 @@ def _continue_marginal(lo, hi, decided, t_star, p_in, rand, action, n_in, pre, p
             for t in range(T):
                 raster[bi, n_in + o, t] = 0
         _silent_outputs(steps, wd, bias, n_in, ff_decay, spiking, n_spiking, u)
+        for i in range(n_in):
+            ll_neuron[bi, i] = 0.0
+        _marginal_one(bi, steps.T, u, action[bi], n_in, pre, post, a, gx, gw, ll_neuron, ll_out, empty3, empty3,
+                      empty2, False, p, log_j, dq, err, prod, filt, summed)
+
+
+@njit
+def _act_silent(lo, hi, p_in, rates, from_rates, rand_out, tie, n_in, pre, post, pre_ptr, w, bias, ff_decay, a, gx, gw,
+                action, t_star, no_spike, spikes, sops, raster, packed, ll_neuron, ll_out):
+    """Sampled decisions of a network without hidden neurons whose inputs' probabilities are 0
+    or 1 (a binary code: an input spikes iff ``0 < p``), continued to ``T`` and scored with their
+    timing summed out, in one pass per decision (``from_rates``: the inputs' spikes of the regular
+    code computed from its rates ``(B, n_in)``, as :func:`~spikerl.coding._regular_code` computes
+    its probabilities; else read from ``p_in``): what the kernel's decision
+    (:func:`~spikerl.engine._decide_validated`, the inputs' uniforms 0 and the outputs'
+    ``rand_out`` ``(B, n_out, T)``, ties by ``tie``) and its continuation
+    (:func:`_continue_marginal`) give, bit for bit. The inputs spike as the code says whatever
+    the outputs do, and before ``t*`` no output has spiked, so the outputs' potentials are their
+    silent ones (:func:`_silent_outputs`) both for the decision and for its score: the outputs
+    are sampled on them step by step until one spikes (``t*``) or ``T - 1``, the action is a
+    spiking output (ties uniform by ``tie``; none: uniform), then spikes and synaptic operations
+    up to ``t*`` are counted and the action scored (:func:`_marginal_one`). Writes ``action``,
+    ``t_star``, ``no_spike``, ``spikes`` ``(B, 3)``, ``sops``, the continued raster ``(B, N, T)``
+    (the outputs' rows 0; a raster of no rows: none written) and its bits ``packed`` ``(B, N, ceil(T/8))``
+    (:meth:`~spikerl.policy.SpikingPolicy.record`'s), ``ll_neuron`` (the inputs' 0) and ``ll_out``."""
+    N, T = raster.shape[1], raster.shape[2]
+    n_out = N - n_in
+    K = a.shape[0]
+    wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
+    steps, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed = _silent_scratch(n_in, n_out, T, K, gx.shape[0])
+    empty3 = np.zeros((0, 0, 0))
+    empty2 = np.zeros((0, 0))
+    fired = np.empty(n_out, np.bool_)
+    n_bytes = packed.shape[2]
+    sops_at = np.empty(T, np.int64)  # synaptic operations of each step's input spikes
+    fan = np.empty(n_in, np.int64)  # an input spike's synaptic operations
+    below, bits = np.empty(n_in), np.empty(n_in, np.uint8)
+    keep_raster = raster.shape[0] > 0  # else only the bits
+    for j in range(n_in):
+        fan[j] = (pre_ptr[j + 1] - pre_ptr[j]) * K
+    for bi in range(lo, hi):
+        # the inputs' spikes, step by step (each step's inputs contiguous, on vector registers)
+        if from_rates:  # the regular code's spike test, as _regular_code computes its probabilities
+            for j in range(n_in):
+                below[j] = np.floor(0.5 + 0.0 * rates[bi, j])
+        for t in range(T):
+            if from_rates:
+                for j in range(n_in):
+                    above = np.floor(0.5 + (t + 1.0) * rates[bi, j])
+                    steps[t, j] = 1 if above - below[j] > 0.0 else 0
+                    below[j] = above
+            else:
+                for j in range(n_in):
+                    steps[t, j] = 1 if 0.0 < p_in[bi, j, t] else 0
+        for byte in range(n_bytes):  # their bits (big-endian, as pack_bits)
+            for j in range(n_in):
+                bits[j] = 0
+            for bit in range(min(8, T - 8 * byte)):
+                for j in range(n_in):
+                    bits[j] |= steps[8 * byte + bit, j] << (7 - bit)
+            for j in range(n_in):
+                packed[bi, j, byte] = bits[j]
+        if keep_raster:
+            for j in range(n_in):
+                for t in range(T):
+                    raster[bi, j, t] = steps[t, j]
+        for t in range(T):  # each step's spiking inputs listed in input order (no branch), counted
+            m = 0
+            for j in range(n_in):
+                spiking[t, m] = j
+                m += steps[t, j]
+            n_spiking[t] = m
+            ops = 0
+            for k in range(m):
+                ops += fan[spiking[t, k]]
+            sops_at[t] = ops
+        for o in range(n_out):
+            if keep_raster:
+                for t in range(T):
+                    raster[bi, n_in + o, t] = 0
+            for byte in range(n_bytes):
+                packed[bi, n_in + o, byte] = 0
+        _silent_potentials(wd, bias, n_in, ff_decay, spiking, n_spiking, u)
+        last, n_first = T - 1, 0
+        for t in range(T):  # the kernel's draws: output o spikes at t iff rand < sigmoid(u)
+            n_first = 0
+            for o in range(n_out):
+                fired[o] = rand_out[bi, o, t] < _sigmoid(u[o, t])
+                n_first += fired[o]
+            if n_first > 0:
+                last = t
+                break
+        if n_first > 0:  # the kernel's decoder (first to spike, a tie uniform)
+            pick = min(int(tie[bi] * n_first), n_first - 1)
+            seen = 0
+            for o in range(n_out):
+                if fired[o]:
+                    if seen == pick:
+                        action[bi] = o
+                    seen += 1
+            no_spike[bi] = False
+        else:
+            action[bi] = min(int(tie[bi] * n_out), n_out - 1)
+            no_spike[bi] = True
+        c_in, n_sops = 0, 0
+        for t in range(last + 1):
+            c_in += n_spiking[t]
+        for t in range(last):  # the spikes before t* reach their targets
+            n_sops += sops_at[t]
+        spikes[bi, 0], spikes[bi, 1], spikes[bi, 2] = c_in, 0, n_first
+        sops[bi] = n_sops
+        t_star[bi] = last
         for i in range(n_in):
             ll_neuron[bi, i] = 0.0
         _marginal_one(bi, steps.T, u, action[bi], n_in, pre, post, a, gx, gw, ll_neuron, ll_out, empty3, empty3,

@@ -780,3 +780,85 @@ def test_marginal_acting_continues_the_decision_and_replays_it_exactly():
         policy.replay(acted.raster)
     with pytest.raises(ValueError, match="output_score='marginal': it scores the first output to spike"):
         SpikingAgent("CartPole-v1", output_score="marginal", decoder="rate")
+
+
+def test_training_decisions_of_the_default_network_take_one_compiled_pass(monkeypatch):
+    """The training loop's sampled decisions of a network without hidden neurons and with a
+    binary input code (the default's regular code; the time code) are decided, continued to
+    ``T`` and scored in one compiled pass (:func:`~spikerl.rules._act_silent`): the kernel's
+    decision and continuation, bit for bit, from the same random numbers (actions, ties, silent
+    decisions, latencies, spike and operation counts, raster, log-likelihoods, the generator's
+    state after), with the raster's bits (what the rule stores) and, without ``keep_raster``, no
+    raster; the training loop takes it."""
+    import spikerl.policy as policy_module
+    from spikerl import SpikingAgent
+    from spikerl.policy import pack_bits
+
+    calls = []
+    fused = policy_module._act_silent
+    monkeypatch.setattr(policy_module, "_act_silent", lambda *a: calls.append(1) or fused(*a))
+    seen = []
+    for code, T, memory in (("regular", 8, 8), ("regular", 11, 12), ("time", 6, 8)):  # 11 steps: two bytes
+        agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2, code=code, T=T, memory=memory)
+        pol = agent.policy
+        agent.learn(200)
+        assert pol._packed_replay and calls, "the training loop acts through the compiled pass"
+        rng = np.random.default_rng(0)
+        obs = rng.normal(size=(300, 4))
+        pol.set_theta(pol.theta + rng.normal(0.0, 1.5, pol.n_params) * pol.learnable)  # ties and silent decisions
+        for keep in (True, False):
+            outs = []
+            for on in (True, False):
+                monkeypatch.setattr(SpikingPolicy, "_fused_acting", on)
+                gen = np.random.default_rng(5)
+                n = len(calls)
+                out = pol.act(obs, gen, keep_raster=keep or not on, sparse_draws=True)
+                assert (len(calls) > n) == on
+                outs.append((out, gen.random(3)))
+            (f, f_next), (g, g_next) = outs
+            np.testing.assert_array_equal(f_next, g_next)
+            for name in ("action", "ll_out", "spikes", "sops", "latency", "no_spike", "log_prob", "ll_neuron"):
+                x, y = getattr(f, name), getattr(g, name)
+                assert x.dtype == y.dtype and x.shape == y.shape, name
+                np.testing.assert_array_equal(x, y, err_msg=name)
+            assert g.packed is None and f.elig is None and f.hidden_rate is None
+            np.testing.assert_array_equal(f.packed, pack_bits(g.raster))
+            if keep:
+                np.testing.assert_array_equal(f.raster, g.raster)
+            else:
+                assert f.raster is None
+        seen.append((g.no_spike.any(), (g.spikes[:, 2] > 1).any(), len(np.unique(g.latency)) > 2))
+    assert np.all(np.any(seen, axis=0)), seen  # silent decisions, ties among the outputs at t*, latencies
+
+
+def test_dense_replay_scores_improbable_decisions_in_log_space(monkeypatch):
+    """The dense replay scores a decision in probabilities, and one so improbable under the
+    current parameters that those could underflow (``P(a | h)`` below 1e-200) in log space:
+    for both, the kernel path's log-likelihoods and gradient up to rounding, all finite."""
+    from spikerl import SpikingAgent
+
+    agent = SpikingAgent("CartPole-v1", seed=0, n_envs=2)
+    pol = agent.policy
+    rng = np.random.default_rng(0)
+    rec = _recorded_minibatches(agent, rng)[1]
+    theta = pol.theta.copy()
+    out_bias = np.arange(theta.size)[pol.bias_slice][pol.topo.n_in :]
+    theta[out_bias] = (-2000.0, 100.0)  # output 0 never spikes, output 1 at once (every step)
+    pol.set_theta(theta)
+    assert 0 < rec["action"].sum() < len(rec["action"])  # both actions were taken
+    M = rng.normal(size=(len(rec["action"]), 1))
+
+    def run():
+        seen = []
+        grad, _ = pol.replay_gradient(rec, lambda r: seen.append(r.ll_out.copy()) or M)
+        return grad, seen[0]
+
+    grad, ll = run()
+    monkeypatch.setattr(SpikingPolicy, "_packed_replay", property(lambda self: False))
+    grad_ref, ll_ref = run()
+    assert np.all(np.isfinite(grad)) and np.all(np.isfinite(ll))
+    tiny = rec["action"] == 0
+    assert np.all(ll[tiny] < np.log(1e-200)) and np.all(ll[~tiny] > np.log(1e-200))
+    np.testing.assert_allclose(ll, ll_ref, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-12 * np.abs(grad_ref).max())
+    assert np.abs(grad).max() > 0
