@@ -995,7 +995,8 @@ def _timing_terms(u, act, gx, gw, p, log_j, dq, prod, learn):
 def _timing_terms_shared(u, act, gx, gw, p, log_j, dq, prod):
     """:func:`_timing_terms` (learning) with ``p``, ``log p_{a,t}`` and ``log(1 - p_{o,t})``
     from one ``exp`` and one ``log1p`` per output and step (as :func:`_log_action_from`): the
-    dense replay's (:func:`_replay_errors`); the kernel path keeps :func:`_timing_terms`' bits."""
+    dense replay's for a decision too improbable for :func:`_timing_probabilities`
+    (:func:`_replay_errors`); the kernel path keeps :func:`_timing_terms`' bits."""
     n_out, T = u.shape
     log_s = 0.0
     for t in range(T):
@@ -1122,13 +1123,17 @@ def _dense_input_weights(n_in, n_out, pre, post, w, a):
 
 
 @njit_inline
-def _silent_scratch(n_in, n_out, T, K, n_q):
-    """Scratch of :func:`_continue_marginal`: the inputs' raster
-    ``(T, n_in)`` (time-major: the scorer reads it by step), the spiking inputs per step and
-    their counts, the outputs' potentials, then :func:`_marginal_one`'s buffers."""
-    return (np.empty((T, n_in), np.uint8), np.empty((T, n_in), np.int64), np.empty(T, np.int64), np.empty((n_out, T)),
-            np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T)), np.empty((n_out, T)), np.empty(n_q),
-            np.empty((T, n_out, K)), np.empty((n_out, K, n_in)))
+def _silent_scratch(n_in, N, T, pre, post, w, a, n_q):
+    """What :func:`_continue_marginal` and :func:`_act_silent` set up for a network of ``N``
+    neurons, ``n_in`` of them inputs: the input-to-output weights ``w a(0)``
+    (:func:`_dense_input_weights`); scratch: the inputs' raster ``(T, n_in)`` (time-major: the
+    scorer reads it by step), the spiking inputs per step and their counts, the outputs'
+    potentials, then :func:`_marginal_one`'s buffers and its empty eligibility arrays."""
+    n_out, K = N - n_in, a.shape[0]
+    return (_dense_input_weights(n_in, n_out, pre, post, w, a), np.empty((T, n_in), np.uint8),
+            np.empty((T, n_in), np.int64), np.empty(T, np.int64), np.empty((n_out, T)), np.empty((n_out, T)),
+            np.empty(T + 1), np.empty((n_out, T)), np.empty((n_out, T)), np.empty(n_q), np.empty((T, n_out, K)),
+            np.empty((n_out, K, n_in)), np.zeros((0, 0, 0)), np.zeros((0, 0)))
 
 
 @njit_inline
@@ -1173,7 +1178,8 @@ def _decision_traces(packed, b, decay, x):
     bits ``packed`` ``(B, N, ceil(T/8))`` (:meth:`~spikerl.policy.SpikingPolicy.record`; only
     the inputs' rows are read): what a geometric one-basis kernel of ratio ``decay`` feeds an
     output at step ``t`` per unit of ``w a(0)``. One decision's traces stay in the core's
-    nearest cache; a minibatch's would not, so each pass recomputes them."""
+    nearest cache (a minibatch's would not): :func:`_replay_errors` forms them, reads them for
+    the potentials and for the eligibilities, then moves to the next decision."""
     T, n_in = x.shape
     for j in range(n_in):
         x[0, j] = 0.0
@@ -1225,8 +1231,8 @@ smaller probability could lose their precision to underflow (doubles reach 1e-30
 @njit_sums
 def _replay_errors(lo, hi, packed, T, decay, wd, bias, action, gx, gw, ll_out, elig, elig_bias):
     """:func:`_marginal_scores` of stored decisions ``lo..hi-1`` of a network without hidden
-    neurons, ``T`` steps, from their bits (:func:`_decision_traces`): the outputs' potentials run silent to
-    ``T``, ``u[o, t] = bias[o] + sum_j wd[o, j] x[t, j]`` (``wd``: ``w a(0)`` of each
+    neurons, ``T`` steps, from their bits (:func:`_decision_traces`): the outputs' potentials
+    run silent to ``T``, ``u[o, t] = bias[o] + sum_j wd[o, j] x[t, j]`` (``wd``: ``w a(0)`` of each
     input-to-output synapse, :func:`_dense_input_weights`), then ``log P(a | h)`` into ``ll_out``
     (from :func:`_timing_probabilities`; for a decision so improbable that its terms could
     underflow, in log space, :func:`_timing_terms_shared`) and, from the errors ``err[o, t] =
@@ -1291,11 +1297,8 @@ def _continue_marginal(lo, hi, decided, t_star, p_in, rand, action, n_in, pre, p
     kernel's clamped pass and the scorer give, bit for bit."""
     N, T = raster.shape[1], raster.shape[2]
     n_out = N - n_in
-    K = a.shape[0]
-    wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
-    steps, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed = _silent_scratch(n_in, n_out, T, K, gx.shape[0])
-    empty3 = np.zeros((0, 0, 0))
-    empty2 = np.zeros((0, 0))
+    (wd, steps, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed, empty3,
+     empty2) = _silent_scratch(n_in, N, T, pre, post, w, a, gx.shape[0])
     for bi in range(lo, hi):
         for t in range(T):  # the branch on t* outside the neurons' loop
             if t <= t_star[bi]:
@@ -1337,12 +1340,9 @@ def _act_silent(lo, hi, p_in, rates, from_rates, rand_out, tie, n_in, pre, post,
     (the outputs' rows 0; a raster of no rows: none written) and its bits ``packed`` ``(B, N, ceil(T/8))``
     (:meth:`~spikerl.policy.SpikingPolicy.record`'s), ``ll_neuron`` (the inputs' 0) and ``ll_out``."""
     N, T = raster.shape[1], raster.shape[2]
-    n_out = N - n_in
-    K = a.shape[0]
-    wd = _dense_input_weights(n_in, n_out, pre, post, w, a)
-    steps, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed = _silent_scratch(n_in, n_out, T, K, gx.shape[0])
-    empty3 = np.zeros((0, 0, 0))
-    empty2 = np.zeros((0, 0))
+    n_out, K = N - n_in, a.shape[0]
+    (wd, steps, spiking, n_spiking, u, p, log_j, dq, err, prod, filt, summed, empty3,
+     empty2) = _silent_scratch(n_in, N, T, pre, post, w, a, gx.shape[0])
     fired = np.empty(n_out, np.bool_)
     n_bytes = packed.shape[2]
     sops_at = np.empty(T, np.int64)  # synaptic operations of each step's input spikes
