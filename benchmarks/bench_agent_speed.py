@@ -5,8 +5,9 @@ with default settings, measured in the same process, one after the other.
 
 Prints env-steps/s for training, both agents on one thread (same number of envs: 8; the
 default against PPO's defaults in ``--repeats`` turns, the median of the turns' ratios), the
-default with its replay through the kernel (the path before the dense passes over the stored
-bits, which give the same gradient up to rounding), then
+default through the kernel (its replay and its acting decisions: the path before the dense
+passes over the stored bits, which give the same gradient up to rounding, and the one-pass
+acting decisions, which give the same decisions bit for bit), then
 both on every core as their libraries run by default (numba's threads, torch's), and for the spiking agent's loop
 without its updates (acting, environments and bookkeeping: the ceiling of any rule), single-observation ``predict``
 latency (the compiled one-observation path, and the batched path it replaced, in the same
@@ -90,8 +91,9 @@ def main():
     ppo_sps = float(np.median([t[1] for t in turns]))
     ratio = float(np.median([t[0] / t[1] for t in turns]))
     variant_sps = train_speed(**{**hp, **variant})[1] if variant else None
-    # the default's replay through the kernel's clamped forward pass and the output scorer, the
-    # path it took before the dense passes over the stored bits (the same gradient up to rounding, slower)
+    # the default through the kernel: its replay through the clamped forward pass and the output
+    # scorer (before the dense passes over the stored bits: the same gradient up to rounding) and
+    # its acting decisions through the kernel and the continuation (before the one pass: the same bits)
     from spikerl.policy import SpikingPolicy
     one_pass = SpikingPolicy._packed_replay
     SpikingPolicy._packed_replay = property(lambda self: False)
@@ -150,7 +152,7 @@ def main():
         name = ", ".join(f"{k}={v}" for k, v in variant.items())
         print(f"                       spiking, {name} {variant_sps:9.0f}   ratio to PPO default {variant_sps / ppo_sps:6.1f}x"
               f"   the default's speed / this one's {snn_sps / variant_sps:5.2f}")
-    print(f"                       spiking, replay through the kernel {kernel_replay_sps:9.0f}   ratio to PPO default "
+    print(f"                       spiking, through the kernel (replay, acting) {kernel_replay_sps:9.0f}   ratio to PPO default "
           f"{kernel_replay_sps / ppo_sps:6.1f}x   the default's speed / this one's {snn_sps / kernel_replay_sps:5.2f}")
     if cores > 1:
         print(f"                       every core ({cores} threads): spiking {snn_all_sps:9.0f}   PPO default (1 env) "

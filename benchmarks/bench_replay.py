@@ -8,7 +8,8 @@ eligibilities, each neuron's modulator gating its synapses' eligibilities into t
 ``replay_gradient``), the replay that forms the eligibility rows in parameter order
 (``replay_record``), the kernel alone with eligibilities,
 with log-likelihoods only, and the clamped forward pass alone; and one acting call of the
-8-env batch. The default's network (no hidden neuron) replays in dense compiled passes over the
+8-env batch as the training loop acts, and through the kernel and its continuation (the path
+the default's one compiled acting pass replaced). The default's network (no hidden neuron) replays in dense compiled passes over the
 stored bits; the kernel's path it replaced is timed too, whole and part by part (the kernel's
 forward pass, the output scorer, the hidden estimator's errors from its targets). The proximal rule replays every decision ``n_epochs`` times, so
 ``n_epochs x replay`` (plus, for the posterior hidden estimator, its targets: one replay
@@ -41,6 +42,7 @@ def main():
     from spikerl.agent import SpikingAgent
     from spikerl.config import parse_overrides
     from spikerl.engine import Workspace, _decide_validated
+    from spikerl.policy import SpikingPolicy
 
     settings = parse_overrides(args.set)
     agent = SpikingAgent("CartPole-v1", seed=0, **settings).learn(args.train)
@@ -69,7 +71,6 @@ def main():
     if pol.output_score == "marginal" and pol._packed_replay:
         # the default's network (no hidden neuron): dense passes over the stored bits; the
         # kernel's path they replaced (the same gradient up to rounding) in the same run
-        from spikerl.policy import SpikingPolicy
         one_pass = SpikingPolicy._packed_replay
         SpikingPolicy._packed_replay = property(lambda self: False)
         rows.append(("  the same through the kernel", per_call(lambda: pol.replay_gradient(record, lambda r: M), n) / B))
@@ -84,13 +85,20 @@ def main():
             ("kernel, eligibilities", per_call(kernel(True, True), n) / B),
             ("kernel, log-likelihoods only", per_call(kernel(False, True), n) / B),
             ("kernel, forward pass only", per_call(kernel(False, False), n) / B)]
-    acting = per_call(lambda: pol.act(obs[:8], rng, score=True), 10 * n)
+    # acting as the training loop acts (its draws, its raster kept for the record), then through
+    # the kernel and its continuation where the default's one compiled pass replaced them
+    acting = per_call(lambda: pol.act(obs[:8], rng, keep_raster=True, sparse_draws=True), 10 * n)
+    SpikingPolicy._fused_acting = False
+    acting_kernel = per_call(lambda: pol.act(obs[:8], rng, keep_raster=True, sparse_draws=True), 10 * n)
+    SpikingPolicy._fused_acting = True
     epochs = agent.config.n_epochs
     print(f"{'default' if not settings else settings} CartPole-v1 agent after {args.train} steps; {pol.topo.n_in} inputs, {pol.topo.n_hid} hidden, "
           f"{pol.topo.n_out} outputs, {pol.n_params} parameters; minibatch {B}; one thread")
     for name, sec in rows:
         print(f"  {name:38s} {sec * 1e6:6.2f} us per decision")
     print(f"  acting, 8 envs                         {acting * 1e6:6.1f} us per call ({acting / 8 * 1e6:.1f} us per env step)")
+    print(f"    through the kernel                   {acting_kernel * 1e6:6.1f} us per call "
+          f"({acting_kernel / acting:.2f}x; the same decisions where the one pass applies)")
     rule = dict(rows)
     cap = 1.0 / (epochs * rule["replay and gate, as the rule"] + rule.get("hidden targets, once a rollout", 0.0))
     print(f"{epochs} replays per decision{' and the targets' if targets is not None else ''} bound training at {cap:,.0f} env-steps/s before acting, env and updates")
