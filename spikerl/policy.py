@@ -576,7 +576,7 @@ class SpikingPolicy:
         a0 = self.ff_kernel[0, 0]
         wd = _dense_input_weights(n_in, n_out, topo.pre, topo.post, self.params.w, self.ff_kernel)
         bufs = self._replay_bufs  # reused: every entry is written before it is read
-        if bufs is None or bufs[0].shape[0] != B:
+        if bufs is None or bufs[0].shape != (B, n_out, n_in):
             bufs = self._replay_bufs = (np.empty((B, n_out, n_in)), np.empty((B, n_out)), np.zeros((B, N)))
         elig, elig_bias, ll_neuron = bufs  # ll_neuron: only the output layer's column is ever written
         ll_out = np.empty(B)

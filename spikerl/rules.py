@@ -1243,7 +1243,7 @@ def _replay_errors(lo, hi, packed, T, decay, wd, bias, action, gx, gw, ll_out, e
     (:meth:`~spikerl.policy.SpikingPolicy._replay_marginal_gradient`)."""
     n_out, n_in = wd.shape
     u, p, j, dq = np.empty((n_out, T)), np.empty((n_out, T)), np.empty(T + 1), np.empty((n_out, T))
-    err = np.empty((n_out, T))
+    err, w = np.empty((n_out, T)), np.empty(T + 1)
     prod = np.empty(gx.shape[0])
     x = np.empty((T, n_in))
     for b in range(lo, hi):
@@ -1255,23 +1255,20 @@ def _replay_errors(lo, hi, packed, T, decay, wd, bias, action, gx, gw, ll_out, e
                     acc += wd[o, i] * x[t, i]
                 u[o, t] = acc + bias[o]
         prob = _timing_probabilities(u, action[b], gx, gw, p, j, dq, prod)
-        if prob >= _TINY:
+        if prob >= _TINY:  # w[t]: the posterior probability that the decision was taken at t (T: never)
             ll_out[b] = np.log(prob)
-            later = j[T] / prob  # R_t: the decision taken after t (from t = T - 1 down)
-            for t in range(T - 1, -1, -1):
-                w_t = j[t] / prob
-                for o in range(n_out):
-                    err[o, t] = w_t * dq[o, t] - p[o, t] * later
-                later += w_t
+            for t in range(T + 1):
+                w[t] = j[t] / prob
         else:  # the same in log space (j: log S_t Q_t(a))
             log_p = _timing_terms_shared(u, action[b], gx, gw, p, j, dq, prod)
             ll_out[b] = log_p
-            later = np.exp(j[T] - log_p)
-            for t in range(T - 1, -1, -1):
-                w_t = np.exp(j[t] - log_p)
-                for o in range(n_out):
-                    err[o, t] = w_t * dq[o, t] - p[o, t] * later
-                later += w_t
+            for t in range(T + 1):
+                w[t] = np.exp(j[t] - log_p)
+        later = w[T]  # R_t: the decision taken after t (from t = T - 1 down)
+        for t in range(T - 1, -1, -1):
+            for o in range(n_out):
+                err[o, t] = w[t] * dq[o, t] - p[o, t] * later
+            later += w[t]
         for o in range(n_out):
             eb = 0.0
             for i in range(n_in):
