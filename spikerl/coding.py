@@ -467,8 +467,12 @@ class RegularCode:
     def __init__(self, T: int, p_max: float):
         self.T, self.p_max = T, p_max
 
+    def rates(self, f: np.ndarray) -> np.ndarray:
+        """Each input's rate ``p_max f`` ``(B, n)`` of features ``f``, contiguous float64."""
+        return np.ascontiguousarray(self.p_max * f, dtype=np.float64)
+
     def __call__(self, f: np.ndarray) -> np.ndarray:
-        return _regular_code(np.ascontiguousarray(self.p_max * f, dtype=np.float64), self.T)
+        return _regular_code(self.rates(f), self.T)
 
 
 @njit

@@ -403,8 +403,8 @@ class SpikingPolicy:
         log-likelihoods; the raster's bits too (``packed``, what :meth:`record` stores)."""
         code = self.encoder.temporal_code
         from_rates = isinstance(code, RegularCode)
-        if from_rates:  # the code's rates, as RegularCode computes them
-            rates, p_in = np.ascontiguousarray(code.p_max * features, dtype=np.float64), np.zeros((0, 0, 0))
+        if from_rates:
+            rates, p_in = code.rates(features), np.zeros((0, 0, 0))
         else:
             rates, p_in = np.zeros((0, 0)), self.encoder.temporal(features)
         B, T = len(features), self.encoder.T

@@ -1141,25 +1141,17 @@ def _silent_outputs(raster, wd, bias, n_in, ff_decay, spiking, n_spiking, u):
     """The output potentials ``u`` ``(n_out, T)`` of a network without hidden neurons whose
     inputs spike as ``raster`` ``(T, n_in)`` and whose outputs stay silent, with a geometric
     one-basis kernel of ratio ``ff_decay``: the kernel's additions in the kernel's order
-    (:func:`_silent_potentials`). ``spiking``/``n_spiking``: scratch, the inputs that spike at
-    each step."""
-    T = u.shape[1]
+    (:func:`~spikerl.engine._decide_range`: ``u = cur_ff + cur_fb + bias``, ``cur_fb = 0`` with
+    no output spike; each step's input spikes into ``cur_ff`` in input order), so the same bits.
+    ``spiking``/``n_spiking``: the inputs that spike at each step, listed in input order (the
+    caller may read them after)."""
+    n_out, T = u.shape
     for t in range(T):  # listed per step, without a branch on unpredictable spikes
         m = 0
         for j in range(n_in):
             spiking[t, m] = j
             m += raster[t, j]
         n_spiking[t] = m
-    _silent_potentials(wd, bias, n_in, ff_decay, spiking, n_spiking, u)
-
-
-@njit_inline
-def _silent_potentials(wd, bias, n_in, ff_decay, spiking, n_spiking, u):
-    """:func:`_silent_outputs` from the inputs that spike at each step, listed in input order
-    (``spiking[t, :n_spiking[t]]``): ``u = cur_ff + cur_fb + bias``, ``cur_fb = 0`` with no output
-    spike, each step's input spikes added into ``cur_ff`` in input order, as the kernel
-    (:func:`~spikerl.engine._decide_range`) adds them, so the same bits."""
-    n_out, T = u.shape
     for o in range(n_out):
         cur = 0.0  # the kernel's cur_ff of output o
         for t in range(T):
@@ -1332,7 +1324,7 @@ def _act_silent(lo, hi, p_in, rates, from_rates, rand_out, tie, n_in, pre, post,
     silent ones (:func:`_silent_outputs`) both for the decision and for its score: the outputs
     are sampled on them step by step until one spikes (``t*``) or ``T - 1``, the action is a
     spiking output (ties uniform by ``tie``; none: uniform), then spikes and synaptic operations
-    up to ``t*`` are counted and the action scored (:func:`_marginal_one`). Writes ``action``,
+    up to ``t*`` are counted (from :func:`_silent_outputs`' lists) and the action scored (:func:`_marginal_one`). Writes ``action``,
     ``t_star``, ``no_spike``, ``spikes`` ``(B, 3)``, ``sops``, the continued raster ``(B, N, T)``
     (the outputs' rows 0; a raster of no rows: none written) and its bits ``packed`` ``(B, N, ceil(T/8))``
     (:meth:`~spikerl.policy.SpikingPolicy.record`'s), ``ll_neuron`` (the inputs' 0) and ``ll_out``."""
@@ -1342,7 +1334,6 @@ def _act_silent(lo, hi, p_in, rates, from_rates, rand_out, tie, n_in, pre, post,
      empty2) = _silent_scratch(n_in, N, T, pre, post, w, a, gx.shape[0])
     fired = np.empty(n_out, np.bool_)
     n_bytes = packed.shape[2]
-    sops_at = np.empty(T, np.int64)  # synaptic operations of each step's input spikes
     fan = np.empty(n_in, np.int64)  # an input spike's synaptic operations
     below, bits = np.empty(n_in), np.empty(n_in, np.uint8)
     keep_raster = raster.shape[0] > 0  # else only the bits
@@ -1374,23 +1365,13 @@ def _act_silent(lo, hi, p_in, rates, from_rates, rand_out, tie, n_in, pre, post,
             for j in range(n_in):
                 for t in range(T):
                     raster[bi, j, t] = steps[t, j]
-        for t in range(T):  # each step's spiking inputs listed in input order (no branch), counted
-            m = 0
-            for j in range(n_in):
-                spiking[t, m] = j
-                m += steps[t, j]
-            n_spiking[t] = m
-            ops = 0
-            for k in range(m):
-                ops += fan[spiking[t, k]]
-            sops_at[t] = ops
         for o in range(n_out):
             if keep_raster:
                 for t in range(T):
                     raster[bi, n_in + o, t] = 0
             for byte in range(n_bytes):
                 packed[bi, n_in + o, byte] = 0
-        _silent_potentials(wd, bias, n_in, ff_decay, spiking, n_spiking, u)
+        _silent_outputs(steps, wd, bias, n_in, ff_decay, spiking, n_spiking, u)
         last, n_first = T - 1, 0
         for t in range(T):  # the kernel's draws: output o spikes at t iff rand < sigmoid(u)
             n_first = 0
@@ -1415,8 +1396,9 @@ def _act_silent(lo, hi, p_in, rates, from_rates, rand_out, tie, n_in, pre, post,
         c_in, n_sops = 0, 0
         for t in range(last + 1):
             c_in += n_spiking[t]
-        for t in range(last):  # the spikes before t* reach their targets
-            n_sops += sops_at[t]
+            if t < last:  # the spikes before t* reach their targets
+                for k in range(n_spiking[t]):
+                    n_sops += fan[spiking[t, k]]
         spikes[bi, 0], spikes[bi, 1], spikes[bi, 2] = c_in, 0, n_first
         sops[bi] = n_sops
         t_star[bi] = last
